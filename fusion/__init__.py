@@ -1,0 +1,1 @@
+"""What each nation believes: batched Kalman kernels, motion models, trackers, sharing network, track fusion, metrics."""

@@ -1,0 +1,1 @@
+"""Radar models, the notional US/JP/KR sensor catalog and measurement geometry (AER)."""

@@ -1,0 +1,1 @@
+"""Live pyqtgraph view and offline coastlines. Imported only by the CLI."""
