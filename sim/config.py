@@ -1,0 +1,259 @@
+"""Frozen configuration dataclasses built from a scenario file.
+
+Values are in SI units inside (m, s, rad, m/s) unless the field name says
+otherwise; the scenario file uses human units with the unit in the key name
+(``apogee_km``, ``lat_deg``) and :mod:`sim.scenario` converts them. Field
+names mirror the file keys without the unit suffix where the unit changes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+SHAPES = ("minimum-energy", "lofted", "depressed")
+MANEUVERS = ("none", "pull-up")
+NATIONS = ("US", "JP", "KR")
+BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral")
+SHARED_KINDS = ("measurements", "tracks")
+FILTERS = ("ekf", "ukf", "imm")
+TRACK_FUSION_RULES = ("covariance-intersection", "naive", "best-track")
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    """``[scenario]``: the vignette and the Monte Carlo set-up.
+
+    Attributes
+    ----------
+    name, description : str
+    event_utc : datetime.datetime
+        Real UTC date-time of the event (display only); epoch t = 0.
+    seed : int
+        Root seed (>= 0), see :mod:`sim.rng`.
+    trials : int
+        Monte Carlo trials (>= 1).
+    dt : float
+        Truth sampling and tracker output step, s.
+    duration : float or None
+        Simulated time span, s; None means until the last impact.
+    sources : tuple of str
+        Public sources of the vignette.
+    """
+
+    name: str
+    description: str
+    event_utc: _dt.datetime
+    seed: int
+    trials: int
+    dt: float = 1.0
+    duration: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dispersion:
+    """``[threat.dispersion]``: one-sigma per-trial variations (all >= 0).
+
+    Attributes
+    ----------
+    launch_time : float
+        s.
+    burnout_speed : float
+        m/s (file: ``burnout_speed_mps``).
+    azimuth : float
+        Aim azimuth, rad (file: ``azimuth_deg``).
+    ballistic_coeff_frac : float
+        Relative sigma of the ballistic coefficient (0.05 = 5 %).
+    """
+
+    launch_time: float = 0.0
+    burnout_speed: float = 0.0
+    azimuth: float = 0.0
+    ballistic_coeff_frac: float = 0.0
+
+
+@dataclass(frozen=True)
+class ThreatConfig:
+    """``[[threat]]``: one launch.
+
+    Either ``bearing`` and ``range`` or ``target_lat``/``target_lon`` are set.
+    Angles in radians, distances in metres.
+    """
+
+    name: str
+    missile: str
+    launch_lat: float
+    launch_lon: float
+    launch_time: float = 0.0
+    bearing: float | None = None
+    range: float | None = None
+    target_lat: float | None = None
+    target_lon: float | None = None
+    shape: str = "minimum-energy"
+    apogee: float | None = None
+    maneuver: str = "none"
+    stage_object: bool = True
+    dispersion: Dispersion = field(default_factory=Dispersion)
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """``[[sensor]]``: a catalog radar, optionally with fields overridden.
+
+    Attributes
+    ----------
+    name : str
+        Display name, unique in the scenario (defaults to the catalog name).
+    catalog : str
+        Key of :data:`sensors.catalog.CATALOG`.
+    overrides : tuple of (str, object)
+        File keys and values as written in the file (human units), already
+        validated; applied by :func:`sensors.catalog.build_radar`.
+    """
+
+    name: str
+    catalog: str
+    overrides: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """One directed sharing link (``[[sharing.policy.link]]``).
+
+    Attributes
+    ----------
+    source, dest : str
+        Nation codes (file keys ``from`` and ``to``).
+    latency : float
+        s, >= 0.
+    share : str
+        ``"measurements"`` or ``"tracks"``.
+    interval : float
+        Track report interval, s (for ``share = "tracks"``), >= 0.
+    relay : tuple of str
+        Nations whose data this link relays onward besides the sender's own
+        (empty: only what the sender's own sensors produced).
+    """
+
+    source: str
+    dest: str
+    latency: float = 0.0
+    share: str = "measurements"
+    interval: float = 0.0
+    relay: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A named custom sharing policy (``[[sharing.policy]]``)."""
+
+    name: str
+    links: tuple[LinkConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """``[sharing]``: which policies to compare and their link parameters.
+
+    Attributes
+    ----------
+    policies : tuple of str
+        Names to run: built-ins and/or custom policy names.
+    link_latency : float
+        One-hop latency of built-in links, s (the JP<->KR trilateral route
+        relays through the US hub, so it takes two hops).
+    share : str
+        What built-in links share: ``"measurements"`` or ``"tracks"``.
+    track_interval : float
+        Track report interval of built-in track links, s.
+    track_fusion : str
+        Track-to-track rule: ``"covariance-intersection"``, ``"naive"``, ``"best-track"``.
+    custom : tuple of PolicyConfig
+    """
+
+    policies: tuple[str, ...] = BUILTIN_POLICIES
+    link_latency: float = 2.0
+    share: str = "measurements"
+    track_interval: float = 5.0
+    track_fusion: str = "covariance-intersection"
+    custom: tuple[PolicyConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """``[tracker]``: the estimator every nation runs.
+
+    Attributes
+    ----------
+    filter : str
+        ``"ekf"``, ``"ukf"`` or ``"imm"``.
+    process_noise : float
+        White-noise acceleration spectral density sigma, m/s^2 (file ``process_noise_mps2``).
+    gate_probability : float
+        Chi-square gate probability in (0, 1).
+    confirm_m, confirm_n : int
+        M-of-N confirmation (1 <= M <= N).
+    delete_after_missed : int
+        Consecutive missed updates before deletion (>= 1).
+    max_position_sigma : float
+        Delete when the position sigma exceeds this, m (file ``max_position_sigma_km``).
+    init_max_speed : float
+        Speed bound of the initiation velocity prior, m/s (file ``init_max_speed_mps``).
+    max_tracks : int
+        Track slots per trial (>= 1).
+    """
+
+    filter: str = "ekf"
+    process_noise: float = 1.0
+    gate_probability: float = 0.9997
+    confirm_m: int = 3
+    confirm_n: int = 5
+    delete_after_missed: int = 5
+    max_position_sigma: float = 50e3
+    init_max_speed: float = 7500.0
+    max_tracks: int = 8
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: thresholds of the figures of merit.
+
+    Attributes
+    ----------
+    ipp_threshold : float
+        IPP error below which warning counts, m (file ``ipp_threshold_km``, default 50 km).
+    ipp_time_to_go : float
+        Time to go at which the IPP error is tabulated, s (default 120 s).
+    gospa_cutoff : float
+        GOSPA cut-off c, m (file ``gospa_cutoff_km``); p = 2, alpha = 2.
+    """
+
+    ipp_threshold: float = 50e3
+    ipp_time_to_go: float = 120.0
+    gospa_cutoff: float = 10e3
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole validated scenario file.
+
+    Attributes
+    ----------
+    path : str
+        File it was read from.
+    info : ScenarioInfo
+    threats : tuple of ThreatConfig
+    sensors : tuple of SensorConfig
+    sharing : SharingConfig
+    tracker : TrackerConfig
+    metrics : MetricsConfig
+    """
+
+    path: str
+    info: ScenarioInfo
+    threats: tuple[ThreatConfig, ...]
+    sensors: tuple[SensorConfig, ...]
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
