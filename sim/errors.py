@@ -1,0 +1,74 @@
+"""Project exceptions for bad input.
+
+Every user error names where it is (file and key path), the bad value and what
+is allowed, so that the CLI can print it as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GsomiaError(Exception):
+    """Base class of every error the CLI reports as a user error (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input.
+
+    Attributes
+    ----------
+    key_path : str
+        Where, e.g. ``sensor[3].lat_deg`` (empty for the file as a whole).
+    value : object
+        The bad value as read (``None`` when missing).
+    allowed : str
+        What is allowed, in words.
+    file : str
+        File name, or ``""`` for command-line or programmatic input.
+    """
+
+    key_path: str
+    value: object
+    allowed: str
+    file: str = ""
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (self.file, self.key_path) if p)
+        shown = "missing" if self.value is _MISSING else f"got {self.value!r}"
+        return f"{where}: {shown}; {self.allowed}" if where else f"{shown}; {self.allowed}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+MISSING = _MISSING  # sentinel value for a required key that is absent
+
+
+class InputError(GsomiaError):
+    """One or more :class:`Problem` s found in an input.
+
+    Parameters
+    ----------
+    problems : Problem or list of Problem
+
+    Attributes
+    ----------
+    problems : list of Problem
+        Every problem found, in file order; ``str(err)`` joins them with newlines.
+    """
+
+    def __init__(self, problems):
+        if isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def single(cls, key_path: str, value, allowed: str, file: str = "") -> "InputError":
+        """Build an error with one problem."""
+        return cls([Problem(key_path, value, allowed, file)])
