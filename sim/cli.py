@@ -1,0 +1,190 @@
+"""The ``gsomia-sim`` command: one entry point per task.
+
+User errors (bad files, bad arguments, infeasible requests) print one line
+each on standard error and exit with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sim import __version__
+from sim.errors import GsomiaError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line and exit 2."""
+
+    def error(self, message):  # noqa: D401 - argparse hook
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def _lat_lon(text: str) -> tuple[float, float]:
+    """Parse ``LAT,LON`` in degrees for argparse."""
+    try:
+        lat_s, lon_s = text.split(",")
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAT,LON in degrees such as 39.25,125.86, got {text!r}") from None
+    if not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0:
+        raise argparse.ArgumentTypeError(f"latitude must be in [-90, 90] and longitude in [-180, 180], got {text!r}")
+    return lat, lon
+
+
+def _cmd_validate(args) -> int:
+    from sim.scenario import load_scenario
+
+    failed = False
+    for path in args.scenario:
+        try:
+            load_scenario(path)
+        except GsomiaError as e:
+            failed = True
+            for line in str(e).splitlines():
+                print(line, file=sys.stderr)
+            continue
+        print(f"{path}: ok" if len(args.scenario) > 1 else "ok")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _cmd_trajectory(args) -> int:
+    from sim.shaping import flight_summary
+
+    shape = "minimum-energy" if args.minimum_energy else ("depressed" if args.depressed else "lofted")
+    summary = flight_summary(
+        args.missile, args.launch[0], args.launch[1],
+        bearing_deg=args.bearing, range_km=args.range_km,
+        target_lat_deg=None if args.target is None else args.target[0],
+        target_lon_deg=None if args.target is None else args.target[1],
+        shape=shape, apogee_km=args.apogee_km,
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value:.3f}")
+    return 0
+
+
+def _cmd_sensors(args) -> int:
+    from sensors.catalog import catalog_rows
+
+    rows = catalog_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Notional sensor catalog (public open-source estimates)")
+    cols = [c for c in rows[0] if c not in ("source",)] if rows else []
+    for c in cols + ["source"]:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in cols + ["source"]))
+    Console(width=200).print(table)
+    return 0
+
+
+def _not_built(name: str, issue: str):
+    def run(args) -> int:
+        print(f"gsomia-sim {name}: not built yet ({issue})", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gsomia-sim`` command (subcommands and their options)."""
+    parser = _Parser(prog="gsomia-sim",
+                     description="Trilateral (US-Japan-ROK) ballistic-missile-defense sensor-fusion concept simulator.")
+    parser.add_argument("--version", action="version", version=f"gsomia-sim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check scenario files; print ok or every problem found")
+    p.add_argument("scenario", nargs="+", help="scenario TOML file(s)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run a scenario: every policy for every nation, Monte Carlo, metrics and report")
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument("--trials", type=int, help="override [scenario].trials")
+    p.add_argument("--seed", type=int, help="override [scenario].seed")
+    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
+    p.set_defaults(func=_not_built("run", "issue 7"))
+
+    p = sub.add_parser("trajectory", help="fit a flight of a missile class to a range and apogee; print it")
+    p.add_argument("--missile", required=True, help="missile class, e.g. icbm-hwasong15")
+    p.add_argument("--launch", required=True, type=_lat_lon, metavar="LAT,LON", help="launch point, degrees")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bearing", type=float, metavar="DEG", help="launch bearing, degrees from north")
+    where.add_argument("--target", type=_lat_lon, metavar="LAT,LON", help="aim point, degrees")
+    p.add_argument("--range-km", type=float, metavar="R", help="ground range with --bearing, km")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--apogee-km", type=float, metavar="A", help="apogee, km (lofted unless --depressed)")
+    how.add_argument("--minimum-energy", action="store_true", help="minimum-energy flight")
+    p.add_argument("--depressed", action="store_true", help="with --apogee-km: depressed instead of lofted")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_trajectory)
+
+    p = sub.add_parser("sensors", help="list the notional sensor catalog with sources")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_sensors)
+
+    p = sub.add_parser("view", help="live pyqtgraph view of a scenario")
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument("--trial", type=int, default=0, help="trial to show")
+    p.add_argument("--speed", type=float, default=10.0, help="replay speed, simulated s per wall s")
+    p.add_argument("--policy", help="sharing policy to show")
+    p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
+    p.add_argument("--at", type=float, metavar="T", help="with --screenshot: scenario time, s")
+    p.set_defaults(func=_not_built("view", "issue 8"))
+
+    p = sub.add_parser("bench", help="run the benchmark suites and write a report")
+    p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
+    p.set_defaults(func=_not_built("bench", "issue 9"))
+    return parser
+
+
+def _check_trajectory_args(parser, args) -> None:
+    if args.command != "trajectory":
+        return
+    if args.bearing is not None and args.range_km is None:
+        parser.error("--bearing needs --range-km")
+    if args.target is not None and args.range_km is not None:
+        parser.error("--range-km goes with --bearing, not with --target")
+    if args.depressed and args.apogee_km is None:
+        parser.error("--depressed needs --apogee-km")
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_trajectory_args(parser, args)
+    try:
+        return args.func(args)
+    except GsomiaError as e:
+        for line in str(e).splitlines():
+            print(f"gsomia-sim {args.command}: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("gsomia-sim: interrupted", file=sys.stderr)
+        return 130
+
+
+def console_main() -> None:
+    """Console-script entry point: exit with :func:`main`'s status."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console_main()

@@ -1,0 +1,236 @@
+"""Scenario files: a valid file loads; each malformed input is reported at its exact key path."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from sim.cli import main
+from sim.errors import InputError
+from sim.scenario import load_scenario
+
+VALID = """\
+schema_version = 1
+
+[scenario]
+name = "t"
+description = "test vignette"
+event_utc = 2017-11-28T18:18:00Z
+seed = 7
+trials = 3
+
+[[threat]]
+name = "A"
+missile = "icbm-hwasong15"
+launch_lat_deg = 39.25
+launch_lon_deg = 125.86
+bearing_deg = 76.0
+range_km = 950.0
+shape = "lofted"
+apogee_km = 4475.0
+[threat.dispersion]
+launch_time_s = 1.0
+azimuth_deg = 0.1
+
+[[sensor]]
+catalog = "us-tpy2-shariki"
+
+[[sensor]]
+catalog = "jp-fps5-sado"
+latency_s = 1.0
+
+[[sensor]]
+catalog = "kr-greenpine-b-1"
+
+[sharing]
+policies = ["isolated", "bilateral", "trilateral", "direct"]
+link_latency_s = 2.0
+[[sharing.policy]]
+name = "direct"
+[[sharing.policy.link]]
+from = "JP"
+to = "KR"
+latency_s = 1.0
+
+[tracker]
+filter = "ekf"
+confirm_m = 3
+confirm_n = 5
+
+[metrics]
+ipp_threshold_km = 50.0
+"""
+
+
+def sub(old: str, new: str):
+    """A mutation replacing the first occurrence of ``old`` (which must exist) by ``new``."""
+
+    def mutate(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+
+    return mutate
+
+
+# (case id, mutation of VALID, exact key path expected in the error)
+MALFORMED = [
+    ("unknown-top-section", sub("[metrics]", "[metric]"), "metric"),
+    ("missing-scenario", sub("[scenario]", "[scenarioX]"), "scenario"),
+    ("unknown-scenario-key", sub('seed = 7', 'sed = 7'), "scenario.sed"),
+    ("missing-seed", sub("seed = 7\n", ""), "scenario.seed"),
+    ("negative-seed", sub("seed = 7", "seed = -1"), "scenario.seed"),
+    ("zero-trials", sub("trials = 3", "trials = 0"), "scenario.trials"),
+    ("trials-wrong-type", sub("trials = 3", 'trials = "3"'), "scenario.trials"),
+    ("event-not-utc", sub("2017-11-28T18:18:00Z", "2017-11-28T18:18:00"), "scenario.event_utc"),
+    ("name-wrong-type", sub('name = "t"', "name = 5"), "scenario.name"),
+    ("unknown-missile", sub('"icbm-hwasong15"', '"icbm-hwasong99"'), "threat[0].missile"),
+    ("missing-missile", sub('missile = "icbm-hwasong15"\n', ""), "threat[0].missile"),
+    ("launch-lat-range", sub("launch_lat_deg = 39.25", "launch_lat_deg = 91.0"), "threat[0].launch_lat_deg"),
+    ("launch-lon-range", sub("launch_lon_deg = 125.86", "launch_lon_deg = 181.0"), "threat[0].launch_lon_deg"),
+    ("range-negative", sub("range_km = 950.0", "range_km = -5.0"), "threat[0].range_km"),
+    ("range-missing", sub("range_km = 950.0\n", ""), "threat[0].range_km"),
+    ("unknown-shape", sub('shape = "lofted"', 'shape = "loftd"'), "threat[0].shape"),
+    ("apogee-missing", sub("apogee_km = 4475.0\n", ""), "threat[0].apogee_km"),
+    ("negative-dispersion", sub("azimuth_deg = 0.1", "azimuth_deg = -0.1"), "threat[0].dispersion.azimuth_deg"),
+    ("unknown-dispersion-key", sub("launch_time_s = 1.0", "launch_time = 1.0"), "threat[0].dispersion.launch_time"),
+    ("pullup-non-srbm", sub('shape = "lofted"', 'shape = "lofted"\nmaneuver = "pull-up"'), "threat[0].maneuver"),
+    ("unknown-catalog", sub('"us-tpy2-shariki"', '"us-tpy2-sharikii"'), "sensor[0].catalog"),
+    ("missing-catalog", sub('catalog = "us-tpy2-shariki"', 'name = "x"'), "sensor[0].catalog"),
+    ("sensor-lat-range", sub('catalog = "kr-greenpine-b-1"', 'catalog = "kr-greenpine-b-1"\nlat_deg = 95.0'),
+     "sensor[2].lat_deg"),
+    ("sensor-lon-range", sub('catalog = "kr-greenpine-b-1"', 'catalog = "kr-greenpine-b-1"\nlon_deg = -200.0'),
+     "sensor[2].lon_deg"),
+    ("negative-sensor-latency", sub("latency_s = 1.0\n\n[[sensor]]", "latency_s = -1.0\n\n[[sensor]]"),
+     "sensor[1].latency_s"),
+    ("unknown-sensor-key", sub('catalog = "kr-greenpine-b-1"', 'catalog = "kr-greenpine-b-1"\nlatitude = 36.0'),
+     "sensor[2].latitude"),
+    ("duplicate-sensor-name", sub('catalog = "kr-greenpine-b-1"', 'catalog = "kr-greenpine-b-1"\nname = "jp-fps5-sado"'),
+     "sensor[2].name"),
+    ("unknown-policy", sub('"trilateral", "direct"', '"trilateral", "gsomia"'), "sharing.policies[3]"),
+    ("unknown-nation", sub('to = "KR"', 'to = "CN"'), "sharing.policy[0].link[0].to"),
+    ("negative-link-latency", sub("latency_s = 1.0\n\n[tracker]", "latency_s = -3.0\n\n[tracker]"),
+     "sharing.policy[0].link[0].latency_s"),
+    ("negative-hub-latency", sub("link_latency_s = 2.0", "link_latency_s = -2.0"), "sharing.link_latency_s"),
+    ("unknown-filter", sub('filter = "ekf"', 'filter = "pf"'), "tracker.filter"),
+    ("m-greater-than-n", sub("confirm_m = 3", "confirm_m = 6"), "tracker.confirm_m"),
+    ("metrics-threshold-zero", sub("ipp_threshold_km = 50.0", "ipp_threshold_km = 0.0"), "metrics.ipp_threshold_km"),
+    ("threat-not-array", sub("[[threat]]", "[threat]"), "threat"),
+    ("bad-schema-version", sub("schema_version = 1", "schema_version = 2"), "schema_version"),
+]
+
+
+@pytest.mark.parametrize("case, mutate, key_path", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_input_names_key_path(tmp_path, capsys, case, mutate, key_path):
+    path = tmp_path / f"{case}.toml"
+    path.write_text(mutate(VALID), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    paths = [p.key_path for p in err.value.problems]
+    assert key_path in paths, f"{key_path!r} not among {paths}"
+    for problem in err.value.problems:
+        assert str(path) in str(problem)
+    # The CLI prints one line per problem naming file and key path, and exits 2 without a traceback.
+    assert main(["validate", str(path)]) == 2
+    out, errtext = capsys.readouterr()
+    assert out == ""
+    lines = errtext.strip().splitlines()
+    assert len(lines) == len(err.value.problems)
+    assert any(f"{path}: {key_path}:" in line for line in lines)
+    assert "Traceback" not in errtext
+
+
+def test_at_least_25_malformed_cases():
+    assert len(MALFORMED) >= 25
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(sub("seed = 7", "sed = 7")(VALID), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    assert "did you mean 'seed'" in str(err.value)
+
+
+def test_every_problem_reported_not_only_first(tmp_path):
+    text = sub("trials = 3", "trials = 0")(sub('filter = "ekf"', 'filter = "pf"')(VALID))
+    text = sub("launch_lat_deg = 39.25", "launch_lat_deg = -99.0")(text)
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    paths = {p.key_path for p in err.value.problems}
+    assert {"scenario.trials", "tracker.filter", "threat[0].launch_lat_deg"} <= paths
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"[scenario\nname = 1", "TOML"),
+        (b"name = \xff\xfe", "UTF-8"),
+    ],
+    ids=["empty", "blank", "not-toml", "not-utf8"],
+)
+def test_file_level_problems(tmp_path, capsys, content, words):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    assert words in str(err.value)
+    assert main(["validate", str(path)]) == 2
+    errtext = capsys.readouterr().err
+    assert len(errtext.strip().splitlines()) == 1 and str(path) in errtext
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.toml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_valid_example_loads_in_si_units(tmp_path, capsys):
+    path = tmp_path / "ok.toml"
+    path.write_text(VALID, encoding="utf-8")
+    sc = load_scenario(path)
+    assert sc.info.trials == 3 and sc.info.seed == 7
+    (threat,) = sc.threats
+    assert threat.missile == "icbm-hwasong15"
+    assert math.isclose(threat.launch_lat, math.radians(39.25))
+    assert math.isclose(threat.range, 950e3)
+    assert math.isclose(threat.apogee, 4475e3)
+    assert math.isclose(threat.dispersion.azimuth, math.radians(0.1))
+    assert [s.catalog for s in sc.sensors] == ["us-tpy2-shariki", "jp-fps5-sado", "kr-greenpine-b-1"]
+    assert dict(sc.sensors[1].overrides) == {"latency_s": 1.0}
+    assert sc.sharing.policies == ("isolated", "bilateral", "trilateral", "direct")
+    assert sc.sharing.custom[0].links[0].dest == "KR"
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "ok"
+
+
+def test_shipped_scenarios_validate(scenarios_dir):
+    files = sorted(scenarios_dir.glob("*.toml"))
+    assert files, "no scenario files shipped"
+    for f in files:
+        load_scenario(f)
+
+
+def test_console_script_one_line_exit_2(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(sub("trials = 3", "trials = -4")(VALID), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"{path}: scenario.trials: got -4; out of range; an integer in [1, 1e+06]"
+    ]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sub_command", ["validate", "run", "trajectory", "sensors", "view", "bench"])
+def test_every_subcommand_has_help(capsys, sub_command):
+    with pytest.raises(SystemExit) as ex:
+        main([sub_command, "--help"])
+    assert ex.value.code == 0
+    assert "usage: gsomia-sim " + sub_command in capsys.readouterr().out
