@@ -1,0 +1,323 @@
+"""Motion and measurement models for the trackers: ECEF ballistic and thrusting motion, AER radar.
+
+State (every model, so that an IMM can mix them): ``x = [x, y, z, vx, vy, vz]`` in
+ECEF (m, m/s, velocity relative to the rotating Earth), shape ``(..., 6)``.
+
+Motion
+------
+Ballistic (midcourse and drag-free re-entry):
+
+.. math::
+
+    \\dot{\\mathbf r} = \\mathbf v,\\qquad
+    \\dot{\\mathbf v} = \\mathbf g_{J2}(\\mathbf r) - 2\\boldsymbol\\omega\\times\\mathbf v
+                       - \\boldsymbol\\omega\\times(\\boldsymbol\\omega\\times\\mathbf r)
+
+(:func:`sim.gravity.ballistic_acceleration`). Thrusting (boost phase): the same
+plus an along-velocity thrust acceleration of known magnitude ``accel``,
+
+.. math::
+
+    \\dot{\\mathbf v} = \\ldots + a_T\\,\\frac{\\mathbf v}{|\\mathbf v|},
+
+a *nearly-constant-thrust* model: the magnitude is a filter parameter (a
+typical boost acceleration, e.g. 20-40 m/s^2 for a liquid-fuel IRBM, an
+estimate) and the mismatch with the real, growing thrust-to-mass ratio and
+the pitch programme is absorbed by a large process noise (see :func:`process_noise`).
+Below 1 m/s relative speed the thrust points radially up (lift-off).
+
+The mean is propagated by classical fourth-order Runge-Kutta in substeps of at
+most ``max_step_s`` (10 s by default); ``dt`` may be negative (retrodiction)
+and may differ per element. The transition matrix :math:`F = \\partial
+x(t+\\Delta t)/\\partial x(t)` is obtained by integrating the variational
+equation :math:`\\dot\\Phi = A(x(t))\\,\\Phi`, :math:`\\Phi(0) = I`, with the same
+RK4 stages as the mean, where
+
+.. math::
+
+    A = \\begin{bmatrix} 0 & I \\\\ G(\\mathbf r) + \\Omega_c & C + T(\\mathbf v)\\end{bmatrix},\\quad
+    \\Omega_c = \\Omega_E^2\\,\\mathrm{diag}(1,1,0),\\quad
+    C = \\begin{bmatrix} 0 & 2\\Omega_E & 0\\\\ -2\\Omega_E & 0 & 0\\\\ 0&0&0\\end{bmatrix},
+
+:math:`G` the J2 gravity gradient (:func:`sim.gravity.gravity_j2_gradient`) and
+:math:`T = a_T (I - \\hat v\\hat v^T)/|\\mathbf v|` the thrust term (zero for the
+ballistic model). So :math:`F` is the exact Jacobian of the discrete RK4 map
+up to :math:`O(h^5)` (Montenbruck & Gill, *Satellite Orbits*, 2000, sec. 7.1).
+
+Measurement
+-----------
+AER radar measurement ``z = [range_m, azimuth_rad, elevation_rad]`` in the
+sensor's ENU frame, wrapping :mod:`sensors.geometry`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensors.geometry import measure, measurement_jacobian, measurement_residual
+from sim.earth import EARTH_ROTATION_RATE
+from sim.errors import InputError
+from sim.gravity import ballistic_acceleration, gravity_j2_gradient
+
+__all__ = [
+    "MAX_STEP_S",
+    "ballistic_derivative",
+    "ballistic_transition",
+    "ballistic_propagate",
+    "thrust_transition",
+    "thrust_propagate",
+    "process_noise",
+    "radar_hx",
+    "radar_H",
+    "radar_residual",
+]
+
+MAX_STEP_S = 10.0  # s, largest RK4 substep: keeps the J2 ballistic propagation error < 1 mm over 10 s
+_MIN_THRUST_SPEED = 1.0  # m/s, below this the thrust direction is radial (lift-off)
+_W = EARTH_ROTATION_RATE
+_W2 = _W * _W
+
+
+def _as_state(x):
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 1 or x.shape[-1] != 6:
+        raise InputError.single("x", x.shape, "an ECEF state array of shape (..., 6)")
+    return x
+
+
+def _substeps(x, dt, max_step_s):
+    """Per-element substep ``h`` of shape ``(..., 1)`` and the common number of substeps."""
+    dt = np.asarray(dt, dtype=np.float64)
+    if not np.all(np.isfinite(dt)):
+        raise InputError.single("dt", dt, "finite time steps in seconds")
+    if max_step_s <= 0:
+        raise InputError.single("max_step_s", max_step_s, "a positive substep length in seconds")
+    n_sub = max(1, int(np.ceil(np.max(np.abs(dt)) / max_step_s))) if dt.size else 1
+    h = np.broadcast_to(dt / n_sub, x.shape[:-1])[..., None]
+    return h, n_sub
+
+
+def _thrust(r, v, accel):
+    """Thrust acceleration ``(..., 3)`` and its velocity Jacobian ``(..., 3, 3)`` (or None if accel is None)."""
+    speed = np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
+    moving = speed > _MIN_THRUST_SPEED
+    rn = np.sqrt(np.sum(r * r, axis=-1, keepdims=True))
+    u = np.where(moving, v / np.where(moving, speed, 1.0), r / rn)
+    a = accel[..., None] * u
+    # d(a_T v/|v|)/dv = a_T (I - u u^T)/|v|; zero on the radial (lift-off) branch
+    scale = np.where(moving, accel[..., None] / np.where(moving, speed, 1.0), 0.0)
+    T = scale[..., None] * (np.eye(3) - u[..., :, None] * u[..., None, :])
+    return a, T
+
+
+def ballistic_derivative(x, accel=None):
+    """Time derivative ``(..., 6)`` of the ECEF state: ``[v, g_J2 + frame (+ thrust)]``.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 6)
+        ECEF state (m, m/s).
+    accel : array_like, shape (...), optional
+        Along-velocity thrust acceleration in m/s^2 (thrusting model); None for ballistic.
+    """
+    x = _as_state(x)
+    r, v = x[..., :3], x[..., 3:]
+    a = ballistic_acceleration(r, v)
+    if accel is not None:
+        a = a + _thrust(r, v, np.broadcast_to(np.asarray(accel, dtype=np.float64), x.shape[:-1]))[0]
+    return np.concatenate([v, a], axis=-1)
+
+
+def _stage(x, Phi, accel):
+    """Derivatives of state and (optionally) of the variational matrix at one RK4 stage."""
+    r, v = x[..., :3], x[..., 3:]
+    dx = np.empty(x.shape)
+    dx[..., :3] = v
+    a = ballistic_acceleration(r, v)
+    T = None
+    if accel is not None:
+        aT, T = _thrust(r, v, accel)
+        a += aT
+    dx[..., 3:] = a
+    if Phi is None:
+        return dx, None
+    G = gravity_j2_gradient(r)
+    G[..., 0, 0] += _W2  # centrifugal gradient
+    G[..., 1, 1] += _W2
+    Phi_r, Phi_v = Phi[..., :3, :], Phi[..., 3:, :]
+    dPhi = np.empty(Phi.shape)
+    dPhi[..., :3, :] = Phi_v
+    dv = G @ Phi_r
+    # Coriolis: d(-2 w x v)/dv = [[0, 2w, 0], [-2w, 0, 0], [0, 0, 0]]
+    dv[..., 0, :] += 2.0 * _W * Phi_v[..., 1, :]
+    dv[..., 1, :] -= 2.0 * _W * Phi_v[..., 0, :]
+    if T is not None:
+        dv += T @ Phi_v
+    dPhi[..., 3:, :] = dv
+    return dx, dPhi
+
+
+def _rk4(x, dt, accel, want_F, max_step_s):
+    x = _as_state(x)
+    h, n_sub = _substeps(x, dt, max_step_s)
+    if accel is not None:
+        accel = np.broadcast_to(np.asarray(accel, dtype=np.float64), x.shape[:-1])
+    x = x.copy()
+    Phi = np.broadcast_to(np.eye(6), x.shape[:-1] + (6, 6)).copy() if want_F else None
+    h3 = h[..., None]  # (..., 1, 1) for the variational matrix
+    for _ in range(n_sub):
+        k1, K1 = _stage(x, Phi, accel)
+        k2, K2 = _stage(x + 0.5 * h * k1, None if Phi is None else Phi + 0.5 * h3 * K1, accel)
+        k3, K3 = _stage(x + 0.5 * h * k2, None if Phi is None else Phi + 0.5 * h3 * K2, accel)
+        k4, K4 = _stage(x + h * k3, None if Phi is None else Phi + h3 * K3, accel)
+        x += (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        if Phi is not None:
+            Phi += (h3 / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
+    return x, Phi
+
+
+def ballistic_transition(x, dt, max_step_s=MAX_STEP_S):
+    """Propagate ECEF states ballistically and return the transition Jacobian.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 6)
+        ECEF state (m, m/s relative to the Earth).
+    dt : float or array_like, shape (...)
+        Time step in seconds, scalar or per element; negative retrodicts.
+    max_step_s : float
+        Largest RK4 substep (s). All elements take the same number of substeps,
+        ``ceil(max|dt| / max_step_s)``.
+
+    Returns
+    -------
+    x_pred : ndarray, shape (..., 6)
+        State at ``t + dt`` (RK4 on J2 gravity + Coriolis + centrifugal).
+    F : ndarray, shape (..., 6, 6)
+        :math:`\\partial x_{pred}/\\partial x` from the variational equation
+        integrated alongside (see module notes).
+
+    Raises
+    ------
+    InputError
+        If ``x`` is not ``(..., 6)`` or ``dt`` is not finite.
+    """
+    return _rk4(x, dt, None, True, max_step_s)
+
+
+def ballistic_propagate(x, dt, max_step_s=MAX_STEP_S):
+    """Propagate ECEF states ballistically (mean only, no Jacobian): ``(..., 6)`` -> ``(..., 6)``.
+
+    ``dt`` is a scalar or per-element array ``(...)`` in seconds (negative
+    retrodicts); see :func:`ballistic_transition`. Used by the metrics to
+    predict the impact point.
+    """
+    return _rk4(x, dt, None, False, max_step_s)[0]
+
+
+def thrust_transition(x, dt, accel, max_step_s=MAX_STEP_S):
+    """Propagate with the thrusting (boost) model and return the transition Jacobian.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 6)
+        ECEF state (m, m/s).
+    dt : float or array_like, shape (...)
+        Time step (s); negative retrodicts.
+    accel : float or array_like, shape (...)
+        Thrust acceleration magnitude along the relative velocity (m/s^2).
+    max_step_s : float
+        Largest RK4 substep (s).
+
+    Returns
+    -------
+    x_pred : ndarray, shape (..., 6)
+    F : ndarray, shape (..., 6, 6)
+
+    Notes
+    -----
+    Ballistic dynamics plus :math:`a_T\\,\\hat v`; use with a large process noise
+    (:func:`process_noise`) to cover the unknown thrust profile and pitch
+    programme. Shares the 6-state with the ballistic model so an IMM can mix them.
+    """
+    return _rk4(x, dt, accel, True, max_step_s)
+
+
+def thrust_propagate(x, dt, accel, max_step_s=MAX_STEP_S):
+    """Mean-only version of :func:`thrust_transition`, ``(..., 6)``."""
+    return _rk4(x, dt, accel, False, max_step_s)[0]
+
+
+def process_noise(dt, q):
+    """Continuous white-noise-acceleration process noise for the 6-state, ``(..., 6, 6)``.
+
+    Parameters
+    ----------
+    dt : float or array_like, shape (...)
+        Time step (s); negative for retrodiction.
+    q : float or array_like, shape (...)
+        Power spectral density of the acceleration noise per axis, m^2/s^3.
+
+    Returns
+    -------
+    ndarray, shape (..., 6, 6)
+        .. math::
+
+            Q = q\\begin{bmatrix}\\tfrac{|\\Delta t|^3}{3}I & \\tfrac{\\Delta t|\\Delta t|}{2}I\\\\
+                                \\tfrac{\\Delta t|\\Delta t|}{2}I & |\\Delta t| I\\end{bmatrix}
+
+        (Bar-Shalom et al. 2001, sec. 6.2.2, eq. 6.2.2-12, for
+        :math:`\\Delta t > 0`; for a backward step the position-velocity term
+        changes sign, as the noise integral runs backwards.)
+
+    Raises
+    ------
+    InputError
+        If ``q`` is negative or ``dt`` not finite.
+    """
+    dt = np.asarray(dt, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if np.any(q < 0) or not np.all(np.isfinite(q)):
+        raise InputError.single("q", q, "a finite power spectral density >= 0 in m^2/s^3")
+    if not np.all(np.isfinite(dt)):
+        raise InputError.single("dt", dt, "finite time steps in seconds")
+    adt = np.abs(dt)
+    shape = np.broadcast_shapes(dt.shape, q.shape)
+    Q = np.zeros(shape + (6, 6))
+    pp = np.broadcast_to(q * adt**3 / 3.0, shape)
+    pv = np.broadcast_to(q * dt * adt / 2.0, shape)
+    vv = np.broadcast_to(q * adt, shape)
+    for i in range(3):
+        Q[..., i, i] = pp
+        Q[..., i, i + 3] = pv
+        Q[..., i + 3, i] = pv
+        Q[..., i + 3, i + 3] = vv
+    return Q
+
+
+def radar_hx(x, site_ecef, R_enu, with_range_rate=False):
+    """Predicted AER measurement ``(..., 3)`` [range m, azimuth rad in [0, 2pi), elevation rad].
+
+    Wraps :func:`sensors.geometry.measure`; ``site_ecef`` ``(..., 3)`` and the
+    ECEF-to-ENU rotation ``R_enu`` ``(..., 3, 3)`` broadcast against ``x`` ``(..., 6)``.
+    ``with_range_rate`` appends the range rate (m/s).
+    """
+    return measure(x, site_ecef, R_enu, with_range_rate)
+
+
+def radar_H(x, site_ecef, R_enu, with_range_rate=False):
+    """Analytic Jacobian ``(..., 3, 6)`` (or ``(..., 4, 6)``) of :func:`radar_hx`.
+
+    Wraps :func:`sensors.geometry.measurement_jacobian` (Bar-Shalom et al. 2001,
+    sec. 10.4). The azimuth row is singular at the zenith (elevation 90 deg).
+    """
+    return measurement_jacobian(x, site_ecef, R_enu, with_range_rate)
+
+
+def radar_residual(z, hx):
+    """AER residual ``z - hx`` ``(..., m)`` with azimuth (index 1) wrapped to (-pi, pi].
+
+    Wraps :func:`sensors.geometry.measurement_residual`; works on a copy, so
+    ``z`` is not modified. Use as ``residual=`` in :func:`fusion.kalman.update`.
+    """
+    return measurement_residual(z, hx)
