@@ -1,0 +1,280 @@
+"""The engine: runs a scenario through truth, sensors, sharing, trackers and metrics.
+
+Data flows one way (``../shared/DESIGN.md``)::
+
+    scenario -> truth -> detections -> sharing network -> trackers per nation x policy -> metrics
+
+Trials run in chunks: each chunk is batched through every stage (no Python
+loop over trials inside a time step), reduced to per-trial figures of merit,
+and dropped, so memory stays bounded as trials grow. Every trial draws from its
+own random streams (:mod:`sim.rng`), so trial k gives the same numbers whatever
+the chunk size, and the same scenario and seed give the same results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sim.config import NATIONS, Scenario
+from sim.errors import InputError
+
+# Per-trial figures of merit, in the order of the report's columns.
+METRIC_KEYS = (
+    "detect_time_s",
+    "firm_track_time_s",
+    "completeness",
+    "pos_rmse_m",
+    "vel_rmse_mps",
+    "anees",
+    "ipp_error_km_at_120s",
+    "warning_time_s",
+    "launch_point_error_km",
+)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Everything about one trial of a scenario, for the live view.
+
+    Attributes
+    ----------
+    scenario : Scenario
+    radars : tuple of sensors.radar.Radar
+    truth : sim.truth.Truth
+        One trial (trials axis of length 1).
+    detections : sensors.detections.Detections
+        That trial's detections.
+    tracks : dict
+        ``{(policy, nation): fusion.tracker.TrackHistory}``, trials axis of length 1.
+    """
+
+    scenario: Scenario
+    radars: tuple
+    truth: object
+    detections: object
+    tracks: dict
+
+
+@dataclass
+class TrialResults:
+    """Per-trial figures of merit gathered over chunks.
+
+    Attributes
+    ----------
+    values : dict
+        ``{(policy, nation, target): {metric: list of float}}``; NaN where the
+        metric did not happen in a trial (no track, no warning).
+    gospa : dict
+        ``{(policy, nation): list of float}`` mean GOSPA per trial (several objects only).
+    trials : int
+        Trials gathered so far.
+    """
+
+    values: dict = dataclasses.field(default_factory=dict)
+    gospa: dict = dataclasses.field(default_factory=dict)
+    trials: int = 0
+
+
+def build_radars(scenario: Scenario) -> tuple:
+    """The scenario's radars, in file order (:func:`sensors.catalog.build_radar`)."""
+    from sensors.catalog import build_radar
+
+    radars = []
+    problems = []
+    for i, cfg in enumerate(scenario.sensors):
+        try:
+            radars.append(build_radar(cfg))
+        except InputError as e:
+            problems.extend(dataclasses.replace(p, file=scenario.path,
+                                                key_path=p.key_path or f"sensor[{i}]") for p in e.problems)
+    if problems:
+        raise InputError(problems)
+    return tuple(radars)
+
+
+def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> tuple[str, ...]:
+    """Policies to run: ``policies`` if given (checked against the scenario's), else ``[sharing].policies``.
+
+    Raises
+    ------
+    InputError
+        A name that is neither built in nor defined in the scenario.
+    """
+    from fusion.network import resolve_policies
+
+    known = resolve_policies(dataclasses.replace(
+        scenario.sharing, policies=tuple(dict.fromkeys(
+            scenario.sharing.policies + tuple(c.name for c in scenario.sharing.custom)))))
+    if policies is None:
+        return tuple(scenario.sharing.policies)
+    for name in policies:
+        if name not in known:
+            raise InputError.single("--policies", name, "allowed: " + ", ".join(known))
+    return tuple(dict.fromkeys(policies))
+
+
+def chunks(n_trials: int, chunk_trials: int) -> list[np.ndarray]:
+    """Global trial indices split into consecutive chunks of at most ``chunk_trials``."""
+    idx = np.arange(n_trials)
+    return [idx[i:i + chunk_trials] for i in range(0, n_trials, chunk_trials)]
+
+
+def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, nation: str, cache: dict):
+    """Track history of one nation under one policy for a chunk of trials.
+
+    Measurement-level sharing feeds the nation's tracker every detection that
+    reaches it, at its arrival time (radar reporting latency plus link
+    latency); track-level sharing fuses the senders' own-sensor tracks into the
+    nation's own (:func:`fusion.track_fusion.fuse_track_histories`).
+
+    ``cache`` maps a tuple of per-sensor delays to the history already computed
+    for it in this chunk: two (policy, nation) pairs that receive the same data
+    after the same delays get the same tracks, computed once.
+
+    Returns
+    -------
+    tracks : fusion.tracker.TrackHistory
+    arrival_mask : ndarray of bool, shape (K,)
+        Detections that reach the nation.
+    arrival : ndarray, shape (K,)
+        Their arrival times, s (inf where they never arrive).
+    """
+    from fusion.network import sensor_latency_to_nation, track_routes
+    from fusion.track_fusion import fuse_track_histories
+    from fusion.tracker import run_tracker
+
+    sensor_nations = [r.nation for r in radars]
+    sensor_latency = [r.latency for r in radars]
+    site_ecef = np.stack([r.site_ecef for r in radars])
+    R_enu = np.stack([r.R_enu for r in radars])
+
+    def tracker_for(delay: np.ndarray):
+        key = tuple(np.round(delay, 9).tolist())
+        if key not in cache:
+            d = delay[dets.sensor]
+            keep = np.isfinite(d)
+            sub = _take(dets, keep)
+            cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
+                                     truth.trial_index, scenario.tracker)
+        return cache[key]
+
+    delay = np.asarray(sensor_latency_to_nation(policy, nation, sensor_nations, sensor_latency), dtype=float)
+    tracks = tracker_for(delay)
+    routes = track_routes(policy, nation)
+    if routes:
+        remote = []
+        for src, latency, interval in routes:
+            own = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float), np.inf)
+            remote.append((tracker_for(own), latency, interval))
+        tracks = fuse_track_histories(tracks, remote, scenario.sharing.track_fusion,
+                                      scenario.tracker.gate_probability)
+        # A nation learns of detections only through the tracks reported to it.
+        for src, latency, _ in routes:
+            own_src = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float) + latency, np.inf)
+            delay = np.minimum(delay, own_src)
+    d = delay[dets.sensor]
+    return tracks, np.isfinite(d), dets.time + d
+
+
+def _take(dets, mask):
+    """Subset of a columnar Detections record."""
+    fields = {}
+    for f in dataclasses.fields(dets):
+        v = getattr(dets, f.name)
+        fields[f.name] = v[mask] if isinstance(v, np.ndarray) and v.shape[:1] == mask.shape else v
+    return dataclasses.replace(dets, **fields)
+
+
+def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Sequence[str], results: TrialResults,
+              keep: Callable | None = None):
+    """Run one chunk of trials through every stage and add its per-trial metrics to ``results``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    radars : tuple of Radar
+    trial_indices : ndarray of int
+        Global trial numbers of this chunk.
+    seed : int
+        Root seed.
+    policies : sequence of str
+        Policy names to run.
+    results : TrialResults
+        Accumulator, updated in place.
+    keep : callable, optional
+        ``keep(policy, nation, truth, dets, tracks, arrival_mask, arrival, metrics)``, called for each
+        (policy, nation) with the chunk's arrays (for figures); must not keep references it does not need.
+    """
+    from fusion.metrics import trial_metrics
+    from fusion.network import resolve_policies
+    from sensors.detections import generate_detections
+    from sim.truth import generate_truth
+
+    info = scenario.info
+    truth = generate_truth(scenario.threats, trial_indices, seed, info.dt, info.duration)
+    dets = generate_detections(truth, radars, seed)
+    all_policies = resolve_policies(dataclasses.replace(
+        scenario.sharing, policies=tuple(dict.fromkeys(
+            tuple(policies) + tuple(c.name for c in scenario.sharing.custom)))))
+    rv = [i for i, kind in enumerate(truth.object_kind) if kind == "rv"]
+    targets = [scenario.threats[truth.object_threat[i]].name for i in rv]
+    cache: dict = {}
+    for policy_name in policies:
+        policy = all_policies[policy_name]
+        for nation in NATIONS:
+            tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache)
+            arrivals = _arrivals(dets, mask, arrival)
+            m = trial_metrics(truth, tracks, arrivals, scenario.metrics)
+            for j, obj in enumerate(rv):
+                row = results.values.setdefault((policy_name, nation, targets[j]), {k: [] for k in METRIC_KEYS})
+                for k in METRIC_KEYS:
+                    row[k].extend(np.asarray(m[k])[:, obj].tolist())
+            if "gospa_m" in m and len(truth.object_kind) > 1:
+                results.gospa.setdefault((policy_name, nation), []).extend(np.asarray(m["gospa_m"]).ravel().tolist())
+            if keep is not None:
+                keep(policy_name, nation, truth, dets, tracks, mask, arrival, m)
+    results.trials += len(trial_indices)
+    return truth
+
+
+def _arrivals(dets, mask, arrival):
+    """The detection-arrival record the metrics read: trial, object, arrival time of what reached the nation."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(trial=dets.trial[mask], object=dets.object[mask], time=dets.time[mask],
+                           arrival=arrival[mask], sensor=dets.sensor[mask])
+
+
+def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None) -> Replay:
+    """Run one trial of a scenario for every policy and nation and keep every array (for the live view).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    trial : int
+        Global trial index, 0 <= trial < scenario.info.trials.
+    policies : sequence of str, optional
+        Default: the scenario's ``[sharing].policies``.
+
+    Raises
+    ------
+    InputError
+        Trial out of range or unknown policy.
+    """
+    if not 0 <= trial < scenario.info.trials:
+        raise InputError.single("--trial", trial, f"a trial index in [0, {scenario.info.trials - 1}]")
+    radars = build_radars(scenario)
+    names = resolve_policy_names(scenario, policies)
+    kept = {}
+    store = {}
+
+    def keep(policy, nation, truth, dets, tracks, mask, arrival, m):
+        kept[(policy, nation)] = tracks
+        store["dets"] = dets
+
+    truth = run_chunk(scenario, radars, np.array([trial]), scenario.info.seed, names, TrialResults(), keep)
+    return Replay(scenario, radars, truth, store["dets"], kept)
