@@ -1,0 +1,263 @@
+"""Outputs of a run: the terminal table, ``metrics.json``, ``report.md`` and its PNG figures.
+
+Every file is written to a temporary file in the output folder and renamed
+into place (``os.replace`` is atomic on POSIX), so an interrupted or failed run
+never leaves a half-written output. ``metrics.json`` is a pure function of the
+scenario and the seed: same inputs, byte-identical file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sim import __version__
+
+NATION_NAMES = {"US": "the United States", "JP": "Japan", "KR": "the Republic of Korea"}
+
+# metrics.json key -> (column title, unit text, format, smaller is better)
+COLUMNS = {
+    "detect_time_s": ("detect", "s", "{:.0f}", True),
+    "firm_track_time_s": ("firm track", "s", "{:.0f}", True),
+    "completeness": ("complete", "", "{:.2f}", False),
+    "pos_rmse_m": ("pos RMSE", "m", "{:.0f}", True),
+    "vel_rmse_mps": ("vel RMSE", "m/s", "{:.1f}", True),
+    "anees": ("ANEES", "", "{:.2f}", None),
+    "ipp_error_km_at_120s": ("IPP err @120s", "km", "{:.1f}", True),
+    "warning_time_s": ("warning", "s", "{:.0f}", False),
+    "launch_point_error_km": ("launch pt err", "km", "{:.1f}", True),
+    "gospa_m": ("GOSPA", "m", "{:.0f}", True),
+}
+TABLE_KEYS = ("detect_time_s", "firm_track_time_s", "completeness", "pos_rmse_m", "vel_rmse_mps", "anees",
+              "ipp_error_km_at_120s", "warning_time_s")
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be written; the temporary file is removed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _round(v):
+    """Floats rounded to 6 significant digits for a stable, readable JSON file; None stays None."""
+    if v is None:
+        return None
+    v = float(v)
+    if not math.isfinite(v):
+        return None
+    return float(f"{v:.6g}")
+
+
+def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict:
+    """The ``metrics.json`` document.
+
+    Parameters
+    ----------
+    scenario : sim.config.Scenario
+    trials, seed : int
+    rows : list of dict
+        Each with ``policy``, ``nation``, ``target`` and per metric the summary
+        ``{median, p10, p90, n, missing}`` (None where no trial had the metric).
+
+    Returns
+    -------
+    dict
+        Top level ``scenario``, ``version``, ``seed``, ``trials``, ``event_utc``, ``results``.
+    """
+    results = []
+    for row in rows:
+        out = {"policy": row["policy"], "nation": row["nation"], "target": row["target"]}
+        for key in COLUMNS:
+            if key in row:
+                s = row[key]
+                out[key] = {"median": _round(s["median"]), "p10": _round(s["p10"]), "p90": _round(s["p90"]),
+                            "n": int(s["n"]), "missing": int(s["missing"])}
+        results.append(out)
+    return {
+        "scenario": scenario.info.name,
+        "version": __version__,
+        "seed": int(seed),
+        "trials": int(trials),
+        "event_utc": scenario.info.event_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "results": results,
+    }
+
+
+def _cell(summary, key, ranges: bool) -> str:
+    if summary is None or summary["median"] is None:
+        return "none"
+    fmt = COLUMNS[key][2]
+    text = fmt.format(summary["median"])
+    if ranges and summary["p10"] is not None:
+        text += f" ({fmt.format(summary['p10'])}-{fmt.format(summary['p90'])})"
+    if summary.get("missing"):
+        text += f" [{summary['missing']} none]"
+    return text
+
+
+def table_rows(doc: dict, target: str, ranges: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (nation, policy, metric cells) of one target's table."""
+    keys = [k for k in TABLE_KEYS if any(k in r for r in doc["results"])]
+    if any("gospa_m" in r for r in doc["results"]):
+        keys.append("gospa_m")
+    header = ["nation", "policy"] + [f"{COLUMNS[k][0]}" + (f" [{COLUMNS[k][1]}]" if COLUMNS[k][1] else "")
+                                     for k in keys]
+    rows = []
+    for r in doc["results"]:
+        if r["target"] != target:
+            continue
+        rows.append([r["nation"], r["policy"]] + [_cell(r.get(k), k, ranges) for k in keys])
+    rows.sort(key=lambda x: (x[0], x[1]))
+    return header, rows
+
+
+def targets(doc: dict) -> list[str]:
+    """Target names in order of first appearance."""
+    return list(dict.fromkeys(r["target"] for r in doc["results"]))
+
+
+def print_tables(doc: dict, console=None) -> None:
+    """Print one table per target (median over trials, 10th-90th percentile range in brackets)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=200)
+    for target in targets(doc):
+        header, rows = table_rows(doc, target, ranges=True)
+        table = Table(title=f"{doc['scenario']}: {target} — median (p10-p90) over {doc['trials']} trials")
+        for h in header:
+            table.add_column(h, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+def _find(doc, policy, nation, target):
+    for r in doc["results"]:
+        if (r["policy"], r["nation"], r["target"]) == (policy, nation, target):
+            return r
+    return None
+
+
+def _median(row, key):
+    if row is None or key not in row or row[key]["median"] is None:
+        return None
+    return row[key]["median"]
+
+
+def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
+    """One sentence with the measured gain of trilateral sharing over isolated and over bilateral tracking.
+
+    Compares medians of firm-track time, completeness and warning time; says
+    plainly where a policy never produced a firm track. Returns None when the
+    run has no trilateral rows for the nation.
+    """
+    tri = _find(doc, "trilateral", nation, target)
+    if tri is None:
+        return None
+    parts = []
+    for other in ("isolated", "bilateral"):
+        row = _find(doc, other, nation, target)
+        if row is None:
+            continue
+        ft_t, ft_o = _median(tri, "firm_track_time_s"), _median(row, "firm_track_time_s")
+        c_t, c_o = _median(tri, "completeness"), _median(row, "completeness")
+        w_t, w_o = _median(tri, "warning_time_s"), _median(row, "warning_time_s")
+        bits = []
+        if ft_t is not None and ft_o is not None:
+            d = ft_o - ft_t
+            bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
+                        f"({ft_t:.0f} s vs {ft_o:.0f} s after launch)")
+        elif ft_t is not None:
+            bits.append(f"a firm track at {ft_t:.0f} s after launch where {other} tracking has none in most trials")
+        elif ft_o is not None:
+            bits.append(f"no firm track in most trials where {other} tracking has one at {ft_o:.0f} s")
+        if c_t is not None and c_o is not None:
+            bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}")
+        if w_t is not None and w_o is not None:
+            bits.append(f"warning time {w_t:.0f} s vs {w_o:.0f} s")
+        elif w_t is not None:
+            bits.append(f"warning time {w_t:.0f} s where {other} tracking gives none")
+        if bits:
+            parts.append(f"over {other}: " + ", ".join(bits))
+        else:
+            parts.append(f"over {other}: no measurable difference (neither policy tracks {target})")
+    if not parts:
+        return None
+    name = NATION_NAMES.get(nation, nation)
+    return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + " (medians)."
+
+
+def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") -> str:
+    """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, figures."""
+    out = io.StringIO()
+    out.write(f"# {doc['scenario']}\n\n")
+    out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {doc['trials']} trials, "
+              f"event {doc['event_utc']}.\n\n")
+    out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
+              "metric never happened (no detection, no firm track, no warning).\n\n")
+    for target in targets(doc):
+        out.write(f"## {target}\n\n")
+        header, rows = table_rows(doc, target, ranges=True)
+        out.write("| " + " | ".join(header) + " |\n")
+        out.write("|" + "---|" * len(header) + "\n")
+        for row in rows:
+            out.write("| " + " | ".join(row) + " |\n")
+        out.write("\n")
+        for nation in dict.fromkeys(r["nation"] for r in doc["results"]):
+            s = gain_sentence(doc, nation, target)
+            if s:
+                out.write(f"- {s}\n")
+        out.write("\n")
+    if figures:
+        out.write("## Figures\n\n")
+        for title, name in figures:
+            out.write(f"### {title}\n\n![{title}]({name})\n\n")
+    if extra:
+        out.write(extra)
+    return out.getvalue()
+
+
+def json_bytes(doc: dict) -> bytes:
+    """Canonical bytes of ``metrics.json`` (stable key order, fixed indentation, trailing newline)."""
+    return (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure (fixed metadata, so reruns give the same bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def nan_percentiles(values) -> dict:
+    """Median, p10, p90 of the finite values of a 1-D array, with counts ``n`` and ``missing``."""
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v)
+    if not ok.any():
+        return {"median": None, "p10": None, "p90": None, "n": int(v.size), "missing": int(v.size)}
+    p10, med, p90 = np.percentile(v[ok], [10, 50, 90])
+    return {"median": float(med), "p10": float(p10), "p90": float(p90), "n": int(v.size),
+            "missing": int((~ok).sum())}
