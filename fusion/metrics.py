@@ -1,0 +1,984 @@
+"""Figures of merit: what each nation's tracks are worth against the truth.
+
+Inputs are the data contracts of ``docs/ARCHITECTURE.md``: a ``Truth``
+(``t (T,)``, ``state (trials, objects, T, 6)`` NaN outside flight, ``launch_time``,
+``impact_time``, ``launch_ecef``, ``impact_ecef``, ``trial_index``) and a
+``TrackHistory`` on the same grid (``x (trials, tracks, T, 6)`` NaN where no track,
+``P (trials, tracks, T, 6, 6)``, ``confirmed``, ``object``), plus the detection
+arrival record of one nation. Any object with those attributes works (duck typing),
+so this module imports neither ``sim.truth`` nor ``fusion.tracker``.
+
+Definitions used by every metric
+--------------------------------
+in flight
+    Grid step ``t_k`` of object ``o`` in trial ``n`` where the truth state is finite
+    (``Truth.state`` is NaN outside ``[launch_time, impact_time]``).
+on the object
+    Track ``j`` is *on* object ``o`` at ``t_k`` when it exists (finite ``x``), is
+    confirmed and ``TrackHistory.object == o`` (the truth object of its last
+    associated detection).
+tracked
+    Step ``t_k`` is *tracked* for ``(n, o)`` when ``o`` is in flight and at least one
+    track is on it. When several tracks are on the same object at once (a duplicate
+    track), the estimate used for errors, NEES and IPP is the one with the smallest
+    position variance :math:`\\operatorname{tr} P_{rr}` (the nation's best estimate;
+    ties go to the lowest track index).
+
+Every metric is per (trial, object), NaN where it did not happen (never detected,
+never tracked, no ground crossing, ...). :func:`summarize` reduces over trials and
+counts the NaNs instead of dropping them.
+
+References
+----------
+Bar-Shalom, Li & Kirubarajan, *Estimation with Applications to Tracking and
+Navigation*, Wiley 2001, sec. 5.4 (NEES, ANEES and their chi-square bounds).
+Rahmathullah, Garcia-Fernandez & Svensson, "Generalized optimal sub-pattern
+assignment metric", FUSION 2017, eq. (1)-(2) (GOSPA).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+import warnings
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import chi2
+
+from sim.config import MetricsConfig
+from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
+from sim.errors import InputError
+from sim.gravity import ballistic_acceleration
+
+STATE_DIM = 6  # [x, y, z, vx, vy, vz]
+DEFAULT_MAX_GAP_STEPS = 3  # steps a firm track may be off its object (missed scans, a swap glitch)
+DEFAULT_IPP_GRID_STEP_S = 10.0  # s, time-to-go spacing of the IPP curve (cost: one propagation per point)
+IPP_RK4_STEP_S = 5.0  # s; RK4 local error ~ (omega h)^5 r ~ 1e-5 m per step at omega ~ 1e-3 rad/s
+IPP_MAX_TIME_S = 7200.0  # s; longer than any ballistic flight (HS-15 lofted: ~3200 s, Japan MoD 2017)
+_BISECTION_ITERATIONS = 24  # 5 s / 2^24 = 0.3 us, i.e. < 3 mm along track at 7 km/s
+
+TRIAL_METRIC_KEYS = (
+    "detect_time_s",
+    "firm_track_time_s",
+    "completeness",
+    "pos_rmse_m",
+    "vel_rmse_mps",
+    "anees",
+    "ipp_error_km_at_120s",
+    "warning_time_s",
+    "launch_point_error_km",
+    "gospa_m",
+)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_pair(truth, tracks) -> None:
+    """Raise InputError unless truth and tracks share trials and time grid."""
+    state = np.asarray(truth.state)
+    if state.ndim != 4 or state.shape[-1] != STATE_DIM:
+        raise InputError.single("truth.state", state.shape, "shape (trials, objects, T, 6)")
+    x = np.asarray(tracks.x)
+    if x.ndim != 4 or x.shape[-1] != STATE_DIM:
+        raise InputError.single("tracks.x", x.shape, "shape (trials, tracks, T, 6)")
+    if x.shape[0] != state.shape[0] or x.shape[2] != state.shape[2]:
+        raise InputError.single(
+            "tracks.x", x.shape, f"same trials and T as truth.state {state.shape}"
+        )
+    if np.asarray(tracks.P).shape != x.shape + (STATE_DIM,):
+        raise InputError.single("tracks.P", np.asarray(tracks.P).shape, f"shape {x.shape + (6,)}")
+    for name in ("confirmed", "object"):
+        if np.asarray(getattr(tracks, name)).shape != x.shape[:3]:
+            raise InputError.single(
+                f"tracks.{name}", np.asarray(getattr(tracks, name)).shape, f"shape {x.shape[:3]}"
+            )
+    t_truth, t_track = np.asarray(truth.t, float), np.asarray(tracks.t, float)
+    if t_track.shape != t_truth.shape or not np.allclose(t_track, t_truth, rtol=0, atol=1e-6):
+        raise InputError.single("tracks.t", t_track.shape, "the truth time grid (Truth.t)")
+
+
+def _check_positive(key: str, value) -> float:
+    if value is None or not np.isfinite(value) or value <= 0:
+        raise InputError.single(key, value, "a finite number > 0")
+    return float(value)
+
+
+def _grid_step(t) -> float:
+    t = np.asarray(t, float)
+    return float(t[1] - t[0]) if t.size > 1 else 1.0
+
+
+# --------------------------------------------------------------------------- per-object view
+
+
+@dataclass(frozen=True)
+class _ObjectView:
+    """Arrays for one truth object: tracks on it and the best estimate per step."""
+
+    in_flight: np.ndarray  # (N, T) bool
+    on: np.ndarray  # (N, K, T) bool, track on the object (confirmed, labelled o, exists)
+    tracked: np.ndarray  # (N, T) bool, in flight and some track on it
+    x: np.ndarray  # (N, T, 6) best estimate (garbage where not tracked)
+    error: np.ndarray  # (N, T, 6) estimate minus truth, NaN where not tracked
+    nees: np.ndarray  # (N, T) NaN where not tracked
+    pos_var: np.ndarray  # (N, T) tr P_rr, m^2, NaN where not tracked
+
+
+def _exists(tracks) -> np.ndarray:
+    return np.isfinite(np.asarray(tracks.x)).all(axis=-1)
+
+
+def _object_view(truth, tracks, o: int, exists=None) -> _ObjectView:
+    state = np.asarray(truth.state)[:, o]  # (N, T, 6)
+    in_flight = np.isfinite(state).all(axis=-1)
+    if exists is None:
+        exists = _exists(tracks)
+    on = exists & np.asarray(tracks.confirmed, bool) & (np.asarray(tracks.object) == o)
+    P = np.asarray(tracks.P)
+    pos_var_all = np.trace(P[..., :3, :3], axis1=-2, axis2=-1)  # (N, K, T)
+    score = np.where(on, pos_var_all, np.inf)
+    best = np.argmin(score, axis=1)  # (N, T): first minimum -> lowest index on ties
+    tracked = in_flight & on.any(axis=1)
+    n_idx = np.arange(state.shape[0])[:, None]
+    t_idx = np.arange(state.shape[1])[None, :]
+    x_sel = np.asarray(tracks.x)[n_idx, best, t_idx]  # (N, T, 6)
+    error = np.where(tracked[..., None], x_sel - state, np.nan)
+    nees = np.full(tracked.shape, np.nan)
+    if tracked.any():
+        P_sel = P[n_idx, best, t_idx][tracked]  # (M, 6, 6)
+        nees[tracked] = normalized_estimation_error_squared(error[tracked], P_sel)
+    pos_var = np.where(tracked, pos_var_all[n_idx, best, t_idx], np.nan)
+    return _ObjectView(in_flight, on, tracked, x_sel, error, nees, pos_var)
+
+
+def _views(truth, tracks):
+    exists = _exists(tracks)
+    for o in range(np.asarray(truth.state).shape[1]):
+        yield o, _object_view(truth, tracks, o, exists)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detection_time(truth, arrivals) -> np.ndarray:
+    """Time from launch to the first detection of each object that reaches the nation.
+
+    .. math::
+
+        t_{\\text{det}}(n, o) = \\min_{i:\\ \\text{trial}_i = n,\\ \\text{object}_i = o}
+            a_i - t_{\\text{launch}}(n, o)
+
+    with :math:`a_i` the arrival time at the nation (measurement time plus sharing
+    latency) of detection *i*. False alarms (object -1) and trials not in
+    ``truth.trial_index`` are ignored.
+
+    Parameters
+    ----------
+    truth : Truth
+        Uses ``trial_index (N,)`` and ``launch_time (N, O)``, s.
+    arrivals : object or tuple
+        The nation's detection arrival record, columnar: attributes ``trial`` (K,)
+        global trial index, ``object`` (K,) truth object (-1 false alarm) and
+        ``arrival_time`` (K,) s; or a tuple ``(trial, object, arrival_time)``.
+        None means nothing arrived.
+
+    Returns
+    -------
+    ndarray, shape (N, O)
+        Seconds after launch; NaN where no detection of the object arrived.
+    """
+    launch = np.asarray(truth.launch_time, float)
+    out = np.full(launch.shape, np.inf)
+    if arrivals is not None:
+        if isinstance(arrivals, tuple):
+            trial, obj, arr = (np.asarray(a) for a in arrivals)
+        else:
+            trial, obj, arr = (
+                np.asarray(arrivals.trial),
+                np.asarray(arrivals.object),
+                np.asarray(arrivals.arrival_time),
+            )
+        if not (trial.shape == obj.shape == arr.shape) or trial.ndim != 1:
+            raise InputError.single(
+                "arrivals", (trial.shape, obj.shape, arr.shape), "three 1-D arrays of equal length"
+            )
+        trial_index = np.asarray(truth.trial_index)
+        order = np.argsort(trial_index, kind="stable")
+        pos = np.searchsorted(trial_index[order], trial)
+        pos = np.clip(pos, 0, max(trial_index.size - 1, 0))
+        keep = (
+            (obj >= 0)
+            & (obj < launch.shape[1])
+            & (trial_index.size > 0)
+            & (trial_index[order][pos] == trial)
+            & np.isfinite(arr)
+        )
+        np.minimum.at(out, (order[pos[keep]], obj[keep].astype(np.intp)), arr[keep].astype(float))
+    out[~np.isfinite(out)] = np.nan
+    return out - launch
+
+
+# --------------------------------------------------------------------------- custody
+
+
+def _firm_start_index(on, in_flight, exists, max_gap_steps: int, hold_steps: int | None) -> np.ndarray:
+    """First grid index at which a firm track starts, per trial, or -1.  See firm_track_time."""
+    N, K, T = on.shape
+    inside = exists & in_flight[:, None, :]
+    A = on & in_flight[:, None, :]
+    bad = inside & ~A
+    idx = np.arange(T)
+    # Length of the run of bad steps ending at t (0 when t is not bad).
+    last_ok = np.maximum.accumulate(np.where(bad, -1, idx), axis=-1)
+    run = idx - last_ok
+    violation = run == max_gap_steps + 1  # the step at which a gap becomes too long
+    next_violation = np.minimum.accumulate(np.where(violation, idx, T)[..., ::-1], axis=-1)[..., ::-1]
+    next_boundary = np.minimum.accumulate(np.where(inside, T, idx)[..., ::-1], axis=-1)[..., ::-1]
+    window_end = next_boundary - 1
+    if hold_steps is not None:
+        window_end = np.minimum(window_end, idx + hold_steps)
+    firm = A & (next_violation > window_end)  # (N, K, T)
+    first = np.where(firm.any(axis=-1), np.argmax(firm, axis=-1), T)  # (N, K)
+    first = first.min(axis=1) if K else np.full(N, T)
+    return np.where(first < T, first, -1)
+
+
+def firm_track_time(
+    truth, tracks, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS, hold_s: float | None = None
+) -> np.ndarray:
+    """Time from launch until a firm track holds each object.
+
+    A track *j* is firm on object *o* from grid step :math:`t_s` when it is on the
+    object at :math:`t_s` (exists, confirmed, ``object == o``) and, over the window
+    :math:`[t_s, t_e]`, it is never off the object for more than ``max_gap_steps``
+    consecutive steps. *Off* means the track exists and the object is in flight but
+    the track is unconfirmed or labelled with another object. The window ends at
+    :math:`t_e`, the last step before the track ends (``x`` becomes NaN: deletion) or
+    the object leaves flight (impact), whichever comes first; with ``hold_s`` it also
+    ends ``hold_s`` after :math:`t_s`. A gap still open at the end of the window counts
+    too, so a track that swaps to another object for good is not firm.
+
+    .. math::
+
+        t_{\\text{firm}}(n, o) = \\min_j \\min\\{t_s : j \\text{ firm on } o \\text{ from } t_s\\}
+            - t_{\\text{launch}}(n, o)
+
+    Parameters
+    ----------
+    truth : Truth
+    tracks : TrackHistory
+        Same trials and grid as ``truth``.
+    max_gap_steps : int, default 3
+        Longest tolerated run of off-object steps (>= 0).
+    hold_s : float or None
+        Hold time, s; None means until the track ends or the object impacts.
+
+    Returns
+    -------
+    ndarray, shape (N, O)
+        Seconds after launch (grid resolution); NaN if no track became firm.
+
+    Raises
+    ------
+    InputError
+        Shapes or grids differ, ``max_gap_steps < 0`` or ``hold_s <= 0``.
+    """
+    _check_pair(truth, tracks)
+    if int(max_gap_steps) != max_gap_steps or max_gap_steps < 0:
+        raise InputError.single("max_gap_steps", max_gap_steps, "an integer >= 0")
+    dt = _grid_step(truth.t)
+    hold_steps = None
+    if hold_s is not None:
+        hold_steps = int(math.floor(_check_positive("hold_s", hold_s) / dt + 1e-9))
+    exists = _exists(tracks)
+    t = np.asarray(truth.t, float)
+    out = np.full(np.asarray(truth.launch_time).shape, np.nan)
+    for o in range(out.shape[1]):
+        in_flight = np.isfinite(np.asarray(truth.state)[:, o]).all(axis=-1)
+        on = exists & np.asarray(tracks.confirmed, bool) & (np.asarray(tracks.object) == o)
+        first = _firm_start_index(on, in_flight, exists, int(max_gap_steps), hold_steps)
+        out[:, o] = np.where(first >= 0, t[np.maximum(first, 0)], np.nan)
+    return out - np.asarray(truth.launch_time, float)
+
+
+def completeness(truth, tracks) -> np.ndarray:
+    """Fraction of the flight with a confirmed track on the object.
+
+    .. math::
+
+        C(n, o) = \\frac{\\#\\{k : o \\text{ in flight and tracked at } t_k\\}}
+                        {\\#\\{k : o \\text{ in flight at } t_k\\}}
+
+    counted on the uniform grid, so it is the fraction of the time from launch to
+    impact (to one grid step).
+
+    Returns
+    -------
+    ndarray, shape (N, O)
+        In [0, 1]; NaN where the object is never in flight on the grid.
+    """
+    _check_pair(truth, tracks)
+    exists = _exists(tracks)
+    conf = np.asarray(tracks.confirmed, bool)
+    label = np.asarray(tracks.object)
+    state = np.asarray(truth.state)
+    out = np.full(state.shape[:2], np.nan)
+    for o in range(state.shape[1]):
+        in_flight = np.isfinite(state[:, o]).all(axis=-1)
+        tracked = in_flight & (exists & conf & (label == o)).any(axis=1)
+        n_flight = in_flight.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, o] = np.where(n_flight > 0, tracked.sum(axis=-1) / n_flight, np.nan)
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy, consistency
+
+
+def normalized_estimation_error_squared(error, P) -> np.ndarray:
+    """NEES :math:`\\epsilon = \\tilde x^T P^{-1} \\tilde x` of errors against their covariance.
+
+    Parameters
+    ----------
+    error : array_like, shape (..., n)
+        Estimation error :math:`\\tilde x = \\hat x - x` (any consistent units).
+    P : array_like, shape (..., n, n)
+        Filter covariance of the estimate.
+
+    Returns
+    -------
+    ndarray, shape (...)
+        Chi-square distributed with n degrees of freedom when the filter is
+        consistent (Bar-Shalom, Li & Kirubarajan 2001, eq. 5.4.2-1).
+
+    Notes
+    -----
+    Solves :math:`P y = \\tilde x` batch-wise; a singular P falls back to the
+    pseudo-inverse.
+    """
+    e = np.asarray(error, float)
+    P = np.asarray(P, float)
+    if e.size == 0:
+        return np.zeros(e.shape[:-1])
+    try:
+        y = np.linalg.solve(P, e[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        y = (np.linalg.pinv(P) @ e[..., None])[..., 0]
+    return np.einsum("...i,...i->...", e, y)
+
+
+def anees_bounds(n_samples, dim: int = STATE_DIM, probability: float = 0.95):
+    """Two-sided chi-square acceptance interval of the average NEES over N samples.
+
+    .. math::
+
+        \\bar\\epsilon = \\frac1N\\sum_{i=1}^N \\epsilon_i \\in
+        \\Big[\\tfrac1N \\chi^2_{nN}\\big(\\tfrac{1-q}{2}\\big),\\
+              \\tfrac1N \\chi^2_{nN}\\big(\\tfrac{1+q}{2}\\big)\\Big]
+
+    with probability q for a consistent filter (Bar-Shalom, Li & Kirubarajan 2001,
+    sec. 5.4.2, eq. 5.4.2-5 to -8).
+
+    Parameters
+    ----------
+    n_samples : array_like of int
+        N, number of NEES samples averaged (NaN bounds where N = 0).
+    dim : int
+        State dimension n (6 for position and velocity).
+    probability : float
+        q in (0, 1).
+
+    Returns
+    -------
+    lower, upper : ndarray, shape of n_samples
+    """
+    if not 0.0 < probability < 1.0:
+        raise InputError.single("probability", probability, "a number in (0, 1)")
+    n = np.asarray(n_samples, float)
+    dof = dim * n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(n > 0, chi2.ppf(0.5 * (1 - probability), np.maximum(dof, 1)) / n, np.nan)
+        hi = np.where(n > 0, chi2.ppf(0.5 * (1 + probability), np.maximum(dof, 1)) / n, np.nan)
+    return lo, hi
+
+
+def nees(truth, tracks) -> np.ndarray:
+    """NEES of the best confirmed track on each object at every tracked step.
+
+    Returns
+    -------
+    ndarray, shape (N, O, T)
+        :math:`\\tilde x^T P^{-1} \\tilde x` over the 6-dim ECEF state (m, m/s);
+        NaN where the object is not tracked. See
+        :func:`normalized_estimation_error_squared`.
+    """
+    _check_pair(truth, tracks)
+    state = np.asarray(truth.state)
+    out = np.full(state.shape[:3], np.nan)
+    for o, v in _views(truth, tracks):
+        out[:, o] = v.nees
+    return out
+
+
+def estimation_errors(truth, tracks) -> dict[str, np.ndarray]:
+    """Position and velocity RMSE and ANEES over the tracked steps of each object.
+
+    Over the tracked steps :math:`k \\in \\mathcal K(n, o)` (object in flight, a
+    confirmed track on it, best such track per step), with error
+    :math:`\\tilde x_k = \\hat x_k - x_k` in ECEF:
+
+    .. math::
+
+        \\text{RMSE}_r = \\sqrt{\\tfrac1{|\\mathcal K|}\\sum_k \\|\\tilde r_k\\|^2},\\quad
+        \\text{RMSE}_v = \\sqrt{\\tfrac1{|\\mathcal K|}\\sum_k \\|\\tilde v_k\\|^2},\\quad
+        \\text{ANEES} = \\tfrac1{|\\mathcal K|}\\sum_k \\tilde x_k^T P_k^{-1}\\tilde x_k
+
+    The ANEES here is a time average within one trial; its bounds
+    (:func:`anees_bounds` with N = ``n_samples``) assume independent samples, which
+    successive filter errors are not, so they are nominal (Bar-Shalom et al. 2001,
+    sec. 5.4.2 use the average over independent Monte Carlo runs).
+
+    Returns
+    -------
+    dict of ndarray, shape (N, O)
+        ``pos_rmse_m`` (m), ``vel_rmse_mps`` (m/s), ``anees`` (dimensionless,
+        expected 6 when consistent), ``n_samples`` (int, :math:`|\\mathcal K|`).
+        NaN where never tracked.
+    """
+    _check_pair(truth, tracks)
+    shape = np.asarray(truth.state).shape[:2]
+    out = {k: np.full(shape, np.nan) for k in ("pos_rmse_m", "vel_rmse_mps", "anees")}
+    out["n_samples"] = np.zeros(shape, np.int64)
+    for o, v in _views(truth, tracks):
+        _fill_errors(out, o, v)
+    return out
+
+
+def _fill_errors(out, o, v: _ObjectView) -> None:
+    n = v.tracked.sum(axis=-1)
+    with warnings.catch_warnings():  # an untracked object gives an all-NaN row: NaN is the answer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["pos_rmse_m"][:, o] = np.sqrt(np.nanmean(np.sum(v.error[..., :3] ** 2, -1), -1))
+        out["vel_rmse_mps"][:, o] = np.sqrt(np.nanmean(np.sum(v.error[..., 3:] ** 2, -1), -1))
+        out["anees"][:, o] = np.nanmean(v.nees, axis=-1)
+    if "n_samples" in out:
+        out["n_samples"][:, o] = n
+
+
+def position_error_curve(truth, tracks):
+    """Position error of the best confirmed track on each object, with its 2-sigma bound.
+
+    Returns
+    -------
+    t : ndarray, shape (T,)
+        Grid times, s.
+    error_m : ndarray, shape (N, O, T)
+        :math:`\\|\\hat r_k - r_k\\|`, m; NaN where not tracked.
+    bound_m : ndarray, shape (N, O, T)
+        :math:`2\\sqrt{\\operatorname{tr} P_{rr,k}}`, m: twice the RMS radius the filter
+        claims (for a consistent filter :math:`E\\|\\tilde r\\|^2 = \\operatorname{tr}P_{rr}`).
+    """
+    _check_pair(truth, tracks)
+    state = np.asarray(truth.state)
+    err = np.full(state.shape[:3], np.nan)
+    bound = np.full(state.shape[:3], np.nan)
+    for o, v in _views(truth, tracks):
+        err[:, o] = np.linalg.norm(v.error[..., :3], axis=-1)
+        bound[:, o] = 2.0 * np.sqrt(v.pos_var)
+    return np.asarray(truth.t, float).copy(), err, bound
+
+
+# --------------------------------------------------------------------------- impact point
+
+
+def _ballistic_propagate(x, dt):
+    """One RK4 step of the drag-free ballistic motion (J2 + Coriolis + centrifugal).
+
+    Stand-in for ``fusion.models.ballistic_propagate(x, dt)`` until that kernel lands
+    (swap here, nowhere else). ``x (M, 6)`` ECEF m, m/s; ``dt`` s, scalar or (M,),
+    negative to go back in time. Runge-Kutta 4 (Hairer, Norsett & Wanner 1993, II.1).
+    """
+    h = np.asarray(dt, float)
+    h = h[..., None] if h.ndim else h
+
+    def f(s):
+        return np.concatenate([s[..., 3:], ballistic_acceleration(s[..., :3], s[..., 3:])], axis=-1)
+
+    k1 = f(x)
+    k2 = f(x + 0.5 * h * k1)
+    k3 = f(x + 0.5 * h * k2)
+    k4 = f(x + h * k3)
+    return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+def predict_ground_crossing(
+    x, backward: bool = False, step_s: float = IPP_RK4_STEP_S, max_time_s: float = IPP_MAX_TIME_S
+):
+    """Where and when a ballistic state reaches the ground (altitude 0, WGS-84).
+
+    Each state is propagated drag-free (point-mass + J2 gravity, Coriolis and
+    centrifugal terms, :func:`sim.gravity.ballistic_acceleration`) with fixed RK4
+    steps until its height above the ellipsoid changes sign; the crossing inside the
+    last step is then found by bisection on the step length (24 halvings: < 1 us).
+    All states are propagated together, each stopping at its own crossing.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 6)
+        ECEF state, m and m/s (velocity relative to the rotating Earth).
+    backward : bool
+        Propagate back in time (launch-point retrodiction) instead of forward (IPP).
+    step_s : float
+        RK4 step, s.
+    max_time_s : float
+        Give up after this propagation time, s (result NaN).
+
+    Returns
+    -------
+    r_ground : ndarray, shape (..., 3)
+        ECEF position of the crossing, m (altitude 0 to < 1 mm). A state already at
+        or below the ground returns its own position.
+    time_s : ndarray, shape (...)
+        Signed propagation time to the crossing, s (negative when ``backward``).
+        NaN where the input is not finite or no crossing within ``max_time_s``.
+
+    Notes
+    -----
+    Drag is ignored, as a tracker's ballistic impact prediction does; the truth
+    re-entry includes drag, so the prediction error from a perfect state is the drag
+    effect on the last tens of kilometres.
+    """
+    _check_positive("step_s", step_s)
+    _check_positive("max_time_s", max_time_s)
+    x = np.asarray(x, float)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, STATE_DIM)
+    r_out = np.full((flat.shape[0], 3), np.nan)
+    t_out = np.full(flat.shape[0], np.nan)
+    valid = np.isfinite(flat).all(axis=-1)
+    ids = np.flatnonzero(valid)
+    if ids.size:
+        alt0 = altitude(flat[ids, :3])
+        ground = alt0 <= 0.0
+        r_out[ids[ground]] = flat[ids[ground], :3]
+        t_out[ids[ground]] = 0.0
+        ids = ids[~ground]
+    h = -step_s if backward else step_s
+    s = flat[ids].copy()
+    elapsed = 0.0
+    for _ in range(int(math.ceil(max_time_s / step_s))):
+        if ids.size == 0:
+            break
+        s_new = _ballistic_propagate(s, h)
+        crossed = altitude(s_new[:, :3]) <= 0.0
+        if crossed.any():
+            s0 = s[crossed]
+            lo = np.zeros(s0.shape[0])  # step lengths known above ground
+            hi = np.full(s0.shape[0], h)  # step lengths known at or below ground
+            for _ in range(_BISECTION_ITERATIONS):
+                mid = 0.5 * (lo + hi)
+                below = altitude(_ballistic_propagate(s0, mid)[:, :3]) <= 0.0
+                hi = np.where(below, mid, hi)
+                lo = np.where(below, lo, mid)
+            tau = 0.5 * (lo + hi)
+            r_out[ids[crossed]] = _ballistic_propagate(s0, tau)[:, :3]
+            t_out[ids[crossed]] = elapsed + tau
+        elapsed += h
+        keep = ~crossed
+        ids, s = ids[keep], s_new[keep]
+    return r_out.reshape(lead + (3,)), t_out.reshape(lead)
+
+
+def _ground_distance_km(r_a, r_b) -> np.ndarray:
+    """Geodesic distance (km) between the ground points below two ECEF positions (..., 3)."""
+    lat_a, lon_a, _ = ecef_to_geodetic(r_a)
+    lat_b, lon_b, _ = ecef_to_geodetic(r_b)
+    out = np.full(np.shape(lat_a), np.nan)
+    ok = np.isfinite(lat_a) & np.isfinite(lat_b)
+    if ok.any():
+        _, d = geodesic_inverse(
+            np.degrees(lat_a[ok]), np.degrees(lon_a[ok]), np.degrees(lat_b[ok]), np.degrees(lon_b[ok])
+        )
+        out[ok] = d / 1e3
+    return out
+
+
+def ipp_error_curve(
+    truth,
+    tracks,
+    step_s: float = DEFAULT_IPP_GRID_STEP_S,
+    time_to_go=None,
+    extra_time_to_go=(),
+):
+    """Predicted-impact-point (IPP) error against time to go, per trial and object.
+
+    For a time to go :math:`\\tau`, the estimate used is that of the best confirmed
+    track on the object at the last grid step :math:`t_k \\le t_{\\text{impact}} - \\tau`
+    (so only data that had arrived by then); the time to go is therefore exact to one
+    grid step, on the early side. Its IPP is the ground crossing of the ballistic
+    propagation of that estimate (:func:`predict_ground_crossing`), and
+
+    .. math::
+
+        e_{\\text{IPP}}(n, o, \\tau) = s\\big(\\text{IPP}(\\hat x_k),\\ r_{\\text{impact}}(n, o)\\big)
+
+    with *s* the WGS-84 geodesic distance (:func:`sim.earth.geodesic_inverse`) between
+    the ground points. Only the grid of times to go is propagated (cost: one
+    propagation per point), not every step.
+
+    Parameters
+    ----------
+    truth : Truth
+    tracks : TrackHistory
+    step_s : float
+        Spacing of the time-to-go grid, s (default 10 s); ignored when ``time_to_go``
+        is given.
+    time_to_go : array_like or None
+        Explicit times to go, s (>= 0). Default ``0, step_s, ...`` up to the longest
+        flight.
+    extra_time_to_go : sequence of float
+        Times added to the grid (e.g. the tabulated 120 s).
+
+    Returns
+    -------
+    time_to_go : ndarray, shape (G,)
+        Ascending, s.
+    error_km : ndarray, shape (N, O, G)
+        km; NaN where the object was not in flight or not tracked at that time, or
+        the prediction does not reach the ground.
+    """
+    _check_pair(truth, tracks)
+    launch = np.asarray(truth.launch_time, float)
+    impact = np.asarray(truth.impact_time, float)
+    if time_to_go is None:
+        step_s = _check_positive("step_s", step_s)
+        span = np.nanmax(impact - launch) if np.isfinite(impact - launch).any() else 0.0
+        tau = np.arange(0.0, span + step_s, step_s)
+    else:
+        tau = np.atleast_1d(np.asarray(time_to_go, float))
+    tau = np.unique(np.concatenate([tau, np.asarray(extra_time_to_go, float).ravel()]))
+    if (tau < 0).any() or not np.isfinite(tau).all():
+        raise InputError.single("time_to_go", tau[~(tau >= 0)][:3].tolist(), "finite times >= 0 s")
+    t = np.asarray(truth.t, float)
+    dt = _grid_step(t)
+    N, O = launch.shape
+    err = np.full((N, O, tau.size), np.nan)
+    states, where = [], []
+    for o, v in _views(truth, tracks):
+        with np.errstate(invalid="ignore"):
+            k = np.floor((impact[:, o, None] - tau[None, :] - t[0]) / dt + 1e-9)  # (N, G)
+        ok = np.isfinite(k) & (k >= 0) & (k < t.size)
+        k = np.where(ok, k, 0).astype(np.intp)
+        n_idx = np.broadcast_to(np.arange(N)[:, None], k.shape)
+        ok &= v.tracked[n_idx, k]
+        states.append(v.x[n_idx[ok], k[ok]])
+        where.append((n_idx[ok], np.full(ok.sum(), o), np.nonzero(ok)[1]))
+    if states:
+        x = np.concatenate(states)
+        n_i, o_i, g_i = (np.concatenate(w) for w in zip(*where))
+        if x.shape[0]:
+            r_pred, _ = predict_ground_crossing(x)
+            err[n_i, o_i, g_i] = _ground_distance_km(r_pred, np.asarray(truth.impact_ecef, float)[n_i, o_i])
+    return tau, err
+
+
+def warning_time(time_to_go, error_km, threshold_km: float) -> np.ndarray:
+    """Time to go from which the IPP error stays below a threshold until impact.
+
+    .. math::
+
+        t_{\\text{warn}} = \\max\\{\\tau_g : e_g < e_{\\max}\\ \\text{and}\\
+            e_{g'} < e_{\\max}\\ \\forall g' \\text{ later } (\\tau_{g'} < \\tau_g)
+            \\text{ with a prediction}\\}
+
+    Points without a prediction (no confirmed track then: NaN) neither break nor
+    start the warning: the last warning issued stands while the track is lost.
+    Resolution is that of the time-to-go grid.
+
+    Parameters
+    ----------
+    time_to_go : array_like, shape (G,)
+        Ascending times to go, s (as from :func:`ipp_error_curve`).
+    error_km : array_like, shape (..., G)
+        IPP error, km, NaN where no prediction.
+    threshold_km : float
+        :math:`e_{\\max}`, km (> 0).
+
+    Returns
+    -------
+    ndarray, shape (...)
+        s; NaN if the error never settles below the threshold.
+    """
+    thr = _check_positive("threshold_km", threshold_km)
+    tau = np.asarray(time_to_go, float)
+    e = np.asarray(error_km, float)
+    if tau.ndim != 1 or e.shape[-1:] != tau.shape or (np.diff(tau) <= 0).any():
+        raise InputError.single("time_to_go", tau.shape, f"ascending (G,) matching error_km {e.shape}")
+    finite = np.isfinite(e)
+    good = finite & (e < thr)
+    bad = finite & ~good
+    bad_later = np.logical_or.accumulate(bad, axis=-1)  # any bad at tau <= tau_g (later in time)
+    ok = good & ~bad_later
+    return np.where(ok.any(axis=-1), np.max(np.where(ok, tau, -np.inf), axis=-1), np.nan)
+
+
+def launch_point_error(truth, tracks) -> np.ndarray:
+    """Launch-point estimate error of the first confirmed track on each object.
+
+    The best confirmed track on the object at the first tracked step is retrodicted
+    ballistically (drag-free, thrust ignored) back to the ground
+    (:func:`predict_ground_crossing` with ``backward=True``); the error is the
+    geodesic distance between that ground point and the true launch point.
+
+    Returns
+    -------
+    ndarray, shape (N, O)
+        km; NaN where never tracked or the retrodiction does not reach the ground.
+    """
+    _check_pair(truth, tracks)
+    state = np.asarray(truth.state)
+    out = np.full(state.shape[:2], np.nan)
+    for o, v in _views(truth, tracks):
+        _fill_launch_error(out, truth, o, v)
+    return out
+
+
+def _fill_launch_error(out, truth, o, v: _ObjectView) -> None:
+    any_tracked = v.tracked.any(axis=-1)
+    if not any_tracked.any():
+        return
+    first = np.argmax(v.tracked, axis=-1)
+    n = np.flatnonzero(any_tracked)
+    r, _ = predict_ground_crossing(v.x[n, first[n]], backward=True)
+    out[n, o] = _ground_distance_km(r, np.asarray(truth.launch_ecef, float)[n, o])
+
+
+# --------------------------------------------------------------------------- GOSPA
+
+
+def gospa(X, Y, c: float, p: float = 2.0, alpha: float = 2.0) -> dict[str, float]:
+    """GOSPA distance between two finite sets of points, with its decomposition.
+
+    For :math:`|X| \\le |Y|` (else swap), eq. (1) of Rahmathullah et al. (2017):
+
+    .. math::
+
+        d_p^{(c,\\alpha)}(X, Y) = \\Big(\\min_{\\pi\\in\\Pi_{|Y|}} \\sum_{i=1}^{|X|}
+            d^{(c)}(x_i, y_{\\pi(i)})^p + \\frac{c^p}{\\alpha}(|Y| - |X|)\\Big)^{1/p},
+        \\quad d^{(c)} = \\min(d, c)
+
+    For :math:`\\alpha = 2` it equals eq. (2): the minimum over partial assignments
+    :math:`\\gamma` of :math:`\\sum_{(i,j)\\in\\gamma} d(x_i, y_j)^p +
+    \\frac{c^p}{2}(|X| + |Y| - 2|\\gamma|)`, which splits into localization (assigned
+    pairs closer than c), missed (truths not assigned) and false (estimates not
+    assigned) terms. The minimum is found with
+    :func:`scipy.optimize.linear_sum_assignment` on the cost :math:`d^{(c)}{}^p`; a
+    pair assigned at distance :math:`\\ge c` counts as one missed plus one false.
+
+    Parameters
+    ----------
+    X : array_like, shape (m, d)
+        Estimated points (e.g. confirmed track positions, m).
+    Y : array_like, shape (n, d)
+        True points, same units.
+    c : float
+        Cut-off, > 0 (same units).
+    p : float
+        Order, >= 1.
+    alpha : float
+        In (0, 2]; the decomposition is only defined for 2 (NaN otherwise).
+
+    Returns
+    -------
+    dict
+        ``distance`` :math:`d`; ``localization``, ``missed``, ``false``: the p-th
+        roots of the three terms (their p-th powers sum to :math:`d^p`);
+        ``n_missed``, ``n_false`` (int).
+    """
+    c = _check_positive("c", c)
+    if not p >= 1:
+        raise InputError.single("p", p, "a number >= 1")
+    if not 0 < alpha <= 2:
+        raise InputError.single("alpha", alpha, "a number in (0, 2]")
+    X, Y = np.asarray(X, float), np.asarray(Y, float)
+    dim = X.shape[-1] if X.ndim == 2 else (Y.shape[-1] if Y.ndim == 2 else 1)
+    X, Y = X.reshape(-1, dim), Y.reshape(-1, dim)
+    m, n = X.shape[0], Y.shape[0]
+    cp = c**p
+    loc, n_assigned, cost_assigned = 0.0, 0, 0.0
+    if m and n:
+        d = np.linalg.norm(X[:, None, :] - Y[None, :, :], axis=-1)
+        cost = np.minimum(d, c) ** p
+        rows, cols = linear_sum_assignment(cost)
+        cost_assigned = float(cost[rows, cols].sum())
+        close = d[rows, cols] < c
+        loc = float((d[rows, cols][close] ** p).sum())
+        n_assigned = int(close.sum())
+    total = cost_assigned + cp / alpha * abs(m - n)
+    out = {"distance": total ** (1.0 / p)}
+    if alpha == 2:
+        n_missed, n_false = n - n_assigned, m - n_assigned
+        out.update(
+            localization=loc ** (1.0 / p),
+            missed=(cp / 2 * n_missed) ** (1.0 / p),
+            false=(cp / 2 * n_false) ** (1.0 / p),
+            n_missed=n_missed,
+            n_false=n_false,
+        )
+    else:
+        out.update(localization=np.nan, missed=np.nan, false=np.nan, n_missed=-1, n_false=-1)
+    return out
+
+
+def gospa_series(truth, tracks, c: float, p: float = 2.0) -> dict[str, np.ndarray]:
+    """GOSPA (alpha = 2) per trial and grid step between confirmed tracks and objects in flight.
+
+    X is the set of positions of all confirmed tracks of the trial at :math:`t_k`
+    (whatever their object label), Y the set of true positions of the objects in
+    flight; see :func:`gospa` for the metric.
+
+    Vectorized over trials and steps: where every track is within c of at most one
+    object and vice versa, the optimal assignment is those pairs (any other pair
+    costs :math:`c^p`, the same as leaving both unassigned), so the sum is closed
+    form. Only the remaining steps with competing pairs (closely spaced objects, e.g.
+    an RV near its spent stage) go one by one through
+    :func:`scipy.optimize.linear_sum_assignment`, which has no batched form.
+
+    Returns
+    -------
+    dict of ndarray, shape (N, T)
+        ``distance``, ``localization``, ``missed``, ``false`` (m, p-th roots as in
+        :func:`gospa`), ``n_missed``, ``n_false`` (int), ``n_truth`` (objects in flight).
+    """
+    _check_pair(truth, tracks)
+    c = _check_positive("c", c)
+    if not p >= 1:
+        raise InputError.single("p", p, "a number >= 1")
+    Xr = np.asarray(tracks.x)[..., :3].transpose(0, 2, 1, 3)  # (N, T, K, 3)
+    Yr = np.asarray(truth.state)[..., :3].transpose(0, 2, 1, 3)  # (N, T, O, 3)
+    x_ok = (np.isfinite(Xr).all(-1)) & np.asarray(tracks.confirmed, bool).transpose(0, 2, 1)
+    y_ok = np.isfinite(Yr).all(-1)
+    m, n = x_ok.sum(-1), y_ok.sum(-1)
+    with np.errstate(invalid="ignore"):
+        d = np.linalg.norm(Xr[..., :, None, :] - Yr[..., None, :, :], axis=-1)  # (N, T, K, O)
+    pair = x_ok[..., :, None] & y_ok[..., None, :] & (d < c)
+    simple = (pair.sum(-1) <= 1).all(-1) & (pair.sum(-2) <= 1).all(-1)  # (N, T)
+    loc = np.where(pair, np.where(pair, d, 0.0) ** p, 0.0).sum((-2, -1))
+    n_assigned = pair.sum((-2, -1))
+    for i, k in zip(*np.nonzero(~simple)):
+        g = gospa(Xr[i, k][x_ok[i, k]], Yr[i, k][y_ok[i, k]], c, p)
+        loc[i, k] = g["localization"] ** p
+        n_assigned[i, k] = n[i, k] - g["n_missed"]
+    n_missed, n_false = n - n_assigned, m - n_assigned
+    cp2 = c**p / 2
+    return {
+        "distance": (loc + cp2 * (n_missed + n_false)) ** (1.0 / p),
+        "localization": loc ** (1.0 / p),
+        "missed": (cp2 * n_missed) ** (1.0 / p),
+        "false": (cp2 * n_false) ** (1.0 / p),
+        "n_missed": n_missed,
+        "n_false": n_false,
+        "n_truth": n,
+    }
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def trial_metrics(
+    truth,
+    tracks,
+    arrivals,
+    config: MetricsConfig | None = None,
+    *,
+    ipp_grid_step_s: float = DEFAULT_IPP_GRID_STEP_S,
+    max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
+    hold_s: float | None = None,
+) -> dict[str, np.ndarray]:
+    """All per-trial figures of merit of one nation's tracks.
+
+    Parameters
+    ----------
+    truth : Truth
+    tracks : TrackHistory
+        The nation's tracks on the truth grid.
+    arrivals : object, tuple or None
+        The nation's detection arrival record, see :func:`detection_time`.
+    config : sim.config.MetricsConfig
+        ``ipp_time_to_go`` (s), ``ipp_threshold`` (m), ``gospa_cutoff`` (m).
+    ipp_grid_step_s : float
+        Time-to-go spacing of the IPP curve behind ``warning_time_s``, s.
+    max_gap_steps, hold_s
+        Firm-track rule, see :func:`firm_track_time`.
+
+    Returns
+    -------
+    dict of ndarray
+        Shape (N, O) unless noted, NaN where the event did not happen:
+
+        - ``detect_time_s``: :func:`detection_time`, s after launch.
+        - ``firm_track_time_s``: :func:`firm_track_time`, s after launch.
+        - ``completeness``: :func:`completeness`, fraction.
+        - ``pos_rmse_m``, ``vel_rmse_mps``, ``anees``: :func:`estimation_errors`.
+        - ``ipp_error_km_at_120s``: :func:`ipp_error_curve` at time to go
+          ``config.ipp_time_to_go``, km (the key keeps its name for other values).
+        - ``warning_time_s``: :func:`warning_time` with ``config.ipp_threshold``, s.
+        - ``launch_point_error_km``: :func:`launch_point_error`, km.
+        - ``gospa_m``: shape (N,), mean over the steps with at least one object in
+          flight of the GOSPA distance (:func:`gospa_series`, p = alpha = 2,
+          c = ``config.gospa_cutoff``), m. Defined for any number of objects (with one
+          it still charges false tracks); most telling with several.
+    """
+    _check_pair(truth, tracks)
+    config = MetricsConfig() if config is None else config
+    shape = np.asarray(truth.state).shape[:2]
+    out = {
+        "detect_time_s": detection_time(truth, arrivals),
+        "firm_track_time_s": firm_track_time(truth, tracks, max_gap_steps, hold_s),
+        "completeness": completeness(truth, tracks),
+    }
+    err = {k: np.full(shape, np.nan) for k in ("pos_rmse_m", "vel_rmse_mps", "anees")}
+    launch_err = np.full(shape, np.nan)
+    for o, v in _views(truth, tracks):
+        _fill_errors(err, o, v)
+        _fill_launch_error(launch_err, truth, o, v)
+    out.update(err)
+    tau, curve = ipp_error_curve(
+        truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,)
+    )
+    out["ipp_error_km_at_120s"] = curve[..., np.searchsorted(tau, config.ipp_time_to_go)]
+    out["warning_time_s"] = warning_time(tau, curve, config.ipp_threshold / 1e3)
+    out["launch_point_error_km"] = launch_err
+    g = gospa_series(truth, tracks, config.gospa_cutoff)
+    active = g["n_truth"] > 0
+    with np.errstate(invalid="ignore"):
+        out["gospa_m"] = np.where(
+            active.any(-1), np.where(active, g["distance"], 0.0).sum(-1) / active.sum(-1), np.nan
+        )
+    return out
+
+
+def summarize(values) -> dict:
+    """Median and 10th/90th percentiles over trials, counting missing values.
+
+    Parameters
+    ----------
+    values : array_like, shape (trials,)
+        One metric for one (policy, nation, object); NaN = did not happen.
+
+    Returns
+    -------
+    dict
+        ``median``, ``p10``, ``p90``: floats over the finite values (numpy's linear
+        percentile interpolation), None when every value is missing; ``n``: number of
+        trials (missing included); ``n_missing``: number of NaN values.
+    """
+    v = np.asarray(values, float).ravel()
+    finite = v[np.isfinite(v)]
+    out = {"median": None, "p10": None, "p90": None, "n": int(v.size), "n_missing": int(v.size - finite.size)}
+    if finite.size:
+        p10, med, p90 = np.percentile(finite, [10, 50, 90])
+        out.update(median=float(med), p10=float(p10), p90=float(p90))
+    return out

@@ -1,0 +1,467 @@
+"""Tests of fusion.metrics on hand-built truth and tracks with independently known answers.
+
+Right values come from closed forms (constructed custody and errors), scipy.integrate.solve_ivp
+(ballistic arcs ground to ground), scipy.spatial.distance.mahalanobis (NEES), chi-square
+statistics with a fixed seed, a brute-force GOSPA over every partial assignment, and numpy's
+percentiles.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations, permutations
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.spatial.distance import mahalanobis
+
+from fusion import metrics as M
+from sim.config import MetricsConfig
+from sim.earth import altitude, enu_rotation, geodetic_to_ecef, geodesic_inverse, ecef_to_geodetic
+from sim.errors import InputError
+from sim.gravity import ballistic_acceleration
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _truth(t, state, launch_time, impact_time, launch_ecef=None, impact_ecef=None, trial_index=None):
+    N, O = state.shape[:2]
+    return SimpleNamespace(
+        t=t,
+        state=state,
+        launch_time=np.asarray(launch_time, float),
+        impact_time=np.asarray(impact_time, float),
+        launch_ecef=np.zeros((N, O, 3)) if launch_ecef is None else launch_ecef,
+        impact_ecef=np.zeros((N, O, 3)) if impact_ecef is None else impact_ecef,
+        trial_index=np.arange(N) if trial_index is None else np.asarray(trial_index),
+        object_threat=np.zeros(O, int),
+        object_kind=("rv",) * O,
+    )
+
+
+def _tracks(t, N, K):
+    T = t.size
+    P = np.broadcast_to(np.eye(6), (N, K, T, 6, 6)).copy()
+    return SimpleNamespace(
+        t=t,
+        x=np.full((N, K, T, 6), np.nan),
+        P=P,
+        confirmed=np.zeros((N, K, T), bool),
+        object=np.full((N, K, T), -1, np.int32),
+        sensors=np.zeros((N, K, T), np.uint64),
+    )
+
+
+def _rhs(_, s):
+    return np.concatenate([s[3:], ballistic_acceleration(s[:3], s[3:])])
+
+
+def _ground_event(_, s):
+    return float(altitude(s[:3]))
+
+
+_ground_event.terminal = True
+_ground_event.direction = -1
+
+
+def _arc(lat_deg, lon_deg, speed, elev_deg, az_deg):
+    """Drag-free flight from the ground to the ground, integrated by solve_ivp (DOP853)."""
+    lat, lon = np.radians(lat_deg), np.radians(lon_deg)
+    r0 = geodetic_to_ecef(lat, lon, 0.0)
+    el, az = np.radians(elev_deg), np.radians(az_deg)
+    v_enu = speed * np.array([np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.sin(el)])
+    v0 = enu_rotation(lat, lon).T @ v_enu
+    sol = solve_ivp(
+        _rhs, (0.0, 5000.0), np.concatenate([r0, v0]), method="DOP853",
+        rtol=1e-12, atol=1e-6, events=_ground_event, dense_output=True,
+    )
+    t_imp = float(sol.t_events[0][0])
+    return sol, t_imp, r0, sol.y_events[0][0][:3]
+
+
+@pytest.fixture(scope="module")
+def arcs():
+    """Two trials x two objects of drag-free arcs (RV and a slower 'stage'), 1 s grid."""
+    specs = [
+        [(40.0, 125.0, 3000.0, 45.0, 90.0), (40.0, 125.0, 2500.0, 45.0, 90.0)],
+        [(39.5, 126.0, 3200.0, 40.0, 75.0), (39.5, 126.0, 2700.0, 40.0, 75.0)],
+    ]
+    t = np.arange(-5.0, 700.0, 1.0)
+    N, O = 2, 2
+    state = np.full((N, O, t.size, 6), np.nan)
+    launch_ecef, impact_ecef = np.zeros((N, O, 3)), np.zeros((N, O, 3))
+    impact_time = np.zeros((N, O))
+    sols = {}
+    for n in range(N):
+        for o in range(O):
+            sol, t_imp, r0, r1 = _arc(*specs[n][o])
+            fly = (t >= 0) & (t <= t_imp)
+            state[n, o, fly] = sol.sol(t[fly]).T
+            launch_ecef[n, o], impact_ecef[n, o], impact_time[n, o] = r0, r1, t_imp
+            sols[n, o] = sol
+    truth = _truth(t, state, np.zeros((N, O)), impact_time, launch_ecef, impact_ecef)
+    return truth, sols
+
+
+def _exact_tracks(truth, start_s=0.0, dv=None):
+    """One confirmed track per object equal to the truth (plus a velocity bias dv) from start_s."""
+    N, O, T = truth.state.shape[:3]
+    tr = _tracks(truth.t, N, O)
+    on = np.isfinite(truth.state).all(-1) & (truth.t >= start_s)
+    tr.x[on] = truth.state[on]
+    if dv is not None:
+        tr.x[on, 3:] += dv
+    tr.confirmed[:] = on
+    tr.object[:] = np.where(on, np.arange(O)[None, :, None], -1)
+    tr.P *= 100.0
+    return tr
+
+
+def _geodesic_km(r_a, r_b):
+    la, oa, _ = ecef_to_geodetic(r_a)
+    lb, ob, _ = ecef_to_geodetic(r_b)
+    return geodesic_inverse(np.degrees(la), np.degrees(oa), np.degrees(lb), np.degrees(ob))[1] / 1e3
+
+
+# ----------------------------------------------------------------------------- custody scenario
+
+
+@pytest.fixture()
+def custody():
+    """Two trials, two objects, three track slots; every answer counted by hand.
+
+    Object 0 in flight at steps 10..89 (80 steps), object 1 at 50..70 (never tracked). dt = 1 s.
+
+    Trial 0: track 0 exists 15..30, confirmed from 18, labelled 0 up to 25 and 1 at 26..30, then
+    deleted (a swap of 5 steps at its end: not firm); pos error 100 m.
+    Track 1 exists 35..95, confirmed from 38, labelled 0 except -1 at 50..52 (a 3-step gap:
+    allowed); pos error 50 m, vel error 2 m/s. Firm from step 38 -> 28 s after launch.
+    Trial 1: track 0 exists 20..99 confirmed, labelled 0 except -1 at 30..33 (4 steps: too long);
+    firm from 34 -> 24 s. pos error (30, 40, 0) -> 50 m, vel (0, 0, 2). Track 2 duplicates it on
+    60..69 with a 1 km error and a larger covariance (must not be the one scored).
+    """
+    t = np.arange(100.0)
+    N, O, K = 2, 2, 3
+    rng = np.random.default_rng(1)
+    state = np.full((N, O, t.size, 6), np.nan)
+    state[:, 0, 10:90] = rng.normal(0, 1e6, (N, 80, 6))
+    state[:, 1, 50:71] = rng.normal(0, 1e6, (N, 21, 6))
+    truth = _truth(t, state, [[10.0, 50.0]] * 2, [[89.5, 70.5]] * 2, trial_index=[7, 9])
+    tr = _tracks(t, N, K)
+    e100 = np.array([100.0, 0, 0, 0, 0, 0])
+    e50 = np.array([30.0, 40.0, 0, 0, 0, 2.0])
+    # trial 0, track 0
+    tr.x[0, 0, 15:31] = state[0, 0, 15:31] + e100
+    tr.confirmed[0, 0, 18:31] = True
+    tr.object[0, 0, 15:26], tr.object[0, 0, 26:31] = 0, 1
+    # trial 0, track 1 (truth NaN after 89: keep the track finite there with any value)
+    tr.x[0, 1, 35:96] = np.nan_to_num(state[0, 0, 35:96] + e50, nan=1e6)
+    tr.confirmed[0, 1, 38:96] = True
+    tr.object[0, 1, 35:96] = 0
+    tr.object[0, 1, 50:53] = -1
+    # trial 1, track 0
+    tr.x[1, 0, 20:100] = np.nan_to_num(state[1, 0, 20:100] + e50, nan=1e6)
+    tr.confirmed[1, 0, 20:100] = True
+    tr.object[1, 0, 20:100] = 0
+    tr.object[1, 0, 30:34] = -1
+    # trial 1, track 2: duplicate with a worse covariance
+    tr.x[1, 2, 60:70] = state[1, 0, 60:70] + 1000.0
+    tr.confirmed[1, 2, 60:70] = True
+    tr.object[1, 2, 60:70] = 0
+    tr.P[1, 2] *= 9.0
+    return truth, tr
+
+
+def test_firm_track_time_closed_form(custody):
+    truth, tr = custody
+    got = M.firm_track_time(truth, tr)
+    np.testing.assert_array_equal(got[:, 0], [28.0, 24.0])
+    assert np.isnan(got[:, 1]).all()
+    # a 4-step tolerance accepts trial 1's gap; trial 0's 5-step swap before deletion still fails
+    np.testing.assert_array_equal(M.firm_track_time(truth, tr, max_gap_steps=4)[:, 0], [28.0, 10.0])
+    np.testing.assert_array_equal(M.firm_track_time(truth, tr, max_gap_steps=5)[:, 0], [8.0, 10.0])
+    # a 5 s hold only looks 5 steps ahead: both first confirmations count
+    np.testing.assert_array_equal(M.firm_track_time(truth, tr, hold_s=5.0)[:, 0], [8.0, 10.0])
+    # trial 1: the 4-step gap becomes too long at step 33; a 12 s hold from step 20 ends at 32 (firm),
+    # a 13 s hold ends at 33 (not firm from 20..33, so firm from 34)
+    np.testing.assert_array_equal(M.firm_track_time(truth, tr, hold_s=12.0)[:, 0], [28.0, 10.0])
+    np.testing.assert_array_equal(M.firm_track_time(truth, tr, hold_s=13.0)[:, 0], [28.0, 24.0])
+
+
+def test_completeness_closed_form(custody):
+    truth, tr = custody
+    got = M.completeness(truth, tr)
+    np.testing.assert_allclose(got[:, 0], [(8 + 52 - 3) / 80, (70 - 4) / 80])
+    np.testing.assert_array_equal(got[:, 1], [0.0, 0.0])
+
+
+def test_rmse_closed_form_and_best_duplicate(custody):
+    truth, tr = custody
+    e = M.estimation_errors(truth, tr)
+    np.testing.assert_allclose(e["pos_rmse_m"][0, 0], np.sqrt((8 * 100.0**2 + 49 * 50.0**2) / 57))
+    np.testing.assert_allclose(e["vel_rmse_mps"][0, 0], np.sqrt(49 * 4.0 / 57))
+    np.testing.assert_allclose(e["pos_rmse_m"][1, 0], 50.0)  # the duplicate 1 km track is not scored
+    np.testing.assert_allclose(e["vel_rmse_mps"][1, 0], 2.0)
+    np.testing.assert_array_equal(e["n_samples"], [[57, 0], [66, 0]])
+    # P = I: NEES is the squared error norm
+    np.testing.assert_allclose(e["anees"][1, 0], 50.0**2 + 2.0**2)
+    assert np.isnan(e["pos_rmse_m"][:, 1]).all() and np.isnan(e["anees"][:, 1]).all()
+    t, err, bound = M.position_error_curve(truth, tr)
+    np.testing.assert_allclose(err[1, 0, 20:30], 50.0)
+    np.testing.assert_allclose(bound[1, 0, 20:30], 2.0 * np.sqrt(3.0))
+    assert np.isnan(err[1, 0, 30:34]).all() and np.isnan(err[:, 1]).all()
+
+
+def test_detection_time_from_arrivals(custody):
+    truth, _ = custody
+    arrivals = SimpleNamespace(
+        trial=np.array([9, 9, 7, 7, 8, 7]),
+        object=np.array([0, 0, 0, -1, 0, 1]),
+        arrival_time=np.array([40.0, 35.0, 12.5, 1.0, 0.0, 61.0]),
+    )
+    got = M.detection_time(truth, arrivals)
+    np.testing.assert_allclose(got[:, 0], [2.5, 25.0])
+    np.testing.assert_allclose(got[0, 1], 11.0)
+    assert np.isnan(got[1, 1])
+    tup = (arrivals.trial, arrivals.object, arrivals.arrival_time)
+    np.testing.assert_array_equal(M.detection_time(truth, tup), got)
+    assert np.isnan(M.detection_time(truth, None)).all()
+
+
+def test_mismatched_inputs_raise(custody):
+    truth, tr = custody
+    bad = SimpleNamespace(**{**vars(tr), "x": tr.x[:, :, :50]})
+    with pytest.raises(InputError, match="tracks.x"):
+        M.completeness(truth, bad)
+    with pytest.raises(InputError, match="max_gap_steps"):
+        M.firm_track_time(truth, tr, max_gap_steps=-1)
+
+
+# ----------------------------------------------------------------------------- NEES / ANEES
+
+
+def test_nees_matches_mahalanobis_and_chi_square_bounds():
+    rng = np.random.default_rng(20240601)
+    T = 600
+    A = rng.normal(size=(6, 6))
+    P = A @ A.T + 6 * np.eye(6)
+    P[:3, :3] *= 1e4  # position in m, velocity in m/s: different scales
+    e = rng.multivariate_normal(np.zeros(6), P, size=T)
+    t = np.arange(float(T))
+    state = rng.normal(0, 1e6, (1, 1, T, 6))
+    truth = _truth(t, state, [[0.0]], [[T]])
+    tr = _tracks(t, 1, 1)
+    tr.x[0, 0] = state[0, 0] + e
+    tr.P[0, 0] = P
+    tr.confirmed[:] = True
+    tr.object[:] = 0
+    got = M.nees(truth, tr)[0, 0]
+    Pinv = np.linalg.inv(P)
+    np.testing.assert_allclose(got[:5], [mahalanobis(ei, np.zeros(6), Pinv) ** 2 for ei in e[:5]], rtol=1e-9)
+    lo, hi = M.anees_bounds(T)
+    anees = M.estimation_errors(truth, tr)["anees"][0, 0]
+    assert lo < anees < hi, (lo, anees, hi)
+    tr.P[0, 0] = 0.25 * P  # overconfident filter: NEES four times too large
+    anees_bad = M.estimation_errors(truth, tr)["anees"][0, 0]
+    np.testing.assert_allclose(anees_bad, 4 * anees)
+    assert anees_bad > hi
+
+
+def test_anees_bounds_textbook_example():
+    # Bar-Shalom, Li & Kirubarajan 2001 sec. 5.4.2: n = 2, N = 50 runs -> [1.5, 2.6]
+    lo, hi = M.anees_bounds(50, dim=2)
+    assert abs(lo - 1.5) < 0.03 and abs(hi - 2.6) < 0.03
+    lo, hi = M.anees_bounds(np.array([0, 10]))
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and lo[1] < 6 < hi[1]
+
+
+# ----------------------------------------------------------------------------- impact point
+
+
+def test_ground_crossing_of_truth_states_is_the_true_impact_and_launch(arcs):
+    truth, sols = arcs
+    sol, t_imp = sols[0, 0], truth.impact_time[0, 0]
+    ts = np.array([1.0, 60.0, 200.0, t_imp - 120.0, t_imp - 3.0])
+    x = sol.sol(ts).T
+    r, dt = M.predict_ground_crossing(x)
+    dist = np.linalg.norm(r - truth.impact_ecef[0, 0], axis=-1)
+    assert dist.max() < 1.0, dist
+    np.testing.assert_allclose(dt, t_imp - ts, atol=1e-3)
+    rb, dtb = M.predict_ground_crossing(x, backward=True)
+    assert np.linalg.norm(rb - truth.launch_ecef[0, 0], axis=-1).max() < 1.0
+    np.testing.assert_allclose(dtb, -ts, atol=1e-3)
+    # not finite -> NaN; already on the ground -> itself at time 0
+    r2, dt2 = M.predict_ground_crossing(np.stack([np.full(6, np.nan), sol.sol(0.0)]))
+    assert np.isnan(r2[0]).all() and np.isnan(dt2[0])
+    assert dt2[1] == 0.0
+
+
+def test_ground_crossing_of_a_perturbed_state_matches_solve_ivp(arcs):
+    _, sols = arcs
+    x0 = sols[1, 0].sol(150.0) + np.array([0, 0, 0, 40.0, -25.0, 15.0])
+    ref = solve_ivp(_rhs, (0.0, 5000.0), x0, method="DOP853", rtol=1e-12, atol=1e-6, events=_ground_event)
+    r, dt = M.predict_ground_crossing(x0)
+    assert np.linalg.norm(r - ref.y_events[0][0][:3]) < 1.0
+    assert abs(dt - ref.t_events[0][0]) < 1e-3
+
+
+def test_ipp_curve_warning_and_launch_point_on_exact_tracks(arcs):
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=100.0)
+    tau, err = M.ipp_error_curve(truth, tr, step_s=50.0, extra_time_to_go=(120.0,))
+    assert 120.0 in tau and np.all(np.diff(tau) > 0)
+    # tracked from t = 100 s: a point exists iff the last grid step before impact - tau is >= 100
+    k_time = np.floor(truth.impact_time[..., None] - tau)  # grid is whole seconds
+    expected = k_time >= 100.0
+    np.testing.assert_array_equal(np.isfinite(err), expected)
+    assert np.nanmax(err) < 1e-3  # km
+    w = M.warning_time(tau, err, 50.0)
+    np.testing.assert_array_equal(w, np.max(np.where(expected, tau, -np.inf), axis=-1))
+    lp = M.launch_point_error(truth, tr)
+    assert np.nanmax(lp) < 1e-3
+
+
+def test_ipp_error_of_biased_track_matches_independent_propagation(arcs):
+    truth, _ = arcs
+    dv = np.array([20.0, -10.0, 5.0])
+    tr = _exact_tracks(truth, dv=dv)
+    tau, err = M.ipp_error_curve(truth, tr, time_to_go=[120.0, 300.0])
+    for n, o, g in [(0, 0, 0), (1, 1, 1)]:
+        k = int(np.floor(truth.impact_time[n, o] - tau[g])) + 5  # grid t = -5 + index
+        x0 = tr.x[n, o, k]
+        ref = solve_ivp(_rhs, (0.0, 5000.0), x0, method="DOP853", rtol=1e-12, atol=1e-6, events=_ground_event)
+        want = _geodesic_km(ref.y_events[0][0][:3], truth.impact_ecef[n, o])
+        assert want > 0.1  # the bias moves the impact point measurably
+        np.testing.assert_allclose(err[n, o, g], want, rtol=1e-5, atol=1e-4)
+
+
+def test_warning_time_closed_form():
+    tau = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    e = np.array(
+        [
+            [1.0, 2.0, 60.0, 3.0, 4.0],  # settles at 10 s to go
+            [np.nan, 5.0, np.nan, 7.0, 70.0],  # missing points neither break nor start it: 30 s
+            [np.nan] * 5,
+            [1.0, 1.0, 1.0, 1.0, 1.0],
+            [60.0, 1.0, 1.0, 1.0, 1.0],  # last prediction wrong: never
+        ]
+    )
+    got = M.warning_time(tau, e, 50.0)
+    np.testing.assert_array_equal(got[[0, 1, 3]], [10.0, 30.0, 40.0])
+    assert np.isnan(got[[2, 4]]).all()
+
+
+# ----------------------------------------------------------------------------- GOSPA
+
+
+def _gospa_brute(X, Y, c, p=2.0):
+    """Eq. (2) of Rahmathullah et al. 2017 by enumerating every partial assignment."""
+    m, n = len(X), len(Y)
+    best = (np.inf, None)
+    for k in range(min(m, n) + 1):
+        for xs in combinations(range(m), k):
+            for ys in permutations(range(n), k):
+                d = [np.linalg.norm(X[i] - Y[j]) for i, j in zip(xs, ys)]
+                cost = sum(di**p for di in d) + c**p / 2 * (m + n - 2 * k)
+                if cost < best[0]:
+                    best = (cost, (sum(di**p for di in d), n - k, m - k))
+    return best[0] ** (1 / p), best[1]
+
+
+def test_gospa_against_brute_force():
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        m, n = rng.integers(0, 5, size=2)
+        X, Y = rng.uniform(0, 30, (m, 2)), rng.uniform(0, 30, (n, 2))
+        c = rng.uniform(2, 20)
+        g = M.gospa(X, Y, c)
+        d, (loc, n_miss, n_false) = _gospa_brute(X, Y, c)
+        np.testing.assert_allclose(g["distance"], d, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(g["localization"] ** 2, loc, rtol=1e-12, atol=1e-12)
+        assert (g["n_missed"], g["n_false"]) == (n_miss, n_false)
+        np.testing.assert_allclose(g["localization"] ** 2 + g["missed"] ** 2 + g["false"] ** 2, d**2)
+
+
+def test_gospa_empty_sets_closed_form():
+    c = 10e3
+    Y = np.random.default_rng(0).normal(size=(3, 3))
+    g = M.gospa(np.zeros((0, 3)), Y, c)
+    np.testing.assert_allclose(g["distance"], np.sqrt(3 * c**2 / 2))
+    assert g["n_missed"] == 3 and g["n_false"] == 0 and g["localization"] == 0
+    g = M.gospa(Y[:2], np.zeros((0, 3)), c)
+    np.testing.assert_allclose(g["false"], np.sqrt(2 * c**2 / 2))
+    assert M.gospa(np.zeros((0, 3)), np.zeros((0, 3)), c)["distance"] == 0.0
+
+
+def test_gospa_series_matches_per_step_gospa():
+    rng = np.random.default_rng(3)
+    N, O, K, T = 3, 3, 4, 40
+    t = np.arange(float(T))
+    state = rng.uniform(0, 30e3, (N, O, T, 6))
+    state[0, 2, :10] = np.nan  # object not yet launched
+    truth = _truth(t, state, np.zeros((N, O)), np.full((N, O), T))
+    tr = _tracks(t, N, K)
+    tr.x[:] = rng.uniform(0, 30e3, (N, K, T, 6))
+    tr.x[:, :O] = np.concatenate([state[..., :3] + rng.normal(0, 3e3, (N, O, T, 3)), state[..., 3:]], -1)
+    tr.x[1, 3, 5:] = np.nan
+    tr.confirmed[:] = rng.random((N, K, T)) < 0.8
+    c = 10e3
+    g = M.gospa_series(truth, tr, c)
+    n_lsa = 0
+    for n in range(N):
+        for k in range(T):
+            xs = tr.x[n, :, k, :3][tr.confirmed[n, :, k] & np.isfinite(tr.x[n, :, k, 0])]
+            ys = state[n, :, k, :3][np.isfinite(state[n, :, k, 0])]
+            ref, (loc, n_miss, n_false) = _gospa_brute(xs, ys, c)
+            np.testing.assert_allclose(g["distance"][n, k], ref, rtol=1e-10)
+            np.testing.assert_allclose(g["localization"][n, k] ** 2, loc, rtol=1e-10, atol=1e-6)
+            assert (g["n_missed"][n, k], g["n_false"][n, k]) == (n_miss, n_false)
+            d = np.linalg.norm(xs[:, None] - ys[None], axis=-1) < c
+            n_lsa += (d.sum(0) > 1).any() or (d.sum(1) > 1).any()
+    assert n_lsa > 5  # the assignment path was exercised, not only the closed form
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+def test_trial_metrics_keys_shapes_and_values(arcs):
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=30.0)
+    tr.x[..., 0] += np.where(np.isfinite(tr.x[..., 0]), 10.0, 0.0)  # 10 m position error everywhere
+    arrivals = (np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([20.0, 25.0, 28.0]))
+    cfg = MetricsConfig(ipp_threshold=50e3, ipp_time_to_go=120.0, gospa_cutoff=10e3)
+    out = M.trial_metrics(truth, tr, arrivals, cfg)
+    assert set(out) == set(M.TRIAL_METRIC_KEYS)
+    for k, v in out.items():
+        assert v.shape == ((2,) if k == "gospa_m" else (2, 2)), k
+    np.testing.assert_allclose(out["detect_time_s"], [[20.0, np.nan], [25.0, 28.0]])
+    np.testing.assert_array_equal(out["firm_track_time_s"], 30.0)
+    n_flight = np.isfinite(truth.state[..., 0]).sum(-1)
+    np.testing.assert_allclose(out["completeness"], (n_flight - 30) / n_flight)
+    np.testing.assert_allclose(out["pos_rmse_m"], 10.0)
+    np.testing.assert_allclose(out["vel_rmse_mps"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(out["anees"], 1.0)  # 10^2 / 100 (P = 100 I)
+    assert (out["ipp_error_km_at_120s"] < 0.05).all()
+    assert (out["launch_point_error_km"] < 0.05).all()
+    assert (out["warning_time_s"] > 120.0).all()
+    # GOSPA: each track sits 10 m off its object, objects far apart; steps before
+    # t = 30 s have no confirmed track: 2 missed objects each (c^2/2 each).
+    assert np.isfinite(out["gospa_m"]).all() and (out["gospa_m"] > 10.0).all()
+    s = M.summarize(out["completeness"][:, 0])
+    assert s["n"] == 2 and s["n_missing"] == 0
+
+
+def test_summarize_counts_missing():
+    v = np.array([1.0, np.nan, 3.0, 10.0, np.nan, 4.0])
+    s = M.summarize(v)
+    f = v[np.isfinite(v)]
+    assert s == {
+        "median": float(np.median(f)),
+        "p10": float(np.percentile(f, 10)),
+        "p90": float(np.percentile(f, 90)),
+        "n": 6,
+        "n_missing": 2,
+    }
+    assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4}
