@@ -46,10 +46,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
+from fusion.models import ballistic_propagate
 from sim.config import MetricsConfig
 from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
 from sim.errors import InputError
-from sim.gravity import ballistic_acceleration
 
 STATE_DIM = 6  # [x, y, z, vx, vy, vz]
 DEFAULT_MAX_GAP_STEPS = 3  # steps a firm track may be off its object (missed scans, a swap glitch)
@@ -181,7 +181,9 @@ def detection_time(truth, arrivals) -> np.ndarray:
     arrivals : object or tuple
         The nation's detection arrival record, columnar: attributes ``trial`` (K,)
         global trial index, ``object`` (K,) truth object (-1 false alarm) and
-        ``arrival_time`` (K,) s; or a tuple ``(trial, object, arrival_time)``.
+        ``arrival`` (K,) arrival time at the nation, s (``arrival_time`` also
+        accepted), as :func:`sim.engine` builds it; or a tuple
+        ``(trial, object, arrival_time)``.
         None means nothing arrived.
 
     Returns
@@ -195,11 +197,9 @@ def detection_time(truth, arrivals) -> np.ndarray:
         if isinstance(arrivals, tuple):
             trial, obj, arr = (np.asarray(a) for a in arrivals)
         else:
-            trial, obj, arr = (
-                np.asarray(arrivals.trial),
-                np.asarray(arrivals.object),
-                np.asarray(arrivals.arrival_time),
-            )
+            arr = getattr(arrivals, "arrival_time", None)
+            arr = arrivals.arrival if arr is None else arr
+            trial, obj, arr = np.asarray(arrivals.trial), np.asarray(arrivals.object), np.asarray(arr)
         if not (trial.shape == obj.shape == arr.shape) or trial.ndim != 1:
             raise InputError.single(
                 "arrivals", (trial.shape, obj.shape, arr.shape), "three 1-D arrays of equal length"
@@ -494,23 +494,13 @@ def position_error_curve(truth, tracks):
 
 
 def _ballistic_propagate(x, dt):
-    """One RK4 step of the drag-free ballistic motion (J2 + Coriolis + centrifugal).
+    """Drag-free ballistic propagation (J2 + Coriolis + centrifugal), ``x (M, 6)``, ``dt`` s scalar or (M,).
 
-    Stand-in for ``fusion.models.ballistic_propagate(x, dt)`` until that kernel lands
-    (swap here, nowhere else). ``x (M, 6)`` ECEF m, m/s; ``dt`` s, scalar or (M,),
-    negative to go back in time. Runge-Kutta 4 (Hairer, Norsett & Wanner 1993, II.1).
+    The one place the metrics propagate: :func:`fusion.models.ballistic_propagate`,
+    the tracker's own RK4 motion model (sub-steps of at most 10 s), so the IPP is
+    the prediction the nation's own filter model makes.
     """
-    h = np.asarray(dt, float)
-    h = h[..., None] if h.ndim else h
-
-    def f(s):
-        return np.concatenate([s[..., 3:], ballistic_acceleration(s[..., :3], s[..., 3:])], axis=-1)
-
-    k1 = f(x)
-    k2 = f(x + 0.5 * h * k1)
-    k3 = f(x + 0.5 * h * k2)
-    k4 = f(x + h * k3)
-    return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return ballistic_propagate(x, dt)
 
 
 def predict_ground_crossing(
@@ -519,7 +509,7 @@ def predict_ground_crossing(
     """Where and when a ballistic state reaches the ground (altitude 0, WGS-84).
 
     Each state is propagated drag-free (point-mass + J2 gravity, Coriolis and
-    centrifugal terms, :func:`sim.gravity.ballistic_acceleration`) with fixed RK4
+    centrifugal terms, :func:`fusion.models.ballistic_propagate`) with fixed RK4
     steps until its height above the ellipsoid changes sign; the crossing inside the
     last step is then found by bisection on the step length (24 halvings: < 1 us).
     All states are propagated together, each stopping at its own crossing.

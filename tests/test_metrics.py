@@ -219,13 +219,14 @@ def test_detection_time_from_arrivals(custody):
     arrivals = SimpleNamespace(
         trial=np.array([9, 9, 7, 7, 8, 7]),
         object=np.array([0, 0, 0, -1, 0, 1]),
-        arrival_time=np.array([40.0, 35.0, 12.5, 1.0, 0.0, 61.0]),
+        time=np.array([38.0, 33.0, 10.5, 0.0, 0.0, 59.0]),  # measurement times: not what counts
+        arrival=np.array([40.0, 35.0, 12.5, 1.0, 0.0, 61.0]),  # field names of sim.engine._arrivals
     )
     got = M.detection_time(truth, arrivals)
     np.testing.assert_allclose(got[:, 0], [2.5, 25.0])
     np.testing.assert_allclose(got[0, 1], 11.0)
     assert np.isnan(got[1, 1])
-    tup = (arrivals.trial, arrivals.object, arrivals.arrival_time)
+    tup = (arrivals.trial, arrivals.object, arrivals.arrival)
     np.testing.assert_array_equal(M.detection_time(truth, tup), got)
     assert np.isnan(M.detection_time(truth, None)).all()
 
