@@ -1,0 +1,152 @@
+"""Scenario builders shared by the tracker, association and OOSM tests (and sanity tests of them).
+
+Truth: drag-free ballistic arcs integrated with ``scipy.integrate.solve_ivp``
+(DOP853) on :func:`sim.gravity.ballistic_acceleration` (independent of the
+filter's RK4 propagator). Detections: :func:`sensors.geometry.measure` plus
+Gaussian noise, optional Poisson false alarms uniform in a box of AER around
+the targets. Nothing here depends on ``sim/truth.py`` or ``sensors/detections.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from sensors.geometry import measure
+from sim.earth import enu_rotation, geodetic_to_ecef
+from sim.gravity import ballistic_acceleration
+
+
+@dataclass(frozen=True)
+class Dets:
+    """Local stand-in with the fields of ``sensors.detections.Detections``."""
+
+    trial: np.ndarray
+    time: np.ndarray
+    sensor: np.ndarray
+    object: np.ndarray
+    z: np.ndarray
+    R: np.ndarray
+    snr: np.ndarray
+    range_rate: np.ndarray | None = None
+    range_rate_var: np.ndarray | None = None
+
+
+# Two notional sites (lat, lon deg, alt m): a radar on the Sea of Japan coast and one in Korea.
+SITES_DEG = ((35.7, 135.2, 100.0), (36.0, 128.3, 300.0))
+
+
+def sites(n=2):
+    """``site_ecef (n, 3)``, ``R_enu (n, 3, 3)`` of the first ``n`` notional sites."""
+    lat = np.radians([s[0] for s in SITES_DEG[:n]])
+    lon = np.radians([s[1] for s in SITES_DEG[:n]])
+    alt = np.array([s[2] for s in SITES_DEG[:n]])
+    return geodetic_to_ecef(lat, lon, alt), enu_rotation(lat, lon)
+
+
+def _rhs(_, y):
+    return np.concatenate([y[3:], ballistic_acceleration(y[:3], y[3:])])
+
+
+def ballistic_arc(lat_deg, lon_deg, alt_m, v_enu, t):
+    """ECEF states ``(T, 6)`` at times ``t`` (from t[0]) of a drag-free arc (solve_ivp, DOP853, rtol 1e-11)."""
+    lat, lon = np.radians(lat_deg), np.radians(lon_deg)
+    r0 = geodetic_to_ecef(lat, lon, alt_m)
+    v0 = enu_rotation(lat, lon).T @ np.asarray(v_enu, dtype=float)
+    sol = solve_ivp(_rhs, (t[0], t[-1]), np.concatenate([r0, v0]), method="DOP853", t_eval=t,
+                    rtol=1e-11, atol=1e-6)
+    return sol.y.T.copy()
+
+
+def midcourse_pair(t, separation_m=4000.0):
+    """Two objects (an RV and a spent stage) in midcourse over the Sea of Japan, ``(2, T, 6)``.
+
+    The stage starts ``separation_m`` behind the RV along its velocity and 30 m/s slower.
+    """
+    v = np.array([2600.0, 600.0, 1500.0])  # m/s ENU at 300 km altitude, eastbound (notional IRBM midcourse)
+    rv = ballistic_arc(38.5, 131.0, 300e3, v, t)
+    u = rv[0, 3:] / np.linalg.norm(rv[0, 3:])
+    x0 = rv[0].copy()
+    x0[:3] -= separation_m * u
+    x0[3:] -= 30.0 * u
+    sol = solve_ivp(_rhs, (t[0], t[-1]), x0, method="DOP853", t_eval=t, rtol=1e-11, atol=1e-6)
+    return np.stack([rv, sol.y.T])
+
+
+def make_detections(truth, t, sensor_times, trials, seed, pd=1.0, fa_rate=0.0, fa_box=(60e3, 0.03, 0.03),
+                    sigma_range=25.0, sigma_angle=1.5e-3):
+    """Detections of ``truth (objects, T, 6)`` (same truth in every trial) by the sites of :func:`sites`.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (objects, T, 6)
+    t : ndarray, shape (T,)
+    sensor_times : sequence of ndarray of grid indices
+        Scan times (indices into ``t``) of each sensor.
+    trials : int
+    seed : int
+    pd : float
+        Detection probability per object and scan.
+    fa_rate : float
+        Poisson mean of false alarms per scan, uniform in ``fa_box`` = (range half-width m,
+        azimuth half-width rad, elevation half-width rad) around object 0's true AER.
+
+    Returns
+    -------
+    Dets sorted by (time, sensor, trial, object).
+    """
+    rng = np.random.default_rng(seed)
+    site_ecef, R_enu = sites(len(sensor_times))
+    cols = {k: [] for k in ("trial", "time", "sensor", "object", "z")}
+    for s, idx in enumerate(sensor_times):
+        for i in idx:
+            for b in range(trials):
+                for o in range(truth.shape[0]):
+                    if rng.random() < pd:
+                        z = measure(truth[o, i], site_ecef[s], R_enu[s])
+                        z = z + rng.normal(size=3) * [sigma_range, sigma_angle, sigma_angle]
+                        cols["trial"].append(b), cols["time"].append(t[i]), cols["sensor"].append(s)
+                        cols["object"].append(o), cols["z"].append(z)
+                nfa = rng.poisson(fa_rate)
+                if nfa:
+                    c = measure(truth[0, i], site_ecef[s], R_enu[s])
+                    for _ in range(nfa):
+                        z = c + rng.uniform(-1, 1, 3) * np.asarray(fa_box)
+                        cols["trial"].append(b), cols["time"].append(t[i]), cols["sensor"].append(s)
+                        cols["object"].append(-1), cols["z"].append(z)
+    trial = np.asarray(cols["trial"], dtype=np.int64)
+    time = np.asarray(cols["time"], dtype=float)
+    sensor = np.asarray(cols["sensor"], dtype=np.int16)
+    obj = np.asarray(cols["object"], dtype=np.int32)
+    z = np.asarray(cols["z"], dtype=float).reshape(-1, 3)
+    z[:, 1] = np.mod(z[:, 1], 2 * np.pi)
+    order = np.lexsort((obj, trial, sensor, time))
+    R = np.zeros((z.shape[0], 3, 3))
+    R[:, 0, 0] = sigma_range**2
+    R[:, 1, 1] = R[:, 2, 2] = sigma_angle**2
+    return Dets(trial=trial[order], time=time[order], sensor=sensor[order], object=obj[order], z=z[order],
+                R=R[order], snr=np.full(z.shape[0], 100.0))
+
+
+def take(d, mask):
+    """Subset of a Dets record."""
+    return Dets(**{k: (getattr(d, k)[mask] if isinstance(getattr(d, k), np.ndarray) else getattr(d, k))
+                   for k in d.__dataclass_fields__})
+
+
+def test_arc_is_ballistic_and_visible():
+    """The test arcs stay above 100 km and inside a few thousand km of the sites (scenario sanity)."""
+    from sim.earth import altitude
+
+    t = np.arange(0.0, 301.0)
+    pair = midcourse_pair(t)
+    alt = altitude(pair[0, :, :3])
+    assert alt.min() > 100e3
+    site_ecef, R_enu = sites(1)
+    z = measure(pair[:, :, :], site_ecef[0], R_enu[0])
+    assert np.all(z[..., 2] > 0.0)  # above the horizon of radar 0
+    assert np.all(z[..., 0] < 2000e3)
+    sep = np.linalg.norm(pair[0, :, :3] - pair[1, :, :3], axis=1)
+    assert 3e3 < sep.min() and sep.max() < 15e3
