@@ -528,7 +528,7 @@ def predict_ground_crossing(
     Returns
     -------
     r_ground : ndarray, shape (..., 3)
-        ECEF position of the crossing, m (altitude 0 to < 1 mm). A state already at
+        ECEF position of the crossing, m (altitude 0 to < 1 cm). A state already at
         or below the ground returns its own position.
     time_s : ndarray, shape (...)
         Signed propagation time to the crossing, s (negative when ``backward``).
@@ -851,8 +851,8 @@ def gospa_series(truth, tracks, c: float, p: float = 2.0) -> dict[str, np.ndarra
     x_ok = (np.isfinite(Xr).all(-1)) & np.asarray(tracks.confirmed, bool).transpose(0, 2, 1)
     y_ok = np.isfinite(Yr).all(-1)
     m, n = x_ok.sum(-1), y_ok.sum(-1)
-    with np.errstate(invalid="ignore"):
-        d = np.linalg.norm(Xr[..., :, None, :] - Yr[..., None, :, :], axis=-1)  # (N, T, K, O)
+    with np.errstate(invalid="ignore"):  # one object at a time keeps the (N, T, K, 3) temporaries small
+        d = np.stack([np.linalg.norm(Xr - Yr[..., o, None, :], axis=-1) for o in range(Yr.shape[2])], -1)
     pair = x_ok[..., :, None] & y_ok[..., None, :] & (d < c)
     simple = (pair.sum(-1) <= 1).all(-1) & (pair.sum(-2) <= 1).all(-1)  # (N, T)
     loc = np.where(pair, np.where(pair, d, 0.0) ** p, 0.0).sum((-2, -1))
