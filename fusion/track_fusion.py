@@ -37,6 +37,7 @@ Proc. FUSION 2002 (the trace and determinant criteria).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -467,7 +468,8 @@ def fuse_track_histories(local: "TrackHistory",
     gate_probability : float
         Association gate probability in (0, 1); gate :math:`\\chi^2_6` quantile.
     q : float
-        Process-noise power spectral density for predicting reports, m^2/s^3.
+        Process-noise power spectral density for predicting reports, m^2/s^3 (the
+        tracker's: ``tracker.process_noise ** 2``).
     ci_criterion : {"trace", "det"}
         What the covariance-intersection weight minimises.
     transition, noise : callable, optional
@@ -477,7 +479,7 @@ def fuse_track_histories(local: "TrackHistory",
     Returns
     -------
     TrackHistory
-        Same class as ``local``, tracks ``L + sum(R_k)``: slot ``i < L`` is local track
+        ``dataclasses.replace`` of ``local`` (same class, other fields kept), tracks ``L + sum(R_k)``: slot ``i < L`` is local track
         ``i`` (fused with the report associated with it at each time), then one slot per
         remote track of each route, in order, holding that report at the times it
         associates with no earlier slot (NaN otherwise). ``confirmed`` is True for a
@@ -544,4 +546,5 @@ def fuse_track_histories(local: "TrackHistory",
         obj[:, sl] = np.where(alone, objr, -1)
         sens[:, sl] = np.where(alone, sensr, 0)
         used += R
-    return type(local)(t=local.t, x=X, P=P, confirmed=conf, object=obj, sensors=sens)
+    # same class and every other field (e.g. the tracker's counters) as the local history
+    return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens)
