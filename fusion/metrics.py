@@ -886,6 +886,7 @@ def trial_metrics(
     ipp_grid_step_s: float = DEFAULT_IPP_GRID_STEP_S,
     max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
     hold_s: float | None = None,
+    curves: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """All per-trial figures of merit of one nation's tracks.
 
@@ -902,6 +903,9 @@ def trial_metrics(
         Time-to-go spacing of the IPP curve behind ``warning_time_s``, s.
     max_gap_steps, hold_s
         Firm-track rule, see :func:`firm_track_time`.
+    curves : dict, optional
+        If given, receives ``"ipp"``: the ``(time_to_go, error_km)`` pair of
+        :func:`ipp_error_curve` computed on the way, for figures (no second pass).
 
     Returns
     -------
@@ -938,6 +942,8 @@ def trial_metrics(
     tau, curve = ipp_error_curve(
         truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,)
     )
+    if curves is not None:
+        curves["ipp"] = (tau, curve)
     out["ipp_error_km_at_120s"] = curve[..., np.searchsorted(tau, config.ipp_time_to_go)]
     out["warning_time_s"] = warning_time(tau, curve, config.ipp_threshold / 1e3)
     out["launch_point_error_km"] = launch_err
