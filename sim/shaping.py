@@ -1,0 +1,429 @@
+"""Trajectory shaping: the steering that flies a class to a ground range with a given shape.
+
+The steering program of :mod:`sim.dynamics` has two free parameters: the
+pitch-over (kick) angle :math:`\\kappa` and the thrust-termination time
+:math:`t_c` (energy cut-off). For a given class and launch geometry they map
+to the ground range :math:`R(\\kappa, t_c)` and the apogee height
+:math:`A(\\kappa, t_c)`:
+
+``minimum-energy``
+    the smallest energy that reaches the range: :math:`R(\\kappa, t_c) = R^*`
+    and :math:`\\partial R/\\partial\\kappa = 0` (the range is maximal over the
+    kick at that cut-off time).
+``lofted``, ``depressed``
+    :math:`R = R^*` and :math:`A = A^*`, with the apogee above (lofted) or
+    below (depressed) the minimum-energy apogee. For a given range the apogee
+    is bounded by the full-burn (:math:`t_c` = burn time) lofted and depressed
+    trajectories; outside that interval the request cannot be flown.
+
+Both are solved with :func:`scipy.optimize.least_squares` (bounded
+trust-region reflective) on the batched RK4 flights, the Jacobian by finite
+differences evaluated as extra members of the same batch. The start point
+comes from a coarse grid scan over :math:`(\\kappa, t_c)`, which also gives
+the feasible intervals named in the errors. The aim azimuth is then
+corrected once so that the impact lies on the requested bearing (Coriolis
+deflects the gravity turn).
+
+A class with a gliding body (``glide_lift_to_drag`` > 0, the KN-23) flies its
+``depressed`` shape as a quasi-ballistic glide: after burnout, lift at that
+L/D holds the body in the upper atmosphere, which is how a 50 km apogee
+reaches 600 km. The ``pull-up`` manoeuvre adds a terminal pull-up (see
+:data:`sim.dynamics.PULLUP_TOP`); the steering is solved with it, so the
+range is still met.
+
+References
+----------
+Zarchan, *Tactical and Strategic Missile Guidance*, 6th ed., AIAA 2012, ch. 36-37;
+Wheelon, "Free flight of a ballistic missile", *ARS Journal* 29, 1959 (minimum-energy
+trajectory); Wright, Postol et al., UCS analyses of lofted North Korean tests (2017).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from sim import dynamics as dyn
+from sim.config import MANEUVERS, SHAPES
+from sim.earth import ecef_to_geodetic, geodesic_inverse
+from sim.errors import InputError
+from sim.missiles import MISSILES, MissileClass
+
+RANGE_TOL = 0.002  # relative; the solver aims well inside the 1 % contract
+APOGEE_TOL = 0.005  # relative; inside the 2 % contract
+_KICK_MAX = np.radians(75.0)
+_KICK_MIN = np.radians(0.02)
+_T_CUT_MIN_AFTER_PITCH = 2.0  # s after the end of the pitch-over
+
+
+@dataclass(frozen=True)
+class Nominal:
+    """A solved nominal flight of one class (no dispersion).
+
+    Attributes
+    ----------
+    missile : str
+        Catalog key.
+    launch_lat, launch_lon : float
+        rad.
+    azimuth : float
+        Aim azimuth of the steering, rad (corrected for the Coriolis deflection).
+    kick : float
+        Pitch-over angle, rad.
+    t_cut : float
+        Thrust termination time since launch, s.
+    lift_glide, lift_pullup : float
+        L/D of the glide and of the pull-up after burnout.
+    range, apogee, flight_time : float
+        Achieved ground range (m), apogee height (m) and time of flight (s).
+    burnout_speed, max_speed : float
+        m/s, Earth-relative.
+    impact_lat, impact_lon : float
+        rad.
+    shape, maneuver : str
+    """
+
+    missile: str
+    launch_lat: float
+    launch_lon: float
+    azimuth: float
+    kick: float
+    t_cut: float
+    lift_glide: float
+    lift_pullup: float
+    range: float
+    apogee: float
+    flight_time: float
+    burnout_speed: float
+    max_speed: float
+    impact_lat: float
+    impact_lon: float
+    shape: str
+    maneuver: str
+
+
+def _fly_batch(m: MissileClass, lat, lon, az, kick, t_cut, lift_glide, lift_pullup):
+    """Fly N candidates; return range (m), apogee (m), flight time (s), impact azimuth (deg), result."""
+    prog = dyn.make_program(m, lat, lon, az, kick, t_cut, m.rv_ballistic_coeff, lift_glide, lift_pullup)
+    res = dyn.fly(prog, dyn.launch_state(lat, lon, prog.n), tau_max=8_000.0)
+    ilat, ilon, _ = ecef_to_geodetic(res.impact_state[:, :3])
+    ok = np.isfinite(res.impact_tau)
+    n = prog.n
+    rng = np.zeros(n)
+    azi = np.full(n, np.nan)
+    if ok.any():
+        a, d = geodesic_inverse(np.full(ok.sum(), np.degrees(lat)), np.full(ok.sum(), np.degrees(lon)),
+                                np.degrees(ilat[ok]), np.degrees(ilon[ok]))
+        rng[ok], azi[ok] = d, a
+    # A candidate that does not come down (near-orbital) counts as out of range.
+    rng[~ok] = np.inf
+    return rng, res.apogee, res.impact_tau, azi, res
+
+
+def _t_cut_min(m: MissileClass) -> float:
+    return m.vertical_rise + dyn.PITCH_OVER_DURATION + _T_CUT_MIN_AFTER_PITCH
+
+
+@functools.lru_cache(maxsize=64)
+def _scan(key: str, lat: float, lon: float, az: float, lift_glide: float, lift_pullup: float):
+    """Coarse (kick, cut-off) grid: ranges and apogees, shape (n_cut, n_kick)."""
+    m = MISSILES[key]
+    kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 75.0, 16))])
+    fr = np.array([0.55, 0.7, 0.85, 1.0])
+    t_cuts = np.maximum(_t_cut_min(m), fr * m.burn_time)
+    K, Tc = np.meshgrid(kicks, t_cuts)
+    rng, apo, _, _, _ = _fly_batch(m, lat, lon, az, K.ravel(), Tc.ravel(), lift_glide, lift_pullup)
+    return kicks, t_cuts, rng.reshape(K.shape), apo.reshape(K.shape)
+
+
+def _envelope(kicks, rng_row, apo_row, R):
+    """Full-burn row: max range, kick at max, and apogees where the row reaches R on each side."""
+    r = np.where(np.isfinite(rng_row), rng_row, 0.0)
+    i = int(np.argmax(r))
+    lo = hi = np.nan
+    if r[i] >= R:
+        # Lofted side: kicks below the max-range kick, range increasing with kick.
+        left = r[: i + 1]
+        j = np.flatnonzero(left >= R)
+        if j.size and j[0] > 0:
+            j0 = j[0]
+            w = (R - left[j0 - 1]) / (left[j0] - left[j0 - 1])
+            hi = apo_row[j0 - 1] + w * (apo_row[j0] - apo_row[j0 - 1])
+        elif j.size:
+            hi = apo_row[0]
+        right = r[i:]
+        j = np.flatnonzero(right < R)
+        if j.size:
+            j0 = i + j[0]
+            w = (r[j0 - 1] - R) / (r[j0 - 1] - r[j0])
+            lo = apo_row[j0 - 1] + w * (apo_row[j0] - apo_row[j0 - 1])
+        else:
+            lo = apo_row[-1]
+    return r[i], kicks[i], lo, hi
+
+
+def _bad(key, value, allowed):
+    return InputError.single(key, value, allowed)
+
+
+def _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, target):
+    """Memoized batch evaluation of (kick, t_cut) with finite-difference neighbours."""
+    dk, dt = 2e-4, 0.05
+    cache = {}
+
+    def run(p):
+        key = (float(p[0]), float(p[1]))
+        if key not in cache:
+            k, t = key
+            t_hi = m.burn_time
+            ts = t - dt if t + dt > t_hi else t + dt
+            kicks = np.array([k, k + dk, k - dk, k, k + dk, k - dk])
+            cuts = np.array([t, t, t, ts, ts, ts])
+            rng, apo, tof, azi, res = _fly_batch(m, lat, lon, az, kicks, cuts, lift_glide, lift_pullup)
+            cache[key] = (rng, apo, tof, azi, res, ts - t)
+        return cache[key]
+
+    return run, dk
+
+
+def _solve(m, lat, lon, az, R, shape, A, lift_glide, lift_pullup, p0):
+    run, dk = _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, None)
+    t_lo, t_hi = _t_cut_min(m), m.burn_time
+
+    if shape == "minimum-energy":
+        def fun(p):
+            rng, *_ = run(p)
+            dRdk = (rng[1] - rng[2]) / (2 * dk)
+            return np.array([rng[0] / R - 1.0, dRdk / R])
+
+        def jac(p):
+            rng, _, _, _, _, dts = run(p)
+            dRdk = (rng[1] - rng[2]) / (2 * dk)
+            d2Rdk2 = (rng[1] - 2 * rng[0] + rng[2]) / dk**2
+            dRdt = (rng[3] - rng[0]) / dts
+            dRdk_t = (rng[4] - rng[5]) / (2 * dk)
+            d2Rdkdt = (dRdk_t - dRdk) / dts
+            return np.array([[dRdk / R, dRdt / R], [d2Rdk2 / R, d2Rdkdt / R]])
+    else:
+        def fun(p):
+            rng, apo, *_ = run(p)
+            return np.array([rng[0] / R - 1.0, apo[0] / A - 1.0])
+
+        def jac(p):
+            rng, apo, _, _, _, dts = run(p)
+            return np.array([
+                [(rng[1] - rng[2]) / (2 * dk) / R, (rng[3] - rng[0]) / dts / R],
+                [(apo[1] - apo[2]) / (2 * dk) / A, (apo[3] - apo[0]) / dts / A],
+            ])
+
+    lo = np.array([_KICK_MIN, t_lo])
+    hi = np.array([_KICK_MAX, t_hi])
+    p0 = np.clip(p0, lo + [1e-6, 1e-3], hi - [1e-6, 1e-3])
+    sol = least_squares(fun, p0, jac=jac, bounds=(lo, hi), x_scale=np.array([0.05, 10.0]),
+                        xtol=1e-10, ftol=1e-12, gtol=1e-12, max_nfev=40, method="trf")
+    return sol.x, run(sol.x)
+
+
+@functools.lru_cache(maxsize=256)
+def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: float, range_m: float,
+                  shape: str = "minimum-energy", apogee: float | None = None, maneuver: str = "none") -> Nominal:
+    """Solve the steering of one class for a range and shape (cached per request).
+
+    Parameters
+    ----------
+    missile : str
+        Key of :data:`sim.missiles.MISSILES`.
+    launch_lat, launch_lon : float
+        Launch point, geodetic, rad.
+    bearing : float
+        Azimuth of the target from the launch point, rad clockwise from north.
+    range_m : float
+        Ground (geodesic) range to reach, m.
+    shape : str
+        ``"minimum-energy"``, ``"lofted"`` or ``"depressed"``.
+    apogee : float, optional
+        Apogee height, m (required for lofted and depressed, not allowed otherwise).
+    maneuver : str
+        ``"none"`` or ``"pull-up"`` (classes with a lifting body only).
+
+    Returns
+    -------
+    Nominal
+        Range within 1 % and apogee within 2 % of the request.
+
+    Raises
+    ------
+    sim.errors.InputError
+        Unknown class, shape or manoeuvre; a range outside (0, max range] of
+        the class; an apogee outside the interval the class can fly at that
+        range (the error names the interval); a solve that does not converge.
+    """
+    if missile not in MISSILES:
+        raise _bad("missile", missile, f"one of {', '.join(MISSILES)}")
+    if shape not in SHAPES:
+        raise _bad("shape", shape, f"one of {', '.join(SHAPES)}")
+    if maneuver not in MANEUVERS:
+        raise _bad("maneuver", maneuver, f"one of {', '.join(MANEUVERS)}")
+    m = MISSILES[missile]
+    if maneuver == "pull-up" and m.glide_lift_to_drag <= 0:
+        gliders = [k for k, c in MISSILES.items() if c.glide_lift_to_drag > 0]
+        raise _bad("maneuver", maneuver, f"'pull-up' needs a lifting body: classes {', '.join(gliders)}")
+    if not (np.isfinite(range_m) and 0 < range_m <= m.max_range):
+        raise _bad("range_km", range_m / 1e3, f"{missile} flies ranges in (0, {m.max_range / 1e3:.0f}] km")
+    if shape == "minimum-energy" and apogee is not None:
+        raise _bad("apogee_km", apogee / 1e3, "no apogee with shape 'minimum-energy' (it follows from the range)")
+    if shape != "minimum-energy" and (apogee is None or not np.isfinite(apogee) or apogee <= 0):
+        raise _bad("apogee_km", None if apogee is None else apogee / 1e3,
+                   f"shape '{shape}' needs a positive apogee_km")
+    lift_glide = m.glide_lift_to_drag if shape == "depressed" else 0.0
+    lift_pullup = m.glide_lift_to_drag if maneuver == "pull-up" else 0.0
+    R = float(range_m)
+
+    az = float(bearing)
+    kicks, t_cuts, rng, apo = _scan(missile, launch_lat, launch_lon, round(az, 4), lift_glide, lift_pullup)
+    r_max, k_max, a_dep, a_loft = _envelope(kicks, rng[-1], apo[-1], R)
+    if r_max < R:
+        raise _bad("range_km", R / 1e3,
+                   f"{missile} reaches at most about {r_max / 1e3:.0f} km from this site and bearing (model)")
+    # Approximate minimum-energy curve: max over kick of each cut-off row.
+    r_rows = np.where(np.isfinite(rng), rng, 0.0)
+    imax = np.argmax(r_rows, axis=1)
+    rmax_rows = r_rows[np.arange(len(t_cuts)), imax]
+    amax_rows = apo[np.arange(len(t_cuts)), imax]
+    order = np.argsort(rmax_rows)
+    a_me = float(np.interp(R, rmax_rows[order], amax_rows[order]))
+    t_me = float(np.interp(R, rmax_rows[order], t_cuts[order]))
+    k_me = float(np.interp(R, rmax_rows[order], kicks[imax][order]))
+
+    if shape == "lofted" and not (a_me * 0.97 <= apogee <= a_loft * 1.0):
+        raise _bad("apogee_km", apogee / 1e3,
+                   f"{missile} lofted to {R / 1e3:.0f} km needs an apogee in about "
+                   f"[{a_me / 1e3:.0f}, {a_loft / 1e3:.0f}] km")
+    if shape == "depressed" and not (a_dep * 1.0 <= apogee <= a_me * 1.03):
+        raise _bad("apogee_km", apogee / 1e3,
+                   f"{missile} depressed to {R / 1e3:.0f} km needs an apogee in about "
+                   f"[{a_dep / 1e3:.0f}, {a_me / 1e3:.0f}] km")
+
+    if shape == "minimum-energy":
+        p0 = np.array([k_me, t_me])
+    else:
+        # Start from the grid point nearest the request on the requested side of the max-range kick.
+        err = (rng / R - 1.0) ** 2 + (apo / apogee - 1.0) ** 2
+        side = (kicks[None, :] <= kicks[imax][:, None]) if shape == "lofted" else (kicks[None, :] >= kicks[imax][:, None])
+        err = np.where(side & np.isfinite(err), err, np.inf)
+        i, j = np.unravel_index(np.argmin(err), err.shape)
+        p0 = np.array([kicks[j], t_cuts[i]])
+
+    lat, lon = launch_lat, launch_lon
+    p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p0)
+    # Coriolis turns the gravity turn off the aim line: re-aim once so the impact lies on the bearing.
+    d_az = np.radians(((out[3][0] - np.degrees(bearing)) + 180.0) % 360.0 - 180.0)
+    if np.isfinite(d_az) and abs(d_az) > 1e-5:
+        az = az - d_az
+        p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p)
+    rng_f, apo_f, tof, azi, res, _ = out
+    ok_r = abs(rng_f[0] / R - 1.0) <= RANGE_TOL
+    ok_a = shape == "minimum-energy" or abs(apo_f[0] / apogee - 1.0) <= APOGEE_TOL
+    if not (ok_r and ok_a):
+        what = f"range {rng_f[0] / 1e3:.0f} km" + ("" if shape == "minimum-energy" else f", apogee {apo_f[0] / 1e3:.0f} km")
+        raise _bad("apogee_km" if shape != "minimum-energy" else "range_km",
+                   (apogee if apogee is not None else R) / 1e3,
+                   f"{missile} {shape} to {R / 1e3:.0f} km could not be fitted (best: {what}); "
+                   f"feasible apogees about [{a_dep / 1e3:.0f}, {a_loft / 1e3:.0f}] km")
+    ilat, ilon, _ = ecef_to_geodetic(res.impact_state[0, :3])
+    return Nominal(
+        missile=missile, launch_lat=float(launch_lat), launch_lon=float(launch_lon), azimuth=float(az),
+        kick=float(p[0]), t_cut=float(p[1]), lift_glide=float(lift_glide), lift_pullup=float(lift_pullup),
+        range=float(rng_f[0]), apogee=float(apo_f[0]), flight_time=float(tof[0]),
+        burnout_speed=float(np.linalg.norm(res.burnout_state[0, 3:])), max_speed=float(res.max_speed[0]),
+        impact_lat=float(ilat), impact_lon=float(ilon), shape=shape, maneuver=maneuver,
+    )
+
+
+def nominal_for_threat(threat) -> Nominal:
+    """Solve the nominal flight of a :class:`sim.config.ThreatConfig` (bearing/range or target point)."""
+    bearing, rng = _bearing_range(threat.launch_lat, threat.launch_lon, threat.bearing, threat.range,
+                                  threat.target_lat, threat.target_lon, "threat")
+    return solve_nominal(threat.missile, float(threat.launch_lat), float(threat.launch_lon), bearing, rng,
+                         threat.shape, threat.apogee, threat.maneuver)
+
+
+def _bearing_range(lat, lon, bearing, rng, tlat, tlon, where):
+    """(bearing rad, range m) from either bearing+range or a target point (rad)."""
+    if tlat is not None and tlon is not None:
+        if bearing is not None or rng is not None:
+            raise _bad(f"{where}.bearing_deg", bearing, "give either bearing and range or a target point, not both")
+        a, d = geodesic_inverse(np.degrees(lat), np.degrees(lon), np.degrees(tlat), np.degrees(tlon))
+        return float(np.radians(a)), float(d)
+    if bearing is None or rng is None:
+        raise _bad(f"{where}.range_km", rng, "give bearing and range, or a target latitude and longitude")
+    if not np.isfinite(bearing):
+        raise _bad(f"{where}.bearing_deg", bearing, "a finite bearing in degrees")
+    return float(np.mod(bearing, 2 * np.pi)), float(rng)
+
+
+def flight_summary(missile: str, launch_lat_deg, launch_lon_deg, *, bearing_deg=None, range_km=None,
+                   target_lat_deg=None, target_lon_deg=None, shape="minimum-energy", apogee_km=None) -> dict:
+    """Solve one nominal flight and summarize it (for the CLI).
+
+    Parameters
+    ----------
+    missile : str
+        Catalog key.
+    launch_lat_deg, launch_lon_deg : float
+        Launch point, degrees.
+    bearing_deg, range_km : float, optional
+        Aim bearing (degrees from north) and ground range (km); or
+    target_lat_deg, target_lon_deg : float, optional
+        a target point (degrees).
+    shape : str
+        ``"minimum-energy"``, ``"lofted"`` or ``"depressed"``.
+    apogee_km : float, optional
+        Apogee for lofted and depressed shapes, km.
+
+    Returns
+    -------
+    dict
+        Exactly ``flight_time_s``, ``apogee_km``, ``range_km``, ``burnout_time_s``,
+        ``burnout_speed_mps``, ``max_speed_mps``, ``impact_lat_deg``,
+        ``impact_lon_deg`` (plain floats).
+
+    Raises
+    ------
+    sim.errors.InputError
+        Bad or infeasible request.
+    """
+    try:
+        lat = float(launch_lat_deg)
+        lon = float(launch_lon_deg)
+    except (TypeError, ValueError):
+        raise _bad("launch_lat_deg", (launch_lat_deg, launch_lon_deg), "numbers in degrees") from None
+    if not (np.isfinite(lat) and -90 <= lat <= 90):
+        raise _bad("launch_lat_deg", launch_lat_deg, "a latitude in [-90, 90] degrees")
+    if not (np.isfinite(lon) and -360 <= lon <= 360):
+        raise _bad("launch_lon_deg", launch_lon_deg, "a longitude in [-180, 360] degrees")
+    for name, v in (("bearing_deg", bearing_deg), ("range_km", range_km), ("target_lat_deg", target_lat_deg),
+                    ("target_lon_deg", target_lon_deg), ("apogee_km", apogee_km)):
+        if v is not None and not (isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v)):
+            raise _bad(name, v, "a finite number")
+    bearing, rng = _bearing_range(
+        np.radians(lat), np.radians(lon),
+        None if bearing_deg is None else np.radians(float(bearing_deg)),
+        None if range_km is None else float(range_km) * 1e3,
+        None if target_lat_deg is None else np.radians(float(target_lat_deg)),
+        None if target_lon_deg is None else np.radians(float(target_lon_deg)), "flight")
+    nom = solve_nominal(missile, float(np.radians(lat)), float(np.radians(lon)), bearing, rng, shape,
+                        None if apogee_km is None else float(apogee_km) * 1e3, "none")
+    return {
+        "flight_time_s": float(nom.flight_time),
+        "apogee_km": float(nom.apogee / 1e3),
+        "range_km": float(nom.range / 1e3),
+        "burnout_time_s": float(nom.t_cut),
+        "burnout_speed_mps": float(nom.burnout_speed),
+        "max_speed_mps": float(nom.max_speed),
+        "impact_lat_deg": float(np.degrees(nom.impact_lat)),
+        "impact_lon_deg": float(((np.degrees(nom.impact_lon) + 180.0) % 360.0) - 180.0),
+    }
