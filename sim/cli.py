@@ -92,6 +92,55 @@ def _cmd_sensors(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    import resource
+    import time
+
+    from sim.engine import run_scenario
+    from sim.report import print_tables, write_outputs
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    start = time.perf_counter()
+    with _progress(f"{scenario.info.name}") as advance:
+        run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies, progress=advance)
+    wall = time.perf_counter() - start
+    doc = write_outputs(args.out, scenario, run)
+    print_tables(doc)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    print(f"{run.trials} trials x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
+          f"peak memory {peak_mib:.0f} MiB; outputs in {args.out}/ (metrics.json, report.md, *.png)")
+    return 0
+
+
+class _progress:
+    """A rich progress bar over trials, silent when standard error is not a terminal."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return lambda done, total: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=None)
+
+        def advance(done, total):
+            self.bar.update(task, completed=done, total=total)
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
 def _not_built(name: str, issue: str):
     def run(args) -> int:
         print(f"gsomia-sim {name}: not built yet ({issue})", file=sys.stderr)
@@ -117,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override [scenario].seed")
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
-    p.set_defaults(func=_not_built("run", "issue 7"))
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("trajectory", help="fit a flight of a missile class to a range and apogee; print it")
     p.add_argument("--missile", required=True, help="missile class, e.g. icbm-hwasong15")

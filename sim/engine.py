@@ -190,7 +190,7 @@ def _take(dets, mask):
 
 
 def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Sequence[str], results: TrialResults,
-              keep: Callable | None = None):
+              keep: Callable | None = None, curves: "Curves | None" = None):
     """Run one chunk of trials through every stage and add its per-trial metrics to ``results``.
 
     Parameters
@@ -207,7 +207,9 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         Accumulator, updated in place.
     keep : callable, optional
         ``keep(policy, nation, truth, dets, tracks, arrival_mask, arrival, metrics)``, called for each
-        (policy, nation) with the chunk's arrays (for figures); must not keep references it does not need.
+        (policy, nation) with the chunk's arrays; must not keep references it does not need.
+    curves : Curves, optional
+        Accumulator of the decimated error curves for the report's figures.
     """
     from fusion.metrics import trial_metrics
     from fusion.network import resolve_policies
@@ -228,7 +230,10 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         for nation in NATIONS:
             tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache)
             arrivals = _arrivals(dets, mask, arrival)
-            m = trial_metrics(truth, tracks, arrivals, scenario.metrics)
+            got: dict = {}
+            m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got)
+            if curves is not None:
+                curves.add(policy_name, nation, truth, tracks, rv, targets, got["ipp"])
             for j, obj in enumerate(rv):
                 row = results.values.setdefault((policy_name, nation, targets[j]), {k: [] for k in METRIC_KEYS})
                 for k in METRIC_KEYS:
@@ -237,8 +242,53 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
                 results.gospa.setdefault((policy_name, nation), []).extend(np.asarray(m["gospa_m"]).ravel().tolist())
             if keep is not None:
                 keep(policy_name, nation, truth, dets, tracks, mask, arrival, m)
+    if curves is not None and curves.coverage is None:
+        curves.set_coverage(truth, dets, len(radars))
     results.trials += len(trial_indices)
     return truth
+
+
+class Curves:
+    """Per-trial error curves, decimated in time, gathered over chunks for the report's figures.
+
+    Position error (m) of the scored confirmed track on each RV versus time and
+    its 2-sigma bound; IPP error (km) versus time to go; and the coverage
+    timeline (which radar detects which object, when) of the first trial.
+    Decimation keeps memory to about ``max_points`` values per trial and curve.
+    """
+
+    def __init__(self, max_points: int = 400):
+        self.max_points = max_points
+        self.pos: dict = {}  # (policy, nation, target) -> list of (trials, G) arrays
+        self.bound: dict = {}
+        self.ipp: dict = {}
+        self.t = None
+        self.tau = None
+        self.coverage = None
+
+    def add(self, policy, nation, truth, tracks, rv, targets, ipp) -> None:
+        from fusion.metrics import position_error_curve
+
+        t, err, bound = position_error_curve(truth, tracks)
+        step = max(1, int(np.ceil(t.size / self.max_points)))
+        self.t = t[::step]
+        tau, ipp_err = ipp
+        self.tau = tau
+        for j, obj in enumerate(rv):
+            key = (policy, nation, targets[j])
+            self.pos.setdefault(key, []).append(err[:, obj, ::step])
+            self.bound.setdefault(key, []).append(bound[:, obj, ::step])
+            self.ipp.setdefault(key, []).append(ipp_err[:, obj, :])
+
+    def set_coverage(self, truth, dets, n_sensors: int) -> None:
+        """Keep (sensor, object, time) of the real detections of the first trial of the first chunk."""
+        first = dets.trial == truth.trial_index[0]
+        real = first & (dets.object >= 0)
+        self.coverage = (dets.sensor[real].copy(), dets.object[real].copy(), dets.time[real].copy(), n_sensors)
+
+    def stacked(self, store: dict, key):
+        """All trials' rows of one curve, shape (trials, G)."""
+        return np.concatenate(store[key], axis=0)
 
 
 def _arrivals(dets, mask, arrival):
@@ -247,6 +297,81 @@ def _arrivals(dets, mask, arrival):
 
     return SimpleNamespace(trial=dets.trial[mask], object=dets.object[mask], time=dets.time[mask],
                            arrival=arrival[mask], sensor=dets.sensor[mask])
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """What :func:`run_scenario` returns.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per (policy, nation, target): ``policy``, ``nation``, ``target`` and,
+        per metric key, the summary of :func:`fusion.metrics.summarize`.
+    trials, seed : int
+    policies : tuple of str
+    radars : tuple of Radar
+    curves : Curves
+    """
+
+    rows: list
+    trials: int
+    seed: int
+    policies: tuple
+    radars: tuple
+    curves: Curves
+
+
+def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
+                 policies: Sequence[str] | None = None, chunk_trials: int = 25,
+                 progress: Callable[[int, int], None] | None = None) -> RunOutput:
+    """Run every policy for every nation over all trials, in chunks, and summarize over trials.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    trials, seed : int, optional
+        Override ``[scenario].trials`` / ``.seed``.
+    policies : sequence of str, optional
+        Override ``[sharing].policies``.
+    chunk_trials : int
+        Trials batched together; bounds memory (results do not depend on it).
+    progress : callable, optional
+        ``progress(done, total)`` after each chunk.
+
+    Returns
+    -------
+    RunOutput
+
+    Raises
+    ------
+    InputError
+        Bad overrides (trials < 1, seed < 0, unknown policy) or sensor overrides.
+    """
+    from fusion.metrics import summarize
+
+    trials = scenario.info.trials if trials is None else trials
+    seed = scenario.info.seed if seed is None else seed
+    if not isinstance(trials, int) or trials < 1:
+        raise InputError.single("--trials", trials, "a whole number of trials >= 1")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError.single("--seed", seed, "a whole number >= 0")
+    names = resolve_policy_names(scenario, policies)
+    radars = build_radars(scenario)
+    results = TrialResults()
+    curves = Curves()
+    for idx in chunks(trials, chunk_trials):
+        run_chunk(scenario, radars, idx, seed, names, results, curves=curves)
+        if progress is not None:
+            progress(results.trials, trials)
+    rows = []
+    for (policy, nation, target), values in results.values.items():
+        row = {"policy": policy, "nation": nation, "target": target}
+        row.update({k: summarize(np.asarray(v)) for k, v in values.items()})
+        if (policy, nation) in results.gospa:
+            row["gospa_m"] = summarize(np.asarray(results.gospa[(policy, nation)]))
+        rows.append(row)
+    return RunOutput(rows, trials, seed, names, radars, curves)
 
 
 def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None) -> Replay:

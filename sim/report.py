@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,9 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
     scenario : sim.config.Scenario
     trials, seed : int
     rows : list of dict
-        Each with ``policy``, ``nation``, ``target`` and per metric the summary
-        ``{median, p10, p90, n, missing}`` (None where no trial had the metric).
+        Each with ``policy``, ``nation``, ``target`` and per metric the summary of
+        :func:`fusion.metrics.summarize` (``median``, ``p10``, ``p90`` None where no
+        trial had the metric; ``n`` trials, ``n_missing`` of them without it).
 
     Returns
     -------
@@ -93,7 +95,7 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
             if key in row:
                 s = row[key]
                 out[key] = {"median": _round(s["median"]), "p10": _round(s["p10"]), "p90": _round(s["p90"]),
-                            "n": int(s["n"]), "missing": int(s["missing"])}
+                            "n": int(s["n"]), "missing": int(s["n_missing"])}
         results.append(out)
     return {
         "scenario": scenario.info.name,
@@ -252,12 +254,111 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def nan_percentiles(values) -> dict:
-    """Median, p10, p90 of the finite values of a 1-D array, with counts ``n`` and ``missing``."""
-    v = np.asarray(values, dtype=float)
-    ok = np.isfinite(v)
-    if not ok.any():
-        return {"median": None, "p10": None, "p90": None, "n": int(v.size), "missing": int(v.size)}
-    p10, med, p90 = np.percentile(v[ok], [10, 50, 90])
-    return {"median": float(med), "p10": float(p10), "p90": float(p90), "n": int(v.size),
-            "missing": int((~ok).sum())}
+def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
+    """The report's PNG figures as (title, file name, bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = run.curves
+    figs = []
+    keys = list(curves.pos)
+    target_names = list(dict.fromkeys(k[2] for k in keys))
+    nations = list(dict.fromkeys(k[1] for k in keys))
+    styles = {p: ls for p, ls in zip(run.policies, ["-", "--", ":", "-."] * 4)}
+    colors = {"US": "tab:blue", "JP": "tab:red", "KR": "tab:green"}
+    for target in target_names:
+        fig, axes = plt.subplots(len(nations), 1, figsize=(9, 2.6 * len(nations)), sharex=True, squeeze=False)
+        for ax, nation in zip(axes[:, 0], nations):
+            for policy in run.policies:
+                key = (policy, nation, target)
+                if key not in curves.pos:
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no track then
+                    med = np.nanmedian(curves.stacked(curves.pos, key), axis=0)
+                    bnd = np.nanmedian(curves.stacked(curves.bound, key), axis=0)
+                line, = ax.semilogy(curves.t, med, styles[policy], color=colors.get(nation), label=f"{policy}")
+                ax.semilogy(curves.t, bnd, styles[policy], color=line.get_color(), alpha=0.3, lw=0.8)
+            ax.set_ylabel(f"{nation} error [m]")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(loc="upper right", fontsize=8)
+        axes[-1, 0].set_xlabel("time since epoch [s]")
+        fig.suptitle(f"{target}: median position error of the confirmed track (faint: median 2-sigma)")
+        fig.tight_layout()
+        figs.append((f"Position error versus time, {target}", f"position_error_{_slug(target)}.png", figure_png(fig)))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for nation in nations:
+            for policy in run.policies:
+                key = (policy, nation, target)
+                if key not in curves.ipp:
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    med = np.nanmedian(curves.stacked(curves.ipp, key), axis=0)
+                ax.semilogy(curves.tau, med, styles[policy], color=colors.get(nation), label=f"{nation} {policy}")
+        ax.axhline(scenario.metrics.ipp_threshold / 1e3, color="k", lw=0.8, alpha=0.5)
+        ax.invert_xaxis()
+        ax.set_xlabel("time to go [s]")
+        ax.set_ylabel("IPP error [km]")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+        ax.set_title(f"{target}: median predicted-impact-point error (line: warning threshold)")
+        fig.tight_layout()
+        figs.append((f"IPP error versus time to go, {target}", f"ipp_error_{_slug(target)}.png", figure_png(fig)))
+        plt.close(fig)
+
+    if curves.coverage is not None:
+        sensor, obj, time, n_sensors = curves.coverage
+        fig, ax = plt.subplots(figsize=(9, 0.35 * n_sensors + 1.2))
+        for k, radar in enumerate(run.radars):
+            for o in np.unique(obj[sensor == k]):
+                tt = time[(sensor == k) & (obj == o)]
+                ax.plot(tt, np.full(tt.shape, k + 0.15 * o), "|", ms=6, color=colors.get(radar.nation), alpha=0.7)
+        ax.set_yticks(range(len(run.radars)), [f"{r.name} ({r.nation})" for r in run.radars], fontsize=7)
+        ax.set_xlabel("time since epoch [s]")
+        ax.set_title("Coverage timeline of trial 0: detections per radar (offset rows: objects)")
+        ax.grid(True, axis="x", alpha=0.3)
+        fig.tight_layout()
+        figs.append(("Coverage timeline per sensor", "coverage.png", figure_png(fig)))
+        plt.close(fig)
+    return figs
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
+    """Write ``metrics.json``, the figures and ``report.md`` into ``out_dir`` (created), each atomically.
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` document.
+
+    Raises
+    ------
+    sim.errors.InputError
+        ``out_dir`` exists and is not a folder, or cannot be created.
+    """
+    from sim.errors import InputError
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError.single("--out", str(out), "must be a folder (or a path where one can be made)") from None
+    except OSError as e:
+        raise InputError.single("--out", str(out), f"cannot be created ({e.strerror})") from None
+    doc = metrics_document(scenario, run.trials, run.seed, run.rows)
+    figs = _figures(run, scenario)
+    # Render everything before writing anything, so a failure leaves the folder as it was.
+    payload = [("metrics.json", json_bytes(doc))] + [(name, data) for _, name, data in figs]
+    payload.append(("report.md", markdown_report(doc, [(t, n) for t, n, _ in figs], extra_markdown).encode()))
+    for name, data in payload:
+        write_atomic(out / name, data)
+    return doc
