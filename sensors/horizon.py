@@ -90,8 +90,8 @@ def min_visible_height(ground_distance_m, site_alt_m=0.0, earth_radius_m=6371008
     return Re / np.cos(beyond / Re) - Re
 
 
-def line_of_sight_clear(enu, site_lat_rad, site_alt_m, k=EFFECTIVE_EARTH_FACTOR):
-    """Whether the refracted ray from a radar to targets clears the smooth Earth.
+def refracted_view(enu, site_lat_rad, site_alt_m, k=EFFECTIVE_EARTH_FACTOR):
+    """Line-of-sight clearance and apparent elevation of targets over the refracted smooth Earth.
 
     Parameters
     ----------
@@ -106,8 +106,13 @@ def line_of_sight_clear(enu, site_lat_rad, site_alt_m, k=EFFECTIVE_EARTH_FACTOR)
 
     Returns
     -------
-    ndarray of bool, shape (...)
+    clear : ndarray of bool, shape (...)
         True where the line of sight clears the effective Earth (NaN input: False).
+    apparent_elevation : ndarray, shape (...)
+        Elevation (rad) at which the refracted ray leaves the antenna: the elevation
+        of the straight line in the effective geometry. It exceeds the geometric
+        elevation by about :math:`(1 - 1/k)\\,d/(2R)` at ground distance d; the
+        antenna's elevation limits apply to it.
 
     Notes
     -----
@@ -143,4 +148,15 @@ def line_of_sight_clear(enu, site_lat_rad, site_alt_m, k=EFFECTIVE_EARTH_FACTOR)
     cy = Sy + s * Dy
     # A site below the ellipsoid still sees upward; allow the antenna's own height deficit.
     floor = Rk + min(hs, 0.0) - 1e-6
-    return cx * cx + cy * cy >= floor * floor
+    clear = cx * cx + cy * cy >= floor * floor
+    return clear, np.arctan2(Dy, Dx)
+
+
+def line_of_sight_clear(enu, site_lat_rad, site_alt_m, k=EFFECTIVE_EARTH_FACTOR):
+    """Whether the refracted ray from a radar to targets clears the smooth Earth (see :func:`refracted_view`).
+
+    Returns
+    -------
+    ndarray of bool, shape (...)
+    """
+    return refracted_view(enu, site_lat_rad, site_alt_m, k)[0]

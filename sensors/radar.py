@@ -6,9 +6,9 @@ vectorized: they take arrays of any shape and return arrays of the same shape.
 
 Model
 -----
-* Coverage: inside one of the radar's faces (azimuth sector and elevation
-  limits), between minimum and instrumented range, and above the refracted
-  radar horizon (:mod:`sensors.horizon`).
+* Coverage: between minimum and instrumented range, above the refracted radar
+  horizon, and inside one of the radar's faces (azimuth sector, and limits on
+  the apparent, refracted elevation) (:mod:`sensors.horizon`).
 * SNR from the radar equation scaled from a reference point: a 1 m^2 target at
   the reference range ``ref_range`` gives ``ref_snr``, so
   :math:`\\mathrm{SNR} = \\mathrm{SNR}_{ref}\\,\\sigma\\,(R_{ref}/R)^4`
@@ -39,7 +39,7 @@ import numpy as np
 from scipy import special
 
 from sensors.geometry import TWO_PI
-from sensors.horizon import EFFECTIVE_EARTH_FACTOR, line_of_sight_clear
+from sensors.horizon import EFFECTIVE_EARTH_FACTOR, refracted_view
 
 SPEED_OF_LIGHT = 299792458.0  # m/s, exact (SI)
 MIN_COS_ELEVATION = 0.02  # azimuth error grows as 1/cos(el); capped near zenith where azimuth is undefined
@@ -196,7 +196,7 @@ class Radar:
         return m
 
     def visible(self, enu, rae):
-        """Mask of targets the radar can see (FOV, range limits, radar horizon).
+        """Mask of targets the radar can see (range limits, radar horizon, faces).
 
         Parameters
         ----------
@@ -208,14 +208,17 @@ class Radar:
         Returns
         -------
         ndarray of bool, shape (...)
+            Within ``[range_min, range_max]``, line of sight clear of the 4/3 Earth, and
+            inside a face in azimuth and in *apparent* (refracted) elevation, the angle
+            the beam is steered to (:func:`sensors.horizon.refracted_view`).
         """
-        r, az, el = rae[..., 0], rae[..., 1], rae[..., 2]
+        r = rae[..., 0]
         with np.errstate(invalid="ignore"):
             m = (r >= self.range_min) & (r <= self.range_max)
-            m &= self.in_field_of_view(az, el)
         if m.any():
             idx = np.nonzero(m)
-            m[idx] = line_of_sight_clear(enu[idx], self.lat, self.alt, self.horizon_k)
+            clear, el_app = refracted_view(enu[idx], self.lat, self.alt, self.horizon_k)
+            m[idx] = clear & self.in_field_of_view(rae[..., 1][idx], el_app)
         return m
 
     # -- detection --------------------------------------------------------------

@@ -86,12 +86,13 @@ def test_nothing_behind_a_face_or_out_of_range_or_below_limits_is_detected():
         _aer_enu(500e3, 267.0 - 59.0, 20.0),  # 3: just inside
         _aer_enu(3100e3, 267.0, 45.0),      # 4: beyond instrumented range
         _aer_enu(300e3, 267.0, 85.0),       # 5: above max elevation 80
-        _aer_enu(300e3, 267.0, 0.2),        # 6: below min elevation 0.5 (and the horizon)
+        _aer_enu(300e3, 267.0, 0.0),        # 6: line of sight clears, apparent elevation 0.34 < 0.5 deg
+        _aer_enu(300e3, 267.0, 0.3),        # 7: apparent elevation 0.64 deg: seen
     ]
     truth = _static_truth(radar, pts, T=50, trials=2)
     d = generate_detections(truth, [radar], seed=1)
     seen = np.bincount(d.object, minlength=len(pts))
-    assert seen.tolist() == [100, 0, 0, 100, 0, 0, 0]
+    assert seen.tolist() == [100, 0, 0, 100, 0, 0, 0, 100]
 
 
 def test_not_in_flight_is_never_detected():

@@ -144,3 +144,20 @@ def test_default_rcs_by_kind_and_phase():
     assert rcs.tolist() == [[[1.0, 0.1, 0.1, 0.0], [0.0, 2.0, 2.0, 2.0]]]
     rcs2 = default_rcs(("rv", "stage"), phase, {("rv", 1): 0.5})
     assert rcs2[0, 0, 1] == 0.5 and rcs2[0, 1, 1] == 2.0
+
+
+def test_apparent_elevation_exceeds_geometric_by_refraction_bending():
+    # Small-angle geometry: geometric el ~ h/d - d/(2R), apparent ~ h/d - d/(2kR), so the
+    # difference is (1 - 1/k) d / (2R) (Skolnik 2001, sec. 8.2).
+    from sensors.geometry import enu_to_rae
+    from sensors.horizon import refracted_view
+
+    lat, az = np.radians(37.0), np.radians(45.0)
+    Ra = float(radius_of_curvature(lat, az))
+    d = np.array([100e3, 300e3, 600e3])
+    h = 0.02 * d + d**2 / (2 * Ra)  # geometric elevation about 0.02 rad, where small angles hold
+    enu = np.stack([_enu_at(x, hx, az, Ra) for x, hx in zip(d, h)])
+    clear, el_app = refracted_view(enu, lat, 0.0)
+    el_geo = enu_to_rae(enu)[:, 2]
+    assert clear.all()
+    np.testing.assert_allclose(el_app - el_geo, (1 - 1 / EFFECTIVE_EARTH_FACTOR) * d / (2 * Ra), rtol=0.03)
