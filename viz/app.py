@@ -1,0 +1,808 @@
+"""The live pyqtgraph view of one trial: ``gsomia-sim view SCENARIO.toml``.
+
+Panels
+------
+map
+    Lon 120-150 E, lat 30-46 N with GSHHS coastlines (:mod:`viz.coastlines`),
+    radar sites with their face sectors out to instrumented range, the true
+    ground tracks, each nation's confirmed tracks under the chosen policy with
+    their 2-sigma horizontal ellipses, and lines of sight of the radars that
+    are detecting now.
+altitude
+    Altitude against ground range from the launch point, with each radar's
+    4/3-Earth horizon: the lowest visible altitude over each point of the
+    target's ground track (:func:`sensors.horizon.min_visible_height`).
+error
+    Position error of each nation's best track on the target against time,
+    for every policy (chosen policy solid with its 2-sigma band, others thin).
+timeline
+    Which radar detects which object, and when.
+
+The trial is computed in a worker thread (:class:`ReplayWorker`) while the
+window stays responsive; a 30 Hz QTimer advances the scenario clock at the
+chosen speed and every frame only calls ``setData`` on existing items.
+
+Keys: space plays or pauses; left and right arrows step one time step (with
+shift, ten).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+
+from sim.config import BUILTIN_POLICIES
+from sim.errors import InputError
+from viz.coastlines import MAP_BOX, coastlines
+from viz.scene import Scene, active_detections, build_scene, ellipses_lonlat
+
+FRAME_INTERVAL_MS = 33  # 30 frames per second
+NATION_COLORS = {"US": (80, 140, 255), "JP": (255, 80, 80), "KR": (60, 200, 120)}
+POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.PenStyle.DashLine,
+                 "trilateral": QtCore.Qt.PenStyle.SolidLine}
+OBJECT_COLORS = [(255, 255, 255), (255, 200, 60), (200, 120, 255), (120, 220, 255)]
+LAND_BRUSH = (58, 62, 70)
+SEA_COLOR = (12, 22, 38)
+DEFAULT_ELLIPSE_SCALE = 10  # map ellipses drawn x10: true 2-sigma ellipses are sub-pixel at this map scale
+
+
+def _nation_color(nation: str, alpha: int = 255):
+    r, g, b = NATION_COLORS.get(nation, (200, 200, 200))
+    return (r, g, b, alpha)
+
+
+def _path_item(lonlat: np.ndarray, pen, brush) -> QtWidgets.QGraphicsPathItem:
+    """A filled QGraphicsPathItem of NaN-separated rings (odd-even fill: lakes come out as holes)."""
+    item = QtWidgets.QGraphicsPathItem()
+    set_path(item, lonlat)
+    item.setPen(pen)
+    item.setBrush(pg.mkBrush(brush))
+    return item
+
+
+def set_path(item, lonlat: np.ndarray) -> None:
+    """Set a QGraphicsPathItem's path to NaN-separated rings ``(N, 2)``."""
+    if len(lonlat) == 0:
+        item.setPath(QtGui.QPainterPath())
+        return
+    path = pg.arrayToQPath(lonlat[:, 0], lonlat[:, 1], connect="finite")
+    path.setFillRule(QtCore.Qt.FillRule.OddEvenFill)
+    item.setPath(path)
+
+
+def _nan_join(rows: np.ndarray) -> np.ndarray:
+    """Rows ``(n, k)`` joined into one NaN-separated vector ``(n * (k + 1),)``."""
+    if rows.size == 0:
+        return np.zeros(0)
+    return np.hstack([rows, np.full((rows.shape[0], 1), np.nan)]).ravel()
+
+
+def coastline_path_data(box=MAP_BOX, resolution: str = "l") -> np.ndarray:
+    """All coastline rings in the box as one NaN-separated ``(N, 2)`` lon/lat array."""
+    parts = []
+    for ring in coastlines(box, resolution):
+        parts.append(ring.lonlat)
+        parts.append(np.full((1, 2), np.nan))
+    return np.vstack(parts) if parts else np.zeros((0, 2))
+
+
+class ReplayWorker(QtCore.QThread):
+    """Computes a :class:`viz.scene.Scene` off the GUI thread.
+
+    Parameters
+    ----------
+    compute : callable
+        ``compute() -> Scene``; may raise.
+
+    Signals
+    -------
+    done(object)
+        The Scene.
+    failed(object)
+        The exception.
+    """
+
+    done = QtCore.Signal(object)
+    failed = QtCore.Signal(object)
+
+    def __init__(self, compute, parent=None):
+        super().__init__(parent)
+        self._compute = compute
+
+    def run(self):  # noqa: D401 - QThread hook
+        try:
+            scene = self._compute()
+        except BaseException as e:  # reported to the GUI thread, which decides
+            self.failed.emit(e)
+            return
+        self.done.emit(scene)
+
+
+def default_source(scenario, trial: int, policies):
+    """The engine's replay of one trial (:func:`sim.engine.replay`)."""
+    from sim.engine import replay
+
+    return replay(scenario, trial, policies)
+
+
+def known_policies(scenario) -> tuple[str, ...]:
+    """Policy names a scenario can show: its own, its custom ones and the built-ins."""
+    return tuple(dict.fromkeys(tuple(scenario.sharing.policies) + tuple(c.name for c in scenario.sharing.custom)
+                               + BUILTIN_POLICIES))
+
+
+class ViewWindow(QtWidgets.QMainWindow):
+    """Main window of the live view.
+
+    Parameters
+    ----------
+    scenario : sim.config.Scenario
+    trial : int
+        Trial shown first.
+    speed : float
+        Simulated seconds per wall second (> 0).
+    policy : str, optional
+        Policy shown first (default: the scenario's first).
+    source : callable, optional
+        ``source(scenario, trial, policies) -> Replay``; default :func:`default_source`.
+    start_time : float, optional
+        Scenario time shown first, s (default: the first grid time).
+    """
+
+    scene_ready = QtCore.Signal()
+
+    def __init__(self, scenario, trial: int = 0, speed: float = 10.0, policy: str | None = None, source=None,
+                 start_time: float | None = None, ellipse_scale: float = DEFAULT_ELLIPSE_SCALE):
+        super().__init__()
+        self.scenario = scenario
+        self.source = source or default_source
+        self.policies = list(scenario.sharing.policies)
+        if policy is not None and policy not in self.policies:
+            self.policies.append(policy)
+        self.policy = policy or self.policies[0]
+        self.nation = "all"
+        self.speed = float(speed)
+        self.ellipse_scale = float(ellipse_scale)
+        self.scene: Scene | None = None
+        self.error: BaseException | None = None
+        self.index = 0
+        self.sim_time = 0.0
+        self._start_time = start_time
+        self._scenes: dict[int, Scene] = {}
+        self._worker: ReplayWorker | None = None
+        self._workers: list[ReplayWorker] = []
+        self._last_wall = None
+        self.frame_times: list[float] = []
+        self.setWindowTitle(f"gsomia-sim view: {scenario.info.name}")
+        self._build_widgets(trial)
+        self._build_plots()
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(FRAME_INTERVAL_MS)
+        self.timer.timeout.connect(self._tick)
+        self.load_trial(trial)
+
+    # ----------------------------------------------------------------- widgets
+    def _build_widgets(self, trial: int) -> None:
+        bar = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(bar)
+        row.setContentsMargins(6, 2, 6, 2)
+        self.play_button = QtWidgets.QPushButton("Play")
+        self.play_button.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.play_button.clicked.connect(self.toggle_play)
+        row.addWidget(self.play_button)
+        row.addWidget(QtWidgets.QLabel("speed"))
+        self.speed_box = QtWidgets.QDoubleSpinBox()
+        self.speed_box.setRange(0.1, 1000.0)
+        self.speed_box.setDecimals(1)
+        self.speed_box.setSuffix(" s/s")
+        self.speed_box.setValue(self.speed)
+        self.speed_box.valueChanged.connect(self._set_speed)
+        row.addWidget(self.speed_box)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.slider.setEnabled(False)
+        self.slider.valueChanged.connect(self._slider_moved)
+        row.addWidget(self.slider, stretch=1)
+        self.time_label = QtWidgets.QLabel("t = --")
+        self.time_label.setMinimumWidth(150)
+        row.addWidget(self.time_label)
+        row.addWidget(QtWidgets.QLabel("policy"))
+        self.policy_box = QtWidgets.QComboBox()
+        self.policy_box.addItems(self.policies)
+        self.policy_box.setCurrentText(self.policy)
+        self.policy_box.currentTextChanged.connect(self._set_policy)
+        row.addWidget(self.policy_box)
+        row.addWidget(QtWidgets.QLabel("nation"))
+        self.nation_box = QtWidgets.QComboBox()
+        self.nation_box.addItems(["all", "US", "JP", "KR"])
+        self.nation_box.currentTextChanged.connect(self._set_nation)
+        row.addWidget(self.nation_box)
+        row.addWidget(QtWidgets.QLabel("trial"))
+        self.trial_box = QtWidgets.QSpinBox()
+        self.trial_box.setRange(0, max(self.scenario.info.trials - 1, 0))
+        self.trial_box.setValue(trial)
+        self.trial_box.setKeyboardTracking(False)  # recompute only when the number is complete
+        self.trial_box.valueChanged.connect(self.load_trial)
+        row.addWidget(self.trial_box)
+        self.status = QtWidgets.QLabel("")
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 0)  # busy indicator: the engine reports no fraction done
+        self.progress.setMaximumWidth(120)
+        self.statusBar().addWidget(self.status, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        central = QtWidgets.QWidget()
+        col = QtWidgets.QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(bar)
+        col.addWidget(self.graphics, stretch=1)
+        self.setCentralWidget(central)
+        self.resize(1600, 1000)
+
+    def _build_plots(self) -> None:
+        g = self.graphics
+        self.title_label = g.addLabel("", row=0, col=0, colspan=2)
+        # (a) map
+        self.map = g.addPlot(row=1, col=0, rowspan=2, title="Map (lon, lat deg)")
+        lon0, lon1, lat0, lat1 = MAP_BOX
+        self.map.getViewBox().setBackgroundColor(SEA_COLOR)
+        self.map.setAspectLocked(True, ratio=float(np.cos(np.radians(0.5 * (lat0 + lat1)))))
+        self.map.setXRange(lon0, lon1, padding=0)
+        self.map.setYRange(lat0, lat1, padding=0)
+        self.map.showGrid(x=True, y=True, alpha=0.15)
+        self.map.addLegend(offset=(5, 5), labelTextSize="8pt")
+        land = _path_item(coastline_path_data(), pg.mkPen((120, 125, 135), width=1), LAND_BRUSH)
+        land.setZValue(-20)
+        self.map.addItem(land)
+        self.coast_item = land
+        self.coverage_items: list = []
+        self.site_item = pg.ScatterPlotItem(size=9, symbol="t1", pen=pg.mkPen("k"))
+        self.site_item.setZValue(5)
+        self.map.addItem(self.site_item)
+        self.site_labels: list = []
+        self.los_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 70), width=1), connect="finite")
+        self.map.addItem(self.los_item)
+        # (b) altitude against ground range
+        self.alt = g.addPlot(row=1, col=1, title="Altitude vs ground range, with radar horizons (4/3 Earth)")
+        self.alt.setLabel("bottom", "ground range from launch", units="km")
+        self.alt.setLabel("left", "altitude", units="km")
+        self.alt.getAxis("bottom").enableAutoSIPrefix(False)
+        self.alt.getAxis("left").enableAutoSIPrefix(False)
+        self.alt.showGrid(x=True, y=True, alpha=0.2)
+        self.horizon_items: list = []
+        # (c) position error against time
+        self.err = g.addPlot(row=2, col=1, title="Position error of the best track on the target, 2σ band")
+        self.err.setLabel("bottom", "time", units="s")
+        self.err.setLabel("left", "error", units="km")
+        self.err.getAxis("left").enableAutoSIPrefix(False)
+        self.err.getAxis("bottom").enableAutoSIPrefix(False)
+        self.err.showGrid(x=True, y=True, alpha=0.2)
+        self.err.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.err_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 120)))
+        self.err.addItem(self.err_cursor)
+        # (d) timeline
+        self.timeline = g.addPlot(row=3, col=0, colspan=2, title="Detections: which radar sees which object")
+        self.timeline.setLabel("bottom", "time", units="s")
+        self.timeline.getAxis("bottom").enableAutoSIPrefix(False)
+        self.timeline.setMouseEnabled(y=False)
+        self.timeline_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 150)))
+        self.timeline.addItem(self.timeline_cursor)
+        self.timeline_now = pg.ScatterPlotItem(size=8, symbol="o", brush=pg.mkBrush(255, 255, 255))
+        self.timeline_now.setZValue(5)
+        self.timeline.addItem(self.timeline_now)
+        self.timeline.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.timeline_items: list = []
+        g.ci.layout.setColumnStretchFactor(0, 3)
+        g.ci.layout.setColumnStretchFactor(1, 2)
+        g.ci.layout.setRowStretchFactor(1, 3)
+        g.ci.layout.setRowStretchFactor(2, 3)
+        g.ci.layout.setRowStretchFactor(3, 1)
+        # Per-frame items, created once per scene and updated with setData.
+        self.truth_map: list = []
+        self.truth_alt: list = []
+        self.truth_now_map = pg.ScatterPlotItem(size=8, pen=pg.mkPen("k"))
+        self.truth_now_map.setZValue(10)
+        self.map.addItem(self.truth_now_map)
+        self.truth_now_alt = pg.ScatterPlotItem(size=8, pen=pg.mkPen("k"))
+        self.truth_now_alt.setZValue(10)
+        self.alt.addItem(self.truth_now_alt)
+        self.track_map: dict = {}
+        self.track_now: dict = {}
+        self.track_ellipse: dict = {}
+        self.track_alt: dict = {}
+        self.err_items: dict = {}
+        self.err_bands: dict = {}
+
+    # ----------------------------------------------------------------- data
+    def load_trial(self, trial: int) -> None:
+        """Show a trial: from the in-process cache, or computed in a worker thread."""
+        trial = int(trial)
+        if trial in self._scenes:
+            self.set_scene(self._scenes[trial])
+            return
+        self.playing = False
+        self.timer.stop()
+        self.play_button.setText("Play")
+        self.status.setText(f"computing trial {trial} of {self.scenario.info.name} "
+                            f"({', '.join(self.policies)}) in the background...")
+        self.progress.setVisible(True)
+        scenario, policies, source = self.scenario, list(self.policies), self.source
+
+        def compute():
+            return build_scene(source(scenario, trial, policies), policies)
+
+        worker = ReplayWorker(compute, self)
+        worker.done.connect(self._scene_done)
+        worker.failed.connect(self._scene_failed)
+        self._worker = worker
+        self._workers.append(worker)
+        worker.start()
+
+    def _scene_done(self, scene: Scene) -> None:
+        self._scenes[scene.trial] = scene
+        if self._worker is not None and self.sender() is not self._worker:
+            return  # a stale trial finished after the user picked another
+        self.progress.setVisible(False)
+        self.status.setText(f"trial {scene.trial}: {len(scene.t)} steps, {len(scene.radars)} radars, "
+                            f"{len(scene.tracks)} (policy, nation) trackers")
+        self.set_scene(scene)
+        self.scene_ready.emit()
+
+    def _scene_failed(self, err: BaseException) -> None:
+        self.error = err
+        self.progress.setVisible(False)
+        self.status.setText(f"could not compute the trial: {err}")
+        self.scene_ready.emit()
+
+    def wait_ready(self, timeout_s: float = 600.0) -> Scene:
+        """Block (processing events) until the current trial is computed; re-raise its error."""
+        deadline = time.monotonic() + timeout_s
+        app = QtWidgets.QApplication.instance()
+        while self.scene is None and self.error is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"trial not computed within {timeout_s} s")
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            if self._worker is not None:
+                self._worker.wait(20)
+        if self.error is not None:
+            raise self.error
+        return self.scene
+
+    def closeEvent(self, event):  # noqa: N802 - Qt hook
+        self.timer.stop()
+        for w in self._workers:
+            w.wait()
+        super().closeEvent(event)
+
+    # ----------------------------------------------------------------- scene
+    def _clear_scene_items(self) -> None:
+        for plot, items in ((self.map, self.coverage_items), (self.map, self.site_labels),
+                            (self.map, self.truth_map), (self.alt, self.truth_alt),
+                            (self.alt, self.horizon_items), (self.timeline, self.timeline_items)):
+            for it in items:
+                plot.removeItem(it)
+            items.clear()
+        for plot, d in ((self.map, self.track_map), (self.map, self.track_now), (self.map, self.track_ellipse),
+                        (self.alt, self.track_alt), (self.err, self.err_items), (self.err, self.err_bands)):
+            for it in d.values():
+                plot.removeItem(it)
+            d.clear()
+        for legend in (self.map.legend, self.err.legend, self.timeline.legend):
+            if legend is not None:
+                legend.clear()
+
+    def set_scene(self, scene: Scene) -> None:
+        """Create the items of a scene (static ones filled once) and show its start."""
+        self._clear_scene_items()
+        self.scene = scene
+        self.error = None
+        self.title_label.setText(f"{scene.title} — trial {scene.trial}")
+        # Radars: coverage wedges, sites, labels.
+        spots = []
+        for r, outline in zip(scene.radars, scene.coverage):
+            item = _path_item(outline, pg.mkPen(_nation_color(r.nation, 110), width=1),
+                              _nation_color(r.nation, 14))
+            item.setZValue(-10)
+            self.map.addItem(item)
+            self.coverage_items.append(item)
+            spots.append({"pos": (r.lon_deg, r.lat_deg), "brush": pg.mkBrush(_nation_color(r.nation))})
+            label = pg.TextItem(r.name, color=_nation_color(r.nation, 200), anchor=(0, 1))
+            label.setFont(QtGui.QFont("sans", 7))
+            label.setPos(r.lon_deg, r.lat_deg)
+            self.map.addItem(label)
+            self.site_labels.append(label)
+        self.site_item.setData(spots)
+        # Truth: faint full path, solid progress.
+        for o, name in enumerate(scene.object_names):
+            color = OBJECT_COLORS[o % len(OBJECT_COLORS)]
+            ghost = pg.PlotCurveItem(scene.truth_lon[o], scene.truth_lat[o], connect="finite",
+                                     pen=pg.mkPen(color + (60,), width=1))
+            live = pg.PlotDataItem(pen=pg.mkPen(color, width=2), connect="finite", name=f"truth {name}")
+            for it in (ghost, live):
+                it.setZValue(6)
+                self.map.addItem(it)
+                self.truth_map.append(it)
+            ghost_a = pg.PlotCurveItem(scene.truth_ground_km[o], scene.truth_alt_km[o], connect="finite",
+                                       pen=pg.mkPen(color + (60,), width=1))
+            live_a = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
+            for it in (ghost_a, live_a):
+                it.setZValue(6)
+                self.alt.addItem(it)
+                self.truth_alt.append(it)
+        # Horizon curves: lowest visible altitude along the target's ground track.
+        for i, r in enumerate(scene.radars):
+            it = pg.PlotCurveItem(scene.horizon_ground_km[i], scene.horizon_alt_km[i], connect="finite",
+                                  pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
+                                               style=QtCore.Qt.PenStyle.DashLine))
+            self.alt.addItem(it)
+            self.horizon_items.append(it)
+        # Tracks per nation (map, altitude) and errors per (policy, nation).
+        for nation in scene.nations:
+            c = _nation_color(nation)
+            self.track_map[nation] = pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="finite",
+                                                     name=f"{nation} tracks")
+            self.track_now[nation] = pg.ScatterPlotItem(size=7, symbol="s", brush=pg.mkBrush(c), pen=None)
+            self.track_ellipse[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="finite")
+            self.track_alt[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
+            for it in (self.track_map[nation], self.track_now[nation], self.track_ellipse[nation]):
+                it.setZValue(8)
+                self.map.addItem(it)
+            self.track_alt[nation].setZValue(8)
+            self.alt.addItem(self.track_alt[nation])
+        for (policy, nation) in scene.tracks:
+            style = POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine)
+            item = pg.PlotDataItem(pen=pg.mkPen(_nation_color(nation), width=1, style=style), connect="finite",
+                                   name=f"{nation} {policy}")
+            item.setZValue(3)
+            self.err.addItem(item)
+            self.err_items[(policy, nation)] = item
+        for nation in scene.nations:
+            hi = pg.PlotCurveItem()
+            lo = pg.PlotCurveItem()
+            band = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(_nation_color(nation, 45)))
+            band.setZValue(1)
+            band._curves = (lo, hi)
+            self.err.addItem(band)
+            self.err_bands[nation] = band
+        # Timeline: bars per (radar, object), static.
+        n = len(scene.radars)
+        iv = scene.intervals
+        for o, name in enumerate(scene.object_names):
+            rows = iv[iv[:, 1] == o] if len(iv) else np.zeros((0, 4))
+            y = rows[:, 0] + (0.18 if o == 0 else -0.18 * o)
+            xs = np.column_stack([rows[:, 2], rows[:, 3]]).ravel()
+            ys = np.repeat(y, 2)
+            item = pg.PlotDataItem(xs, ys, connect="pairs", name=name,
+                                   pen=pg.mkPen(OBJECT_COLORS[o % len(OBJECT_COLORS)], width=4))
+            self.timeline.addItem(item)
+            self.timeline_items.append(item)
+        ax = self.timeline.getAxis("left")
+        ax.setTicks([[(i, r.name) for i, r in enumerate(scene.radars)]])
+        self.timeline.setYRange(-0.6, n - 0.4, padding=0)
+        self.timeline.setXRange(scene.t[0], scene.t[-1], padding=0.01)
+        self.err.setXRange(scene.t[0], scene.t[-1], padding=0.01)
+        finite = np.isfinite(scene.truth_ground_km)
+        if finite.any():
+            self.alt.setXRange(0.0, float(np.nanmax(scene.truth_ground_km)) * 1.05, padding=0)
+            self.alt.setYRange(0.0, float(np.nanmax(scene.truth_alt_km)) * 1.05, padding=0)
+        self._fix_error_range()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, len(scene.t) - 1)
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(True)
+        start = scene.t[0] if self._start_time is None else self._start_time
+        self._start_time = None
+        self.seek(start)
+
+    def _fix_error_range(self) -> None:
+        s = self.scene
+        vals = [ts.err_km for ts in s.tracks.values()] + [2 * ts.sigma_km for (p, _), ts in s.tracks.items()
+                                                          if p == self.policy]
+        top = max((float(np.nanpercentile(v, 98)) for v in vals if np.isfinite(v).any()), default=1.0)
+        self.err.setYRange(0.0, top * 1.1 if top > 0 else 1.0, padding=0)
+
+    # ----------------------------------------------------------------- frames
+    def seek(self, time_s: float) -> None:
+        """Show the scenario at a time (s); the clock continues from there when playing."""
+        if self.scene is None:
+            return
+        self.sim_time = float(np.clip(time_s, self.scene.t[0], self.scene.t[-1]))
+        self.set_index(self.scene.index_at(self.sim_time), from_clock=True)
+
+    def set_index(self, k: int, from_clock: bool = False) -> None:
+        """Draw time step ``k``: update every moving item with setData."""
+        s = self.scene
+        if s is None:
+            return
+        t0 = time.perf_counter()
+        k = int(np.clip(k, 0, len(s.t) - 1))
+        self.index = k
+        if not from_clock:
+            self.sim_time = float(s.t[k])
+        now = float(s.t[k])
+        sl = slice(0, k + 1)
+        self.time_label.setText(f"t = {now:7.1f} s  ({k + 1}/{len(s.t)})")
+        if self.slider.value() != k:
+            self.slider.blockSignals(True)
+            self.slider.setValue(k)
+            self.slider.blockSignals(False)
+        # Truth.
+        spots_map, spots_alt = [], []
+        for o in range(len(s.object_names)):
+            self.truth_map[2 * o + 1].setData(s.truth_lon[o, sl], s.truth_lat[o, sl])
+            self.truth_alt[2 * o + 1].setData(s.truth_ground_km[o, sl], s.truth_alt_km[o, sl])
+            if np.isfinite(s.truth_lon[o, k]):
+                b = pg.mkBrush(OBJECT_COLORS[o % len(OBJECT_COLORS)])
+                spots_map.append({"pos": (s.truth_lon[o, k], s.truth_lat[o, k]), "brush": b})
+                spots_alt.append({"pos": (s.truth_ground_km[o, k], s.truth_alt_km[o, k]), "brush": b})
+        self.truth_now_map.setData(spots_map)
+        self.truth_now_alt.setData(spots_alt)
+        # Tracks of the chosen policy.
+        for nation in s.nations:
+            ts = s.tracks.get((self.policy, nation))
+            shown = ts is not None and self.nation in ("all", nation)
+            if not shown:
+                for d in (self.track_map, self.track_alt, self.track_ellipse):
+                    d[nation].setData([], [])
+                self.track_now[nation].setData([], [])
+                continue
+            self.track_map[nation].setData(_nan_join(ts.lon[:, sl]), _nan_join(ts.lat[:, sl]))
+            self.track_alt[nation].setData(_nan_join(ts.ground_km[:, sl]), _nan_join(ts.alt_km[:, sl]))
+            live = np.isfinite(ts.lon[:, k])
+            self.track_now[nation].setData(ts.lon[live, k], ts.lat[live, k])
+            elon, elat = ellipses_lonlat(ts.pos[live, k], ts.P_pos[live, k], scale=self.ellipse_scale)
+            self.track_ellipse[nation].setData(elon, elat)
+        # Errors: every policy, chosen one with its 2-sigma band.
+        for (policy, nation), item in self.err_items.items():
+            if self.nation not in ("all", nation):
+                item.setData([], [])
+                continue
+            ts = s.tracks[(policy, nation)]
+            item.setData(s.t[sl], ts.err_km[sl])
+            width = 2.5 if policy == self.policy else 1.0
+            if item.opts["pen"].widthF() != width:
+                pen = pg.mkPen(_nation_color(nation, 255 if policy == self.policy else 130), width=width,
+                               style=POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine))
+                item.setPen(pen)
+        for nation, band in self.err_bands.items():
+            lo, hi = band._curves
+            ts = s.tracks.get((self.policy, nation))
+            if ts is None or self.nation not in ("all", nation):
+                lo.setData([], [])
+                hi.setData([], [])
+                continue
+            tt = s.t[sl]
+            sig = np.nan_to_num(2.0 * ts.sigma_km[sl], nan=0.0)
+            lo.setData(tt, np.zeros_like(tt))
+            hi.setData(tt, sig)
+        self.err_cursor.setValue(now)
+        # Who sees what now: timeline markers and lines of sight on the map.
+        dt = float(s.t[1] - s.t[0]) if len(s.t) > 1 else 1.0
+        act = active_detections(s.intervals, now, slack_s=0.5 * dt)
+        self.timeline_cursor.setValue(now)
+        self.timeline_now.setData(np.full(len(act), now), act[:, 0] + np.where(act[:, 1] == 0, 0.18,
+                                                                              -0.18 * act[:, 1]))
+        los_x, los_y = [], []
+        for sensor, obj in act[:, :2].astype(int):
+            if self.nation != "all" and s.radars[sensor].nation != self.nation:
+                continue
+            if np.isfinite(s.truth_lon[obj, k]):
+                r = s.radars[sensor]
+                los_x += [r.lon_deg, s.truth_lon[obj, k], np.nan]
+                los_y += [r.lat_deg, s.truth_lat[obj, k], np.nan]
+        self.los_item.setData(np.array(los_x, dtype=float), np.array(los_y, dtype=float))
+        self.frame_times.append(time.perf_counter() - t0)
+
+    def _tick(self) -> None:
+        if self.scene is None:
+            return
+        wall = time.perf_counter()
+        elapsed = 0.0 if self._last_wall is None else wall - self._last_wall
+        self._last_wall = wall
+        self.sim_time += self.speed * elapsed
+        if self.sim_time >= self.scene.t[-1]:
+            self.sim_time = float(self.scene.t[-1])
+            self.set_index(len(self.scene.t) - 1, from_clock=True)
+            self.pause()
+            return
+        k = self.scene.index_at(self.sim_time)
+        if k != self.index:
+            self.set_index(k, from_clock=True)
+
+    # ----------------------------------------------------------------- controls
+    playing = False
+
+    def play(self) -> None:
+        """Start the clock (from the start if at the end)."""
+        if self.scene is None:
+            return
+        if self.index >= len(self.scene.t) - 1:
+            self.seek(self.scene.t[0])
+        self.playing = True
+        self._last_wall = None
+        self.play_button.setText("Pause")
+        self.timer.start()
+
+    def pause(self) -> None:
+        """Stop the clock."""
+        self.playing = False
+        self.timer.stop()
+        self.play_button.setText("Play")
+
+    def toggle_play(self) -> None:
+        """Play if paused, pause if playing."""
+        self.pause() if self.playing else self.play()
+
+    def step(self, n: int) -> None:
+        """Pause and move ``n`` time steps (negative: back)."""
+        self.pause()
+        self.set_index(self.index + n)
+
+    def _set_speed(self, value: float) -> None:
+        self.speed = float(value)
+
+    def _slider_moved(self, k: int) -> None:
+        self.set_index(k)
+
+    def _set_policy(self, policy: str) -> None:
+        self.policy = policy
+        if self.scene is not None:
+            self._fix_error_range()
+            self.set_index(self.index, from_clock=True)
+
+    def _set_nation(self, nation: str) -> None:
+        self.nation = nation
+        if self.scene is not None:
+            self.set_index(self.index, from_clock=True)
+
+    def keyPressEvent(self, event):  # noqa: N802 - Qt hook
+        key = event.key()
+        big = bool(event.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+        if key == QtCore.Qt.Key.Key_Space:
+            self.toggle_play()
+        elif key == QtCore.Qt.Key.Key_Right:
+            self.step(10 if big else 1)
+        elif key == QtCore.Qt.Key.Key_Left:
+            self.step(-10 if big else -1)
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+
+def _check_args(scenario, args) -> None:
+    trials = scenario.info.trials
+    if not 0 <= int(args.trial) < trials:
+        raise InputError.single("--trial", args.trial, f"a trial index in [0, {trials - 1}]")
+    if not (np.isfinite(args.speed) and args.speed > 0):
+        raise InputError.single("--speed", args.speed, "simulated seconds per wall second, > 0")
+    if args.policy is not None and args.policy not in known_policies(scenario):
+        raise InputError.single("--policy", args.policy, "one of " + ", ".join(known_policies(scenario)))
+    if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
+        raise InputError.single("--screenshot", args.screenshot, "a file name ending in .png")
+    if args.at is not None and args.at < 0:
+        raise InputError.single("--at", args.at, "a scenario time >= 0 s")
+
+
+def _app() -> QtWidgets.QApplication:
+    pg.setConfigOptions(antialias=False)  # 30 fps on software rendering
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+
+
+def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
+    """Render the whole window at scenario time ``at`` (s; default the last step) to a PNG.
+
+    Raises
+    ------
+    InputError
+        ``at`` outside the scenario's time span.
+    """
+    scene = window.wait_ready()
+    t0, t1 = float(scene.t[0]), float(scene.t[-1])
+    if at is not None and not t0 <= at <= t1:
+        raise InputError.single("--at", at, f"a scenario time in [{t0:g}, {t1:g}] s")
+    window.pause()
+    window.seek(t1 if at is None else at)
+    QtWidgets.QApplication.instance().processEvents()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path), "PNG"):
+        raise InputError.single("--screenshot", str(path), "a writable PNG path")
+    return path
+
+
+def main(args) -> int:
+    """Entry point of ``gsomia-sim view`` (wired by :mod:`sim.cli`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``scenario`` (path), ``trial`` (int), ``speed`` (float, simulated s per
+        wall s), ``policy`` (str or None), ``screenshot`` (path or None), ``at``
+        (float or None, s).
+
+    Returns
+    -------
+    int
+        0 on success.
+
+    Raises
+    ------
+    sim.errors.InputError
+        Bad scenario file, trial out of range, unknown policy, speed <= 0,
+        ``--at`` outside the scenario's time span, screenshot not a .png.
+    """
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    _check_args(scenario, args)
+    app = _app()
+    window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
+                        start_time=args.at)
+    try:
+        if args.screenshot is not None:
+            window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+            window.show()
+            screenshot(window, args.screenshot, args.at)
+            return 0
+        window.show()
+        scene = window.wait_ready()
+        if args.at is not None and not scene.t[0] <= args.at <= scene.t[-1]:
+            raise InputError.single("--at", args.at, f"a scenario time in [{scene.t[0]:g}, {scene.t[-1]:g}] s")
+        app.exec()
+        return 0
+    finally:
+        window.close()
+
+
+def bench_view(scenario_path=None, frames: int = 300, source=None) -> dict:
+    """Frame rate of the view on a scenario (default: the Hwasong-15 vignette), printed and returned.
+
+    Renders ``frames`` consecutive frames (update every item and repaint the
+    whole window synchronously) through the middle of the flight, with every
+    nation shown.
+
+    Returns
+    -------
+    dict
+        ``{"frames", "update_ms", "frame_ms", "fps", "compute_s", "steps"}``: mean item-update
+        time, mean full frame time (update + paint), frames per second, time to compute the trial.
+    """
+    from sim.scenario import load_scenario
+
+    if scenario_path is None:
+        scenario_path = Path(__file__).resolve().parents[1] / "scenarios" / "hwasong15_2017-11-29.toml"
+    app = _app()
+    scenario = load_scenario(scenario_path)
+    c0 = time.perf_counter()
+    window = ViewWindow(scenario, source=source)
+    window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+    window.show()
+    scene = window.wait_ready()
+    compute_s = time.perf_counter() - c0
+    T = len(scene.t)
+    start = max(0, T // 2 - frames // 2)
+    window.frame_times.clear()
+    f0 = time.perf_counter()
+    for i in range(frames):
+        window.set_index(min(start + i, T - 1))
+        window.graphics.repaint()
+        app.processEvents()
+    total = time.perf_counter() - f0
+    out = {"frames": frames, "update_ms": 1e3 * float(np.mean(window.frame_times)),
+           "frame_ms": 1e3 * total / frames, "fps": frames / total, "compute_s": compute_s, "steps": T}
+    window.close()
+    print(f"view: {out['fps']:.1f} fps ({out['frame_ms']:.1f} ms/frame, item updates {out['update_ms']:.1f} ms), "
+          f"trial computed in {compute_s:.1f} s, {T} steps")
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    bench_view()
