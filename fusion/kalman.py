@@ -95,6 +95,11 @@ def symmetrize(P, out=None):
     return out
 
 
+def _T(A):
+    """Contiguous transpose of the last two axes (numpy's batched matmul is ~5x slower on a transposed view)."""
+    return np.ascontiguousarray(np.swapaxes(A, -1, -2))
+
+
 def _check_square(name, A):
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise InputError.single(name, A.shape, "an array of shape (..., n, n)")
@@ -140,7 +145,7 @@ def predict(x, P, F, Q, fx=None):
         x_pred = (F @ x[..., None])[..., 0]
     else:
         x_pred = np.array(fx, dtype=np.float64, copy=True)
-    P_pred = F @ P @ np.swapaxes(F, -1, -2)
+    P_pred = (F @ P) @ _T(F)
     P_pred += Q
     return x_pred, symmetrize(P_pred, out=P_pred)
 
@@ -166,7 +171,7 @@ def innovation_covariance(P, H, R):
     Bar-Shalom et al. 2001, eq. 5.2.3-9.
     """
     H = np.asarray(H, dtype=np.float64)
-    S = H @ P @ np.swapaxes(H, -1, -2)
+    S = H @ (P @ _T(H))
     S += R
     return symmetrize(S, out=S)
 
@@ -370,7 +375,7 @@ def update_with_gain(x, P, y, S_inv, H, R, PHT=None, ok=None):
     y = np.asarray(y, dtype=np.float64)
     n = x.shape[-1]
     if PHT is None:
-        PHT = P @ np.swapaxes(H, -1, -2)
+        PHT = P @ _T(H)
     K = PHT @ S_inv
     if ok is not None:
         ok = np.asarray(ok, dtype=bool)
@@ -379,9 +384,12 @@ def update_with_gain(x, P, y, S_inv, H, R, PHT=None, ok=None):
             K = K * ok[..., None, None]
             y = np.where(ok[..., None], y, 0.0)
     x_post = x + (K @ y[..., None])[..., 0]
-    I_KH = np.eye(n) - K @ H
-    P_post = I_KH @ P @ np.swapaxes(I_KH, -1, -2)
-    P_post += K @ R @ np.swapaxes(K, -1, -2)
+    I_KH = K @ H
+    np.negative(I_KH, out=I_KH)
+    diag = np.einsum("...ii->...i", I_KH)  # writable view of the diagonal
+    diag += 1.0
+    P_post = (I_KH @ P) @ _T(I_KH)
+    P_post += (K @ R) @ _T(K)
     return x_post, symmetrize(P_post, out=P_post)
 
 
@@ -423,7 +431,7 @@ def update_full(x, P, z, R, hx, H, residual=None):
     H = np.asarray(H, dtype=np.float64)
     finite = np.all(np.isfinite(z), axis=-1) & np.all(np.isfinite(hx), axis=-1)
     y = innovation(z, hx, residual)
-    PHT = P @ np.swapaxes(H, -1, -2)
+    PHT = P @ _T(H)
     S = H @ PHT
     S += R
     symmetrize(S, out=S)

@@ -71,10 +71,11 @@ def _fd_jacobian(fun, x, eps):
     return J
 
 
+@pytest.mark.parametrize("jacobian", ["magnus", "variational"])
 @pytest.mark.parametrize("dt", [1.0, 10.0, 45.0, -20.0])
-def test_ballistic_jacobian_matches_finite_differences(dt):
+def test_ballistic_jacobian_matches_finite_differences(dt, jacobian):
     x = _state()
-    _, F = models.ballistic_transition(x, dt)
+    _, F = models.ballistic_transition(x, dt, jacobian=jacobian)
     J = _fd_jacobian(lambda s: models.ballistic_propagate(s, dt), x, np.array([10.0] * 3 + [0.1] * 3))
     np.testing.assert_allclose(F, J, rtol=0, atol=1e-7 * max(1.0, abs(dt)))
     # the dynamics matter: F differs from the straight-line transition by the gravity gradient
@@ -137,3 +138,18 @@ def test_bad_state_shape_raises():
         models.ballistic_propagate(np.zeros(5), 1.0)
     with pytest.raises(InputError):
         models.ballistic_propagate(np.zeros(6) + 7e6, np.nan)
+
+
+@pytest.mark.parametrize("h", [0.5, 5.0, 10.0, -10.0])
+def test_closed_form_substep_exponential_matches_scipy_expm(h):
+    from scipy.linalg import expm
+
+    from sim.earth import EARTH_ROTATION_RATE as w
+    from sim.gravity import gravity_j2_gradient
+
+    x = _state(20.0, 140.0, 900e3)
+    A = np.zeros((6, 6))
+    A[:3, 3:] = np.eye(3)
+    A[3:, :3] = gravity_j2_gradient(x[:3]) + np.diag([w * w, w * w, 0.0])
+    A[3, 4], A[4, 3] = 2 * w, -2 * w
+    np.testing.assert_allclose(models._ballistic_expm(x, np.array([h])), expm(A * h), rtol=0, atol=1e-8)
