@@ -118,19 +118,26 @@ def _candidates(truth, radar: Radar, sid: int, rcs):
     """Targets in a radar's coverage at its scan times: flat arrays (trial pos, object, grid index, rae, rdot, snr, pd)."""
     idx = scan_indices(truth.t, radar.scan_interval)
     state = truth.state
-    pos = state[:, :, idx, :3] - radar.site_ecef
-    enu = pos @ radar.R_enu.T
-    del pos
-    rae = enu_to_rae(enu)
-    vis = radar.visible(enu, rae)
-    vis &= np.asarray(truth.phase)[:, :, idx] >= 0
-    n, o, s = np.nonzero(vis)
+    enu = state[:, :, idx, :3] - radar.site_ecef
+    enu = enu @ radar.R_enu.T
+    # Cheap range gate first (NaN compares False), then angles and horizon only for what is left.
+    r2 = np.einsum("...i,...i->...", enu, enu)
+    near = (r2 >= radar.range_min**2) & (r2 <= radar.range_max**2)
+    near &= np.asarray(truth.phase)[:, :, idx] >= 0
+    n, o, s = np.nonzero(near)
+    del near, r2
+    enu = enu[n, o, s]
+    rae_c = enu_to_rae(enu)
+    vis = radar.visible(enu, rae_c)
+    n, o, s, enu, rae_c = n[vis], o[vis], s[vis], enu[vis], rae_c[vis]
     g = idx[s]
-    rae_c = rae[n, o, s]
+    lit = rcs[n, o, g] > 0.0  # an object with no echo (e.g. a stage that does not exist) is never a candidate
+    if not lit.all():
+        n, o, g, enu, rae_c = n[lit], o[lit], g[lit], enu[lit], rae_c[lit]
     rdot = None
     if radar.range_rate:
         v_enu = state[n, o, g, 3:6] @ radar.R_enu.T
-        rdot = np.einsum("ki,ki->k", enu[n, o, s], v_enu) / rae_c[:, 0]
+        rdot = np.einsum("ki,ki->k", enu, v_enu) / rae_c[:, 0]
     snr = radar.snr(rae_c[:, 0], rcs[n, o, g])
     pd = radar.detection_probability(snr)
     return dict(trial=n.astype(np.int64), obj=o.astype(np.int32), tidx=g.astype(np.int64), rae=rae_c,
@@ -238,7 +245,7 @@ def generate_detections(truth, radars: Sequence[Radar], seed: int, *, trial_indi
     z[:, 0] += b[:, 0] * tab["bias_range_sigma"][sid] + s_r * w[:, 0]
     z[:, 1] += b[:, 1] * tab["bias_angle_sigma"][sid] + s_az * w[:, 1]
     z[:, 2] += b[:, 2] * tab["bias_angle_sigma"][sid] + s_el * w[:, 2]
-    out = dict(trial=tp, time=t[cat["tidx"][sel]], sensor=sid, object=cat["obj"][sel], z=z,
+    out = dict(trial=tp, tidx=cat["tidx"][sel], sensor=sid, object=cat["obj"][sel], z=z,
                var=np.stack([s_r**2, s_az**2, s_el**2], axis=1), snr=snr)
     if any_rr:
         has = tab["range_rate"][sid]
@@ -246,11 +253,17 @@ def generate_detections(truth, radars: Sequence[Radar], seed: int, *, trial_indi
         out["rr_var"] = np.where(has, s_rr**2, np.nan)
 
     # 4. False alarms.
-    fa = _false_alarms(radars, scans, t, tab, fa_n, fa_u, fa_e, any_rr)
-    cols = ("trial", "time", "sensor", "object", "z", "var", "snr") + (("rr", "rr_var") if any_rr else ())
+    fa = _false_alarms(radars, scans, tab, fa_n, fa_u, fa_e, any_rr)
+    cols = ("trial", "tidx", "sensor", "object", "z", "var", "snr") + (("rr", "rr_var") if any_rr else ())
     allc = {c: np.concatenate([out[c], fa[c]]) for c in cols}
+    # One int64 sort key for (time, sensor, global trial, object): faster than a 4-key lexsort.
+    rank = np.empty(N, dtype=np.int64)
+    rank[np.argsort(trial_index, kind="stable")] = np.arange(N)
+    n_obj = phase.shape[1] + 1
+    key = ((allc["tidx"] * nR + allc["sensor"]) * N + rank[allc["trial"]]) * n_obj + (allc["object"] + 1)
+    srt = np.argsort(key, kind="stable")
     allc["trial"] = trial_index[allc["trial"]]
-    srt = np.lexsort((allc["object"], allc["trial"], allc["sensor"], allc["time"]))
+    allc["time"] = t[allc["tidx"]]
     var = allc["var"][srt]
     R = np.zeros((len(srt), 3, 3))
     R[:, 0, 0], R[:, 1, 1], R[:, 2, 2] = var[:, 0], var[:, 1], var[:, 2]
@@ -269,7 +282,7 @@ def _empty() -> Detections:
                       object=np.zeros(0, np.int32), z=np.zeros((0, 3)), R=np.zeros((0, 3, 3)), snr=np.zeros(0))
 
 
-def _false_alarms(radars, scans, t, tab, fa_n, fa_u, fa_e, any_rr):
+def _false_alarms(radars, scans, tab, fa_n, fa_u, fa_e, any_rr):
     """False alarms from the per-trial counts ``fa_n (trials, radars)`` and their uniforms/exponentials."""
     N, nR = fa_n.shape
     U = np.concatenate(fa_u) if fa_u else np.zeros((0, 6))
@@ -278,7 +291,7 @@ def _false_alarms(radars, scans, t, tab, fa_n, fa_u, fa_e, any_rr):
     trial = np.repeat(np.repeat(np.arange(N), nR), flat)
     sid = np.repeat(np.tile(np.arange(nR), N), flat)
     M = len(trial)
-    time = np.empty(M)
+    tidx = np.empty(M, dtype=np.int64)
     z = np.empty((M, 3))
     snr = np.empty(M)
     for r, radar in enumerate(radars):  # few radars; vectorized within
@@ -287,7 +300,7 @@ def _false_alarms(radars, scans, t, tab, fa_n, fa_u, fa_e, any_rr):
             continue
         u = U[m]
         idx = scans[r]
-        time[m] = t[idx[np.minimum((u[:, 0] * len(idx)).astype(np.int64), len(idx) - 1)]]
+        tidx[m] = idx[np.minimum((u[:, 0] * len(idx)).astype(np.int64), len(idx) - 1)]
         w = np.cumsum([f.solid_extent for f in radar.faces])
         f_i = np.minimum(np.searchsorted(w, u[:, 1] * w[-1], side="right"), len(radar.faces) - 1)
         bore = np.array([f.boresight_az for f in radar.faces])[f_i]
@@ -300,7 +313,7 @@ def _false_alarms(radars, scans, t, tab, fa_n, fa_u, fa_e, any_rr):
         # Noise-only square-law output above threshold T is T + Exp(1) (memoryless); SNR estimate = that - 1.
         snr[m] = radar.detection_threshold - 1.0 + E[m]
     s_r, s_az, s_el, s_rr = _sigmas(tab, sid, snr, z[:, 2])
-    out = dict(trial=trial, time=time, sensor=sid, object=np.full(M, -1, dtype=np.int32), z=z,
+    out = dict(trial=trial, tidx=tidx, sensor=sid, object=np.full(M, -1, dtype=np.int32), z=z,
                var=np.stack([s_r**2, s_az**2, s_el**2], axis=1), snr=snr)
     if any_rr:
         has = tab["range_rate"][sid]
