@@ -218,7 +218,7 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
 
     info = scenario.info
     truth = generate_truth(scenario.threats, trial_indices, seed, info.dt, info.duration)
-    dets = generate_detections(truth, radars, seed)
+    dets = generate_detections(truth, radars, seed, rcs_m2=object_rcs(scenario, truth))
     all_policies = resolve_policies(dataclasses.replace(
         scenario.sharing, policies=tuple(dict.fromkeys(
             tuple(policies) + tuple(c.name for c in scenario.sharing.custom)))))
@@ -289,6 +289,23 @@ class Curves:
     def stacked(self, store: dict, key):
         """All trials' rows of one curve, shape (trials, G)."""
         return np.concatenate(store[key], axis=0)
+
+
+def object_rcs(scenario: Scenario, truth) -> np.ndarray:
+    """Radar cross-section of every object at every step from its missile class, m^2.
+
+    Returns
+    -------
+    ndarray, shape (trials, objects, T)
+        :meth:`sim.missiles.MissileClass.rcs` by object kind and phase; 0 out of flight.
+    """
+    from sim.missiles import MISSILES
+
+    out = np.zeros(truth.phase.shape)
+    for o, kind in enumerate(truth.object_kind):
+        missile = MISSILES[scenario.threats[truth.object_threat[o]].missile]
+        out[:, o, :] = missile.rcs(kind, truth.phase[:, o, :])
+    return out
 
 
 def _arrivals(dets, mask, arrival):
