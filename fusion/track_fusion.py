@@ -87,7 +87,7 @@ def gate_threshold(gate_probability: float, dim: int = 6) -> float:
     return _gate_threshold(gate_probability, dim)
 
 
-def association_d2(xa, Pa, xb, Pb):
+def association_d2(xa, Pa, xb, Pb, gamma: float | None = None):
     """Track-to-track association statistic on the state difference.
 
     .. math::
@@ -102,17 +102,46 @@ def association_d2(xa, Pa, xb, Pb):
     ----------
     xa, xb : array_like, shape (..., n)
     Pa, Pb : array_like, shape (..., n, n)
+    gamma : float, optional
+        Gate. For ``n = 6`` pairs whose position part alone exceeds it,
+        :math:`\\Delta_p^T T_{pp}^{-1}\\Delta_p > \\gamma`, get ``inf`` without the 6-D
+        solve: the marginal statistic never exceeds the joint one (the Schur
+        complement of :math:`T_{pp}` is positive definite), so they fail the gate anyway.
 
     Returns
     -------
     d2 : ndarray, shape (...)
-        ``inf`` where :math:`T` is not positive definite or a state is not finite.
+        ``inf`` where :math:`T` is not positive definite, a state is not finite, or
+        (with ``gamma``) the pair is certainly outside the gate.
+
+    Notes
+    -----
+    :math:`d^2 = \\lVert L^{-1}\\Delta\\rVert^2` with :math:`T = LL^T` (LAPACK Cholesky,
+    falling back to the flag-aware :func:`fusion.kalman.cholesky_spd` if some
+    :math:`T` is not positive definite); the position pre-gate uses the closed-form
+    3x3 inverse of :func:`fusion.kalman.inv_spd`.
     """
-    T_inv, ok = inv_spd(np.asarray(Pa, dtype=np.float64) + Pb)
     d = np.asarray(xa, dtype=np.float64) - xb
-    with np.errstate(invalid="ignore"):
-        d2 = mahalanobis2(d, T_inv)
-    return np.where(ok & np.isfinite(d2), d2, np.inf)
+    T = np.asarray(Pa, dtype=np.float64) + Pb
+    batch = np.broadcast_shapes(d.shape[:-1], T.shape[:-2])
+    d = np.broadcast_to(d, batch + d.shape[-1:])
+    T = np.broadcast_to(T, batch + T.shape[-2:])
+    d2 = np.full(batch, np.inf)
+    todo = np.all(np.isfinite(d), axis=-1) & np.all(np.isfinite(T), axis=(-2, -1))
+    if gamma is not None and d.shape[-1] == 6:
+        Tpp_inv, okp = inv_spd(T[..., :3, :3])
+        with np.errstate(invalid="ignore"):
+            dp2 = mahalanobis2(d[..., :3], Tpp_inv)
+        todo &= okp & (dp2 <= gamma)
+    Tk, dk = T[todo], d[todo]
+    try:
+        L = np.linalg.cholesky(Tk)
+        ok = np.ones(Tk.shape[:-2], dtype=bool)
+    except np.linalg.LinAlgError:
+        L, ok = cholesky_spd(Tk)
+    y = np.linalg.solve(L, dk[..., None])[..., 0]
+    d2[todo] = np.where(ok, np.sum(y * y, axis=-1), np.inf)
+    return d2
 
 
 def naive_fusion(xa, Pa, xb, Pb):
@@ -367,7 +396,7 @@ def _default_model():
 
 
 def delayed_reports(hist: "TrackHistory", t, latency: float, interval: float, q: float,
-                    transition: Callable | None = None, noise: Callable | None = None):
+                    transition: Callable | None = None, noise: Callable | None = None, out=None):
     """What a receiver knows of a sender's tracks at each output time.
 
     At output time :math:`t` the latest report is the sender's estimate at
@@ -392,6 +421,8 @@ def delayed_reports(hist: "TrackHistory", t, latency: float, interval: float, q:
         Motion model ``transition(x, dt) -> (x_pred, F)`` and ``noise(dt, q) -> Q``;
         default :func:`fusion.models.ballistic_transition` and
         :func:`fusion.models.process_noise` (ECEF ballistic with J2).
+    out : tuple of ndarray (x, P), optional
+        NaN-filled arrays of the result shapes to write into (saves a copy).
 
     Returns
     -------
@@ -415,18 +446,26 @@ def delayed_reports(hist: "TrackHistory", t, latency: float, interval: float, q:
     k = np.searchsorted(t, s + 1e-9 * span, side="right") - 1
     have = k >= 0
     k = np.clip(k, 0, None)
-    x_k = hist.x[:, :, k]
-    P_k = hist.P[:, :, k]
-    live = hist.confirmed[:, :, k] & have & np.all(np.isfinite(x_k), axis=-1) \
-        & np.all(np.isfinite(P_k), axis=(-2, -1))
-    dt = np.broadcast_to(t - t[k], live.shape)
-    x = np.full(x_k.shape, np.nan)
-    P = np.full(P_k.shape, np.nan)
-    if live.any():
-        xl, Fl = transition(x_k[live], dt[live])
-        Pl = Fl @ P_k[live] @ np.swapaxes(Fl, -1, -2) + noise(dt[live], q)
-        x[live] = xl
-        P[live] = symmetrize(Pl)
+    n, R = hist.x.shape[:2]
+    shape = (n, R, t.size)
+    x = np.full(shape + (6,), np.nan) if out is None else out[0]
+    P = np.full(shape + (6, 6), np.nan) if out is None else out[1]
+    # gather only the reported tracks: the full (trials, R, T, 6, 6) gather would dominate the cost
+    live = hist.confirmed[:, :, k] & have
+    tr, r, ti = np.nonzero(live)
+    x_k = hist.x[tr, r, k[ti]]
+    P_k = hist.P[tr, r, k[ti]]
+    good = np.all(np.isfinite(x_k), axis=-1) & np.all(np.isfinite(P_k), axis=(-2, -1))
+    if not good.all():
+        tr, r, ti, x_k, P_k = tr[good], r[good], ti[good], x_k[good], P_k[good]
+        live[:] = False
+        live[tr, r, ti] = True
+    if tr.size:
+        dt = t[ti] - t[k[ti]]
+        xl, Fl = transition(x_k, dt)
+        Pl = Fl @ P_k @ np.swapaxes(Fl, -1, -2) + noise(dt, q)
+        x[tr, r, ti] = xl
+        P[tr, r, ti] = symmetrize(Pl, out=Pl)
     obj = np.where(live, hist.object[:, :, k], -1).astype(np.int32)
     sensors = np.where(live, hist.sensors[:, :, k], 0).astype(np.uint64)
     return x, P, obj, sensors
@@ -523,12 +562,16 @@ def fuse_track_histories(local: "TrackHistory",
     conf[:, :L], obj[:, :L], sens[:, :L] = local.confirmed, local.object, local.sensors
     used = L
     for hist, latency, interval in remote:
-        xr, Pr, objr, sensr = delayed_reports(hist, t, latency, interval, q, transition, noise)
-        R = xr.shape[1]
-        base_live = np.all(np.isfinite(X[:, :used]), axis=-1)
+        R = hist.x.shape[1]
+        sl = slice(used, used + R)
+        # reports are written straight into their own slots; those that join a track are removed below
+        xr, Pr, objr, sensr = delayed_reports(hist, t, latency, interval, q, transition, noise,
+                                              out=(X[:, sl], P[:, sl]))
         rem_live = np.all(np.isfinite(xr), axis=-1)
+        conf[:, sl], obj[:, sl], sens[:, sl] = rem_live, objr, sensr
+        base_live = np.all(np.isfinite(X[:, :used]), axis=-1)
         tr, ia, ib, ti = _candidate_pairs(base_live, rem_live)
-        d2 = association_d2(X[tr, ia, ti], P[tr, ia, ti], xr[tr, ib, ti], Pr[tr, ib, ti])
+        d2 = association_d2(X[tr, ia, ti], P[tr, ia, ti], xr[tr, ib, ti], Pr[tr, ib, ti], gamma)
         sel = associate_gnn(tr * T + ti, ia, ib, d2, gamma)
         tr, ia, ib, ti = tr[sel], ia[sel], ib[sel], ti[sel]
         xf, Pf = fuse_pair(X[tr, ia, ti], P[tr, ia, ti], xr[tr, ib, ti], Pr[tr, ib, ti], rule, ci_criterion)
@@ -536,15 +579,11 @@ def fuse_track_histories(local: "TrackHistory",
         conf[tr, ia, ti] = True
         obj[tr, ia, ti] = np.where(obj[tr, ia, ti] >= 0, obj[tr, ia, ti], objr[tr, ib, ti])
         sens[tr, ia, ti] |= sensr[tr, ib, ti]
-        # reports that joined no track stand on their own: a threat the receiver cannot see
-        alone = rem_live.copy()
-        alone[tr, ib, ti] = False
-        sl = slice(used, used + R)
-        X[:, sl] = np.where(alone[..., None], xr, np.nan)
-        P[:, sl] = np.where(alone[..., None, None], Pr, np.nan)
-        conf[:, sl] = alone
-        obj[:, sl] = np.where(alone, objr, -1)
-        sens[:, sl] = np.where(alone, sensr, 0)
+        # reports that joined a track leave their own slot; the others stand on their own:
+        # a threat the receiver cannot see itself
+        jb = used + ib
+        X[tr, jb, ti], P[tr, jb, ti] = np.nan, np.nan
+        conf[tr, jb, ti], obj[tr, jb, ti], sens[tr, jb, ti] = False, -1, 0
         used += R
     # same class and every other field (e.g. the tracker's counters) as the local history
     return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens)
