@@ -234,3 +234,23 @@ def test_naive_consistent_when_errors_independent():
     xb_on_a = xb - truths[1] + truths[0]
     x_nv, P_nv = naive_fusion(xa, np.broadcast_to(Pa, (M, n, n)), xb_on_a, np.broadcast_to(Pb, (M, n, n)))
     assert lo <= _anees(x_nv - truths[0], P_nv) <= hi
+
+
+def test_position_pregate_exact_inside_gate():
+    # the 3-D position bound only drops pairs that fail the 6-D gate anyway
+    rng = np.random.default_rng(9)
+    K = 3000
+    scale = np.array([300.0, 300.0, 300.0, 5.0, 5.0, 5.0])
+    Pa, Pb = _random_spd(rng, K, scale=scale), _random_spd(rng, K, scale=scale)
+    d = rng.standard_normal((K, 6)) * scale * rng.uniform(0.2, 20.0, (K, 1))
+    g = gate_threshold(0.9997)
+    full = association_d2(d, Pa, np.zeros(6), Pb)
+    fast = association_d2(d, Pa, np.zeros(6), Pb, gamma=g)
+    inside = full <= g
+    assert 0.2 < inside.mean() < 0.8
+    np.testing.assert_allclose(fast[inside], full[inside], rtol=1e-10)
+    assert np.all(fast[~inside] > g)
+    assert np.isinf(fast).sum() > 0  # some pairs skipped the 6-D solve
+    # against the textbook formula
+    ref = np.einsum("ki,kij,kj->k", d, np.linalg.inv(Pa + Pb), d, optimize=True)
+    np.testing.assert_allclose(full, ref, rtol=1e-8)
