@@ -136,33 +136,59 @@ def gnn_assign(det, track, cost, trial):
     out = np.zeros(p, dtype=bool)
     if p == 0:
         return out
-    # Counts of each key among the pairs (keys can be large: count through unique inverse).
-    _, det_inv, det_cnt = np.unique(det, return_inverse=True, return_counts=True)
-    _, trk_inv, trk_cnt = np.unique(track, return_inverse=True, return_counts=True)
+    # Counts of each key among the pairs, through dense ranks (keys may be large).
+    det_inv = _dense(det)
+    trk_inv = _dense(track)
+    det_cnt = np.bincount(det_inv)
+    trk_cnt = np.bincount(trk_inv)
     single = (det_cnt[det_inv] == 1) & (trk_cnt[trk_inv] == 1)
     if single.all():
         return ~out
     conflict_trials = np.unique(trial[~single])
     in_conflict = np.isin(trial, conflict_trials)
     out[~in_conflict] = True  # trials with no competing pair at all
-    idx_c = np.nonzero(in_conflict)[0]
-    # One linear_sum_assignment per trial with competing pairs (never a loop over all trials).
-    order = idx_c[np.argsort(trial[idx_c], kind="stable")]
-    tr_sorted = trial[order]
-    bounds = np.flatnonzero(np.diff(tr_sorted)) + 1
-    for sel in np.split(order, bounds):
-        d_keys, d_loc = np.unique(det[sel], return_inverse=True)
-        t_keys, t_loc = np.unique(track[sel], return_inverse=True)
-        c = cost[sel]
-        span = float(c.max() - c.min()) if c.size else 0.0
-        big = (span + 1.0) * (min(d_keys.size, t_keys.size) + 1) + abs(float(c.max()))
-        C = np.full((d_keys.size, t_keys.size), big)
-        C[d_loc, t_loc] = c
-        gated = np.zeros(C.shape, dtype=bool)
-        gated[d_loc, t_loc] = True
-        rows, cols = linear_sum_assignment(C)
-        keep = gated[rows, cols]
-        lut = np.full(C.shape, -1, dtype=np.int64)
-        lut[d_loc, t_loc] = sel
-        out[lut[rows[keep], cols[keep]]] = True
+    idx = np.nonzero(in_conflict)[0]
+    # Trial-local row (detection) and column (track) numbers of every competing trial's pairs, vectorized.
+    tc = np.searchsorted(conflict_trials, trial[idx])
+    d_loc, n_d = _local_rank(tc, det[idx], conflict_trials.size)
+    t_loc, n_t = _local_rank(tc, track[idx], conflict_trials.size)
+    c = cost[idx]
+    # A non-gated cell costs more than any difference of gated totals: maximum cardinality first.
+    big = (float(c.max() - c.min()) + 1.0) * (int(min(n_d.max(), n_t.max())) + 1) + abs(float(c.max())) + 1.0
+    C = np.full((conflict_trials.size, int(n_d.max()), int(n_t.max())), big)
+    C[tc, d_loc, t_loc] = c
+    pair_of = np.full(C.shape, -1, dtype=np.int64)
+    pair_of[tc, d_loc, t_loc] = idx
+    for i in range(conflict_trials.size):  # only trials with competing pairs; one solver call each
+        rows, cols = linear_sum_assignment(C[i, : n_d[i], : n_t[i]])
+        p_i = pair_of[i, rows, cols]
+        out[p_i[p_i >= 0]] = True
     return out
+
+
+def _dense(keys):
+    """Dense rank 0..u-1 of integer keys (same key, same rank)."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    new = np.ones(k.size, dtype=bool)
+    new[1:] = k[1:] != k[:-1]
+    rank = np.empty(k.size, dtype=np.int64)
+    rank[order] = np.cumsum(new) - 1
+    return rank
+
+
+def _local_rank(group, keys, n_groups):
+    """Rank of each key among the distinct keys of its group, and the count of distinct keys per group."""
+    order = np.lexsort((keys, group))
+    g, k = group[order], keys[order]
+    new_key = np.ones(k.size, dtype=bool)
+    new_key[1:] = (k[1:] != k[:-1]) | (g[1:] != g[:-1])
+    new_grp = np.ones(k.size, dtype=bool)
+    new_grp[1:] = g[1:] != g[:-1]
+    cum = np.cumsum(new_key) - 1  # global distinct-key number
+    start = np.maximum.accumulate(np.where(new_grp, cum, 0))  # distinct-key number at the group start
+    loc = np.empty(k.size, dtype=np.int64)
+    loc[order] = cum - start
+    count = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(count, g, cum - start + 1)
+    return loc, count

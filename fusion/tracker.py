@@ -118,6 +118,7 @@ __all__ = [
     "IMM_BOOST_DWELL",
     "IMM_BALLISTIC_DWELL",
     "IMM_MU0",
+    "IMM_MU_MIN",
 ]
 
 SUPPORTED_FILTERS = ("ekf", "ukf", "imm")
@@ -132,6 +133,7 @@ IMM_THRUST_NOISE = 10.0  # m/s^2, white-noise acceleration sigma of the thrust m
 #                          and pitch programme unknown (estimate, same source, +-1 g)
 IMM_BOOST_DWELL = 60.0  # s, mean remaining boost time of a thrusting track (estimate: 60-300 s burns)
 IMM_BALLISTIC_DWELL = 1.0e4  # s, mean time before a ballistic track is seen thrusting (staging is rare)
+IMM_MU_MIN = 1e-12  # floor of a mode probability (numerical, keeps both modes alive for the mixing)
 IMM_MU0 = (0.5, 0.5)  # initial (thrust, ballistic) mode probabilities: no prior knowledge of the phase
 
 
@@ -252,7 +254,7 @@ def initial_state(z, R, site_ecef, R_enu, max_speed):
     return x0, P0
 
 
-IEKF_ITERATIONS = 6  # Gauss-Newton steps of the first update; converges to < 1 mm from a 10-km prior offset
+IEKF_ITERATIONS = 4  # Gauss-Newton steps of the first update; quadratic convergence: < 1 mm from a 20-km prior offset
 
 
 def iterated_linearization(x, P, z, R, site_ecef, R_enu, iterations=IEKF_ITERATIONS):
@@ -465,7 +467,10 @@ class _IMM:
             hx[first], H[first] = iterated_linearization(f["xm"][first], f["Pm"][first], z[first][:, None],
                                                          R[first][:, None], site, R_enu)
         res = self._imm.imm_update(f["xm"], f["Pm"], f["mu"], z, R, hx, H, radar_residual)
-        return {"xm": res.x, "Pm": res.P, "mu": res.mu}
+        # Floor the mode probabilities: an exact 0 (likelihood underflow) would make the next
+        # mixing divide 0 by 0 when the Markov step is the identity (dt = 0).
+        mu = np.maximum(res.mu, IMM_MU_MIN)
+        return {"xm": res.x, "Pm": res.P, "mu": mu / np.sum(mu, axis=-1, keepdims=True)}
 
 
 def _make_filter(config: TrackerConfig):

@@ -351,3 +351,13 @@ def test_revisit_inferred_from_detection_times(pair):
     h_inf = run_tracker(d, d.time, se, Re, T_GRID, np.arange(1), TrackerConfig())
     h_given = run_tracker(d, d.time, se, Re, T_GRID, np.arange(1), TrackerConfig(), revisit=[4.0])
     np.testing.assert_array_equal(h_inf.x, h_given.x)
+
+
+def test_imm_confirmed_tracks_stay_finite_with_false_alarms(pair):
+    """Mode probabilities never reach exactly 0, so the mixing never divides 0 by 0 (NaN tracks)."""
+    t = np.arange(0.0, 301.0)
+    d = make_detections(pair, t, [np.arange(0, 301, 2)], trials=3, seed=0, pd=0.9, fa_rate=1.0)
+    h = _run(d, TrackerConfig(filter="imm", max_tracks=10), 3, t=t)
+    assert h.confirmed.any()
+    assert np.isfinite(h.x[..., 0][h.confirmed]).all()
+    assert np.isfinite(h.P[..., 0, 0][h.confirmed]).all()
