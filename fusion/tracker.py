@@ -957,7 +957,7 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
                 stats["groups"] += 1
                 prev = g
             processed = stop
-            for p in [p for p, last_use in restore_at.items() if last_use <= i and p in snaps]:
+            for p in [p for p in snaps if restore_at[p] <= i]:  # drop snapshots after their last use
                 del snaps[p]
         b, j, x, P, conf = trk.estimate(t[i])
         if b.size:
