@@ -151,6 +151,7 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     sensor_latency = [r.latency for r in radars]
     site_ecef = np.stack([r.site_ecef for r in radars])
     R_enu = np.stack([r.R_enu for r in radars])
+    revisit = np.array([r.scan_interval for r in radars])
 
     def tracker_for(delay: np.ndarray):
         key = tuple(np.round(delay, 9).tolist())
@@ -159,7 +160,7 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             keep = np.isfinite(d)
             sub = _take(dets, keep)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
-                                     truth.trial_index, scenario.tracker)
+                                     truth.trial_index, scenario.tracker, revisit=revisit)
         return cache[key]
 
     delay = np.asarray(sensor_latency_to_nation(policy, nation, sensor_nations, sensor_latency), dtype=float)
