@@ -205,9 +205,9 @@ MISSILES: dict[str, MissileClass] = {
         name="KN-23 (Hwasong-11Ga)",
         # 3.4 t launch mass, 7.5 m x 0.95 m, 500 kg payload (CSIS, KN23; estimate).
         # Burn time and propellant split: assumption, sized for about 690 km.
-        stages=(Stage(burn_time=35.0, propellant_mass=2450.0, dry_mass=465.0, isp=250.0, propellant=_S),),
+        stages=(Stage(burn_time=35.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
         rv_mass=500.0,
-        rv_ballistic_coeff=4500.0,  # whole 965 kg body, CD~0.3, 0.71 m^2 (assumption)
+        rv_ballistic_coeff=4000.0,  # whole 865 kg body, CD~0.3, 0.71 m^2 (assumption)
         stage_ballistic_coeff=4500.0,  # unused: the body does not separate
         drag_area=0.3 * 0.709,  # CD 0.3 x pi (0.95 m)^2 / 4 (assumption)
         max_range=690e3,  # CSIS: 450-690 km (estimate)
@@ -241,7 +241,7 @@ MISSILES: dict[str, MissileClass] = {
         key="irbm-hwasong12",
         name="Hwasong-12",
         # Single Paektusan engine stage, about 24 t; 4,500 km with 650 kg (E2017, W2017; estimate).
-        stages=(Stage(burn_time=137.0, propellant_mass=19_700.0, dry_mass=2_300.0, isp=290.0, propellant=_L),),
+        stages=(Stage(burn_time=100.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),),
         rv_mass=650.0,
         rv_ballistic_coeff=4_000.0,
         stage_ballistic_coeff=700.0,
@@ -249,19 +249,19 @@ MISSILES: dict[str, MissileClass] = {
         max_range=4_500e3,
         separates=True,
         glide_lift_to_drag=0.0,
-        vertical_rise=6.0,
+        vertical_rise=4.0,
         rcs_booster=8.0,
         rcs_rv=0.05,
         rcs_stage=8.0,
-        sources=("E2017", "W2017", "CSIS", "UCS2000", "burn time: assumption"),
+        sources=("E2017", "W2017", "CSIS", "UCS2000", "burn time: assumption, shortened toward the 2017-08-29 flight time"),
     ),
     "icbm-hwasong14": MissileClass(
         key="icbm-hwasong14",
         name="Hwasong-14",
         # First stage as Hwasong-12; small vernier-engine second stage (E2017, W2017; estimate).
         stages=(
-            Stage(burn_time=137.0, propellant_mass=19_700.0, dry_mass=2_300.0, isp=290.0, propellant=_L),
-            Stage(burn_time=240.0, propellant_mass=3_300.0, dry_mass=500.0, isp=300.0, propellant=_L),
+            Stage(burn_time=110.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),
+            Stage(burn_time=300.0, propellant_mass=3_300.0, dry_mass=500.0, isp=300.0, propellant=_L),
         ),
         rv_mass=500.0,
         rv_ballistic_coeff=4_000.0,
@@ -281,8 +281,8 @@ MISSILES: dict[str, MissileClass] = {
         name="Hwasong-15",
         # Twin-chamber first stage, larger second stage, about 13,000 km (W2017, E2017; estimate).
         stages=(
-            Stage(burn_time=120.0, propellant_mass=50_000.0, dry_mass=5_000.0, isp=285.0, propellant=_L),
-            Stage(burn_time=200.0, propellant_mass=8_000.0, dry_mass=1_200.0, isp=300.0, propellant=_L),
+            Stage(burn_time=95.0, propellant_mass=48_000.0, dry_mass=4_500.0, isp=290.0, propellant=_L),
+            Stage(burn_time=110.0, propellant_mass=7_000.0, dry_mass=900.0, isp=310.0, propellant=_L),
         ),
         rv_mass=1_000.0,
         rv_ballistic_coeff=4_000.0,
@@ -295,7 +295,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=10.0,
         rcs_rv=0.05,
         rcs_stage=4.0,
-        sources=("W2017", "E2017", "CSIS", "UCS2000", "burn times: assumption"),
+        sources=("W2017", "E2017", "CSIS", "UCS2000", "burn times: assumption, calibrated to the 2017-11-29 53 min flight"),
     ),
     "icbm-hwasong17": MissileClass(
         key="icbm-hwasong17",

@@ -54,7 +54,7 @@ from sim.missiles import MISSILES, MissileClass
 
 RANGE_TOL = 0.002  # relative; the solver aims well inside the 1 % contract
 APOGEE_TOL = 0.005  # relative; inside the 2 % contract
-_KICK_MAX = np.radians(75.0)
+_KICK_MAX = np.radians(85.0)
 _KICK_MIN = np.radians(0.02)
 _T_CUT_MIN_AFTER_PITCH = 2.0  # s after the end of the pitch-over
 
@@ -117,7 +117,10 @@ def _fly_batch(m: MissileClass, lat, lon, az, kick, t_cut, lift_glide, lift_pull
     if ok.any():
         a, d = geodesic_inverse(np.full(ok.sum(), np.degrees(lat)), np.full(ok.sum(), np.degrees(lon)),
                                 np.degrees(ilat[ok]), np.degrees(ilon[ok]))
-        rng[ok], azi[ok] = d, a
+        # Signed down-range: an impact behind the launch point (a near-vertical flight drifts
+        # west as the Earth turns under it) counts negative, so range grows monotonically with the kick.
+        rng[ok] = d * np.sign(np.cos(np.radians(a) - az))
+        azi[ok] = a
     # A candidate that does not come down (near-orbital) counts as out of range.
     rng[~ok] = np.inf
     return rng, res.apogee, res.impact_tau, azi, res
@@ -131,7 +134,7 @@ def _t_cut_min(m: MissileClass) -> float:
 def _scan(key: str, lat: float, lon: float, az: float, lift_glide: float, lift_pullup: float):
     """Coarse (kick, cut-off) grid: ranges and apogees, shape (n_cut, n_kick)."""
     m = MISSILES[key]
-    kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 75.0, 16))])
+    kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 85.0, 19))])
     fr = np.array([0.55, 0.7, 0.85, 1.0])
     t_cuts = np.maximum(_t_cut_min(m), fr * m.burn_time)
     K, Tc = np.meshgrid(kicks, t_cuts)
@@ -320,8 +323,11 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     lat, lon = launch_lat, launch_lon
     p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p0)
     # Coriolis turns the gravity turn off the aim line: re-aim once so the impact lies on the bearing.
-    d_az = np.radians(((out[3][0] - np.degrees(bearing)) + 180.0) % 360.0 - 180.0)
-    if np.isfinite(d_az) and abs(d_az) > 1e-5:
+    # The deflection depends on the steering, so iterate (it converges in 2-3 passes).
+    for _ in range(4):
+        d_az = np.radians(((out[3][0] - np.degrees(bearing)) + 180.0) % 360.0 - 180.0)
+        if not (np.isfinite(d_az) and abs(d_az) > np.radians(0.02)):
+            break
         az = az - d_az
         p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p)
     rng_f, apo_f, tof, azi, res, _ = out
