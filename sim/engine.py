@@ -172,7 +172,7 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             own = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float), np.inf)
             remote.append((tracker_for(own), latency, interval))
         tracks = fuse_track_histories(tracks, remote, scenario.sharing.track_fusion,
-                                      scenario.tracker.gate_probability)
+                                      scenario.tracker.gate_probability, q=scenario.tracker.process_noise**2)
         # A nation learns of detections only through the tracks reported to it.
         for src, latency, _ in routes:
             own_src = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float) + latency, np.inf)
