@@ -48,7 +48,22 @@ POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.
 OBJECT_COLORS = [(255, 255, 255), (255, 200, 60), (200, 120, 255), (120, 220, 255)]
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
+PIXMAP_CACHE_KB = 192 * 1024  # QPixmapCache limit for the item caches (Qt default 10 MB is too small)
 DEFAULT_ELLIPSE_SCALE = 10  # map ellipses drawn x10: true 2-sigma ellipses are sub-pixel at this map scale
+
+
+def _cache(item):
+    """Paint a static item from a pixmap cache (re-rendered only on zoom or pan).
+
+    Every frame repaints the whole scene; axes, coastlines, coverage and the
+    static curves would otherwise be re-rasterized each time (three quarters of
+    a frame with software rendering, mostly the error curves). The pixmaps live
+    in QPixmapCache, whose limit :class:`ViewWindow` raises to
+    :data:`PIXMAP_CACHE_KB`: at Qt's default 10 MB the caches of a full-HD window
+    evict each other every frame and caching costs more than it saves.
+    """
+    item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    return item
 
 
 def _nation_color(nation: str, alpha: int = 255):
@@ -159,6 +174,7 @@ class ViewWindow(QtWidgets.QMainWindow):
     def __init__(self, scenario, trial: int = 0, speed: float = 10.0, policy: str | None = None, source=None,
                  start_time: float | None = None, ellipse_scale: float = DEFAULT_ELLIPSE_SCALE):
         super().__init__()
+        QtGui.QPixmapCache.setCacheLimit(max(QtGui.QPixmapCache.cacheLimit(), PIXMAP_CACHE_KB))
         self.scenario = scenario
         self.source = source or default_source
         self.policies = list(scenario.sharing.policies)
@@ -260,6 +276,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.map.addLegend(offset=(5, 5), labelTextSize="8pt")
         land = _path_item(coastline_path_data(), pg.mkPen((120, 125, 135), width=1), LAND_BRUSH)
         land.setZValue(-20)
+        _cache(land)
         self.map.addItem(land)
         self.coast_item = land
         self.coverage_items: list = []
@@ -287,6 +304,13 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.err.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.err_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 120)))
         self.err.addItem(self.err_cursor)
+        # A veil over the future: the whole error history is drawn once (static, cached) and this
+        # rectangle, moved each frame, dims what has not happened yet.
+        self.err_future = QtWidgets.QGraphicsRectItem(QtCore.QRectF(0, 0, 0, 0))
+        self.err_future.setPen(pg.mkPen(None))
+        self.err_future.setBrush(pg.mkBrush(0, 0, 0, 185))
+        self.err_future.setZValue(50)
+        self.err.addItem(self.err_future, ignoreBounds=True)
         # (d) timeline
         self.timeline = g.addPlot(row=3, col=0, colspan=2, title="Detections: which radar sees which object")
         self.timeline.setLabel("bottom", "time", units="s")
@@ -304,6 +328,9 @@ class ViewWindow(QtWidgets.QMainWindow):
         g.ci.layout.setRowStretchFactor(1, 3)
         g.ci.layout.setRowStretchFactor(2, 3)
         g.ci.layout.setRowStretchFactor(3, 1)
+        for plot in (self.map, self.alt, self.err, self.timeline):
+            for name in ("left", "bottom"):
+                _cache(plot.getAxis(name))
         # Per-frame items, created once per scene and updated with setData.
         self.truth_map: list = []
         self.truth_alt: list = []
@@ -406,12 +433,20 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.title_label.setText(f"{scene.title} — trial {scene.trial}")
         # Radars: coverage wedges, sites, labels.
         spots = []
-        for r, outline in zip(scene.radars, scene.coverage):
-            item = _path_item(outline, pg.mkPen(_nation_color(r.nation, 110), width=1),
-                              _nation_color(r.nation, 14))
+        for nation in dict.fromkeys(r.nation for r in scene.radars):
+            # One item per nation (winding fill: overlapping sectors tint once); few large items paint faster.
+            parts = [np.vstack([o, np.full((1, 2), np.nan)]) for r, o in zip(scene.radars, scene.coverage)
+                     if r.nation == nation and len(o)]
+            item = _path_item(np.vstack(parts), pg.mkPen(_nation_color(nation, 110), width=1),
+                              _nation_color(nation, 14))
+            path = item.path()
+            path.setFillRule(QtCore.Qt.FillRule.WindingFill)
+            item.setPath(path)
             item.setZValue(-10)
+            _cache(item)
             self.map.addItem(item)
             self.coverage_items.append(item)
+        for r in scene.radars:
             spots.append({"pos": (r.lon_deg, r.lat_deg), "brush": pg.mkBrush(_nation_color(r.nation))})
             label = pg.TextItem(r.name, color=_nation_color(r.nation, 200), anchor=(0, 1))
             label.setFont(QtGui.QFont("sans", 7))
@@ -424,30 +459,33 @@ class ViewWindow(QtWidgets.QMainWindow):
             color = OBJECT_COLORS[o % len(OBJECT_COLORS)]
             ghost = pg.PlotCurveItem(scene.truth_lon[o], scene.truth_lat[o], connect="finite",
                                      pen=pg.mkPen(color + (60,), width=1))
-            live = pg.PlotDataItem(pen=pg.mkPen(color, width=2), connect="finite", name=f"truth {name}")
+            live = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
+            _cache(ghost)
             for it in (ghost, live):
                 it.setZValue(6)
                 self.map.addItem(it)
                 self.truth_map.append(it)
+            self.map.legend.addItem(live, f"truth {name}")
             ghost_a = pg.PlotCurveItem(scene.truth_ground_km[o], scene.truth_alt_km[o], connect="finite",
                                        pen=pg.mkPen(color + (60,), width=1))
             live_a = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
+            _cache(ghost_a)
             for it in (ghost_a, live_a):
                 it.setZValue(6)
                 self.alt.addItem(it)
                 self.truth_alt.append(it)
         # Horizon curves: lowest visible altitude along the target's ground track.
         for i, r in enumerate(scene.radars):
-            it = pg.PlotCurveItem(scene.horizon_ground_km[i], scene.horizon_alt_km[i], connect="finite",
-                                  pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
-                                               style=QtCore.Qt.PenStyle.DashLine))
+            it = _cache(pg.PlotCurveItem(scene.horizon_ground_km[i], scene.horizon_alt_km[i], connect="finite",
+                                         pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
+                                                      style=QtCore.Qt.PenStyle.DashLine)))
             self.alt.addItem(it)
             self.horizon_items.append(it)
         # Tracks per nation (map, altitude) and errors per (policy, nation).
         for nation in scene.nations:
             c = _nation_color(nation)
-            self.track_map[nation] = pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="finite",
-                                                     name=f"{nation} tracks")
+            self.track_map[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
+            self.map.legend.addItem(self.track_map[nation], f"{nation} tracks")
             self.track_now[nation] = pg.ScatterPlotItem(size=7, symbol="s", brush=pg.mkBrush(c), pen=None)
             self.track_ellipse[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="finite")
             self.track_alt[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
@@ -458,17 +496,18 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.alt.addItem(self.track_alt[nation])
         for (policy, nation) in scene.tracks:
             style = POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine)
-            item = pg.PlotDataItem(pen=pg.mkPen(_nation_color(nation), width=1, style=style), connect="finite",
-                                   name=f"{nation} {policy}")
+            item = pg.PlotCurveItem(pen=pg.mkPen(_nation_color(nation), width=1, style=style), connect="finite")
             item.setZValue(3)
+            _cache(item)
             self.err.addItem(item)
+            self.err.legend.addItem(item, f"{nation} {policy}")
             self.err_items[(policy, nation)] = item
         for nation in scene.nations:
-            hi = pg.PlotCurveItem()
-            lo = pg.PlotCurveItem()
-            band = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(_nation_color(nation, 45)))
+            # The band 0..2 sigma: one curve filled down to zero (FillBetweenItem rebuilds a
+            # polygon path on every change and costs ~7 ms a frame).
+            band = pg.PlotCurveItem(pen=None, fillLevel=0.0, brush=pg.mkBrush(_nation_color(nation, 45)))
             band.setZValue(1)
-            band._curves = (lo, hi)
+            _cache(band)
             self.err.addItem(band)
             self.err_bands[nation] = band
         # Timeline: bars per (radar, object), static.
@@ -479,9 +518,11 @@ class ViewWindow(QtWidgets.QMainWindow):
             y = rows[:, 0] + (0.18 if o == 0 else -0.18 * o)
             xs = np.column_stack([rows[:, 2], rows[:, 3]]).ravel()
             ys = np.repeat(y, 2)
-            item = pg.PlotDataItem(xs, ys, connect="pairs", name=name,
-                                   pen=pg.mkPen(OBJECT_COLORS[o % len(OBJECT_COLORS)], width=4))
+            item = pg.PlotCurveItem(xs, ys, connect="pairs",
+                                    pen=pg.mkPen(OBJECT_COLORS[o % len(OBJECT_COLORS)], width=4))
+            _cache(item)
             self.timeline.addItem(item)
+            self.timeline.legend.addItem(item, name)
             self.timeline_items.append(item)
         ax = self.timeline.getAxis("left")
         ax.setTicks([[(i, r.name) for i, r in enumerate(scene.radars)]])
@@ -493,6 +534,7 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.alt.setXRange(0.0, float(np.nanmax(scene.truth_ground_km)) * 1.05, padding=0)
             self.alt.setYRange(0.0, float(np.nanmax(scene.truth_alt_km)) * 1.05, padding=0)
         self._fix_error_range()
+        self._update_error_curves()
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(scene.t) - 1)
         self.slider.blockSignals(False)
@@ -500,6 +542,25 @@ class ViewWindow(QtWidgets.QMainWindow):
         start = scene.t[0] if self._start_time is None else self._start_time
         self._start_time = None
         self.seek(start)
+
+    def _update_error_curves(self) -> None:
+        """Fill the error curves for the chosen policy and nation (only when those change, not per frame)."""
+        s = self.scene
+        for (policy, nation), item in self.err_items.items():
+            if self.nation not in ("all", nation):
+                item.setData([], [])
+                continue
+            chosen = policy == self.policy
+            item.setPen(pg.mkPen(_nation_color(nation, 255 if chosen else 130), width=2.5 if chosen else 1.0,
+                                 style=POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine)))
+            item.setZValue(4 if chosen else 3)
+            item.setData(s.t, s.tracks[(policy, nation)].err_km)
+        for nation, band in self.err_bands.items():
+            ts = s.tracks.get((self.policy, nation))
+            if ts is None or self.nation not in ("all", nation):
+                band.setData([], [])
+                continue
+            band.setData(s.t, ts.band_km)
 
     def _fix_error_range(self) -> None:
         s = self.scene
@@ -559,30 +620,9 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.track_now[nation].setData(ts.lon[live, k], ts.lat[live, k])
             elon, elat = ellipses_lonlat(ts.pos[live, k], ts.P_pos[live, k], scale=self.ellipse_scale)
             self.track_ellipse[nation].setData(elon, elat)
-        # Errors: every policy, chosen one with its 2-sigma band.
-        for (policy, nation), item in self.err_items.items():
-            if self.nation not in ("all", nation):
-                item.setData([], [])
-                continue
-            ts = s.tracks[(policy, nation)]
-            item.setData(s.t[sl], ts.err_km[sl])
-            width = 2.5 if policy == self.policy else 1.0
-            if item.opts["pen"].widthF() != width:
-                pen = pg.mkPen(_nation_color(nation, 255 if policy == self.policy else 130), width=width,
-                               style=POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine))
-                item.setPen(pen)
-        for nation, band in self.err_bands.items():
-            lo, hi = band._curves
-            ts = s.tracks.get((self.policy, nation))
-            if ts is None or self.nation not in ("all", nation):
-                lo.setData([], [])
-                hi.setData([], [])
-                continue
-            tt = s.t[sl]
-            sig = np.nan_to_num(2.0 * ts.sigma_km[sl], nan=0.0)
-            lo.setData(tt, np.zeros_like(tt))
-            hi.setData(tt, sig)
+        # Errors: drawn whole (static, cached); the future is veiled.
         self.err_cursor.setValue(now)
+        self.err_future.setRect(QtCore.QRectF(now, -1e9, max(float(s.t[-1]) - now, 0.0) + 1e6, 2e9))
         # Who sees what now: timeline markers and lines of sight on the map.
         dt = float(s.t[1] - s.t[0]) if len(s.t) > 1 else 1.0
         act = active_detections(s.intervals, now, slack_s=0.5 * dt)
@@ -655,11 +695,13 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.policy = policy
         if self.scene is not None:
             self._fix_error_range()
+            self._update_error_curves()
             self.set_index(self.index, from_clock=True)
 
     def _set_nation(self, nation: str) -> None:
         self.nation = nation
         if self.scene is not None:
+            self._update_error_curves()
             self.set_index(self.index, from_clock=True)
 
     def keyPressEvent(self, event):  # noqa: N802 - Qt hook

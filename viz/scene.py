@@ -86,6 +86,13 @@ class TrackSeries:
     err_km: np.ndarray
     sigma_km: np.ndarray
 
+    @property
+    def band_km(self) -> np.ndarray:
+        """Upper edge of the drawn band, :math:`2\\sigma` (0 where there is no track), km, shape (T,)."""
+        if getattr(self, "_band", None) is None:
+            self._band = np.nan_to_num(2.0 * self.sigma_km, nan=0.0)
+        return self._band
+
 
 @dataclass
 class Scene:
