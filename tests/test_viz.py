@@ -254,7 +254,9 @@ def window(qtbot, scenario):
     qtbot.addWidget(w)
     w.show()
     w.wait_ready(timeout_s=30)
-    return w
+    yield w
+    w.close()
+    w.wait_workers()
 
 
 def _curve_xy(item):
@@ -344,3 +346,20 @@ def test_main_rejects_bad_input(scenario, tmp_path):
         args = types.SimpleNamespace(**{**base, key: value})
         with pytest.raises(InputError, match=f"--{key}"):
             main(args)
+
+
+def test_main_screenshot_end_to_end(scenario, tmp_path, monkeypatch, qapp):
+    """``gsomia-sim view --screenshot FILE --at T`` through main(), with the synthetic replay as data source."""
+    from pyqtgraph.Qt import QtGui
+
+    import viz.app
+
+    monkeypatch.setattr(viz.app, "default_source", synthetic_replay)
+    base = dict(scenario=scenario.path, trial=1, speed=10.0, policy="trilateral", at=250.0)
+    out = tmp_path / "shots" / "view.png"
+    assert viz.app.main(types.SimpleNamespace(**base, screenshot=str(out))) == 0
+    img = QtGui.QImage(str(out))
+    assert not img.isNull() and img.width() >= 800
+    with pytest.raises(InputError, match="--at"):
+        viz.app.main(types.SimpleNamespace(**{**base, "at": 5000.0}, screenshot=str(tmp_path / "late.png")))
+    assert not (tmp_path / "late.png").exists()

@@ -388,11 +388,16 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.status.setText(f"could not compute the trial: {err}")
         self.scene_ready.emit()
 
-    def wait_ready(self, timeout_s: float = 600.0) -> Scene:
-        """Block (processing events) until the current trial is computed; re-raise its error."""
+    closed = False
+
+    def wait_ready(self, timeout_s: float = 600.0) -> Scene | None:
+        """Block (processing events, so the window stays live) until the current trial is computed.
+
+        Returns None if the window was closed meanwhile; re-raises the worker's error.
+        """
         deadline = time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
-        while self.scene is None and self.error is None:
+        while self.scene is None and self.error is None and not self.closed:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"trial not computed within {timeout_s} s")
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
@@ -403,10 +408,16 @@ class ViewWindow(QtWidgets.QMainWindow):
         return self.scene
 
     def closeEvent(self, event):  # noqa: N802 - Qt hook
+        # Running workers are left to finish (a QThread cannot be interrupted inside numpy);
+        # :meth:`wait_workers` joins them before the window is dropped.
         self.timer.stop()
+        self.closed = True
+        super().closeEvent(event)
+
+    def wait_workers(self) -> None:
+        """Join every worker thread started by this window."""
         for w in self._workers:
             w.wait()
-        super().closeEvent(event)
 
     # ----------------------------------------------------------------- scene
     def _clear_scene_items(self) -> None:
@@ -796,12 +807,15 @@ def main(args) -> int:
             return 0
         window.show()
         scene = window.wait_ready()
+        if scene is None:  # closed while computing
+            return 0
         if args.at is not None and not scene.t[0] <= args.at <= scene.t[-1]:
             raise InputError.single("--at", args.at, f"a scenario time in [{scene.t[0]:g}, {scene.t[-1]:g}] s")
         app.exec()
         return 0
     finally:
         window.close()
+        window.wait_workers()
 
 
 def bench_view(scenario_path=None, frames: int = 300, source=None) -> dict:
@@ -841,6 +855,7 @@ def bench_view(scenario_path=None, frames: int = 300, source=None) -> dict:
     out = {"frames": frames, "update_ms": 1e3 * float(np.mean(window.frame_times)),
            "frame_ms": 1e3 * total / frames, "fps": frames / total, "compute_s": compute_s, "steps": T}
     window.close()
+    window.wait_workers()
     print(f"view: {out['fps']:.1f} fps ({out['frame_ms']:.1f} ms/frame, item updates {out['update_ms']:.1f} ms), "
           f"trial computed in {compute_s:.1f} s, {T} steps")
     return out
