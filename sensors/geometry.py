@@ -62,7 +62,8 @@ def ecef_to_enu(r_ecef, site_ecef, R_enu):
     ``site_ecef`` is ``(..., 3)`` and ``R_enu`` is ``(..., 3, 3)`` (broadcast).
     """
     d = np.asarray(r_ecef, dtype=np.float64) - site_ecef
-    return np.einsum("...ij,...j->...i", R_enu, d, optimize=True)
+    # matmul rather than einsum: einsum(optimize=True) re-plans its path on every call.
+    return (np.asarray(R_enu) @ d[..., None])[..., 0]
 
 
 def enu_to_rae(enu):
@@ -100,7 +101,7 @@ def measure(x, site_ecef, R_enu, with_range_rate=False):
     rae = enu_to_rae(enu)
     if not with_range_rate:
         return rae
-    v_enu = np.einsum("...ij,...j->...i", R_enu, x[..., 3:6], optimize=True)
+    v_enu = (np.asarray(R_enu) @ x[..., 3:6, None])[..., 0]
     rdot = np.einsum("...i,...i->...", enu, v_enu) / rae[..., 0]
     return np.concatenate([rae, rdot[..., None]], axis=-1)
 

@@ -76,7 +76,10 @@ def ecef_to_geodetic(r_ecef):
     """
     r = np.asarray(r_ecef, dtype=np.float64)
     lat, lon, alt = pymap3d.ecef2geodetic(r[..., 0], r[..., 1], r[..., 2], ell=_ELLIPSOID, deg=False)
-    return np.asarray(lat), np.asarray(lon), np.asarray(alt)
+    # pymap3d squeezes size-1 inputs; keep the caller's leading shape.
+    shape = r.shape[:-1]
+    return (np.asarray(lat, dtype=np.float64).reshape(shape), np.asarray(lon, dtype=np.float64).reshape(shape),
+            np.asarray(alt, dtype=np.float64).reshape(shape))
 
 
 def altitude(r_ecef):
