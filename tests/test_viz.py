@@ -363,3 +363,36 @@ def test_main_screenshot_end_to_end(scenario, tmp_path, monkeypatch, qapp):
     with pytest.raises(InputError, match="--at"):
         viz.app.main(types.SimpleNamespace(**{**base, "at": 5000.0}, screenshot=str(tmp_path / "late.png")))
     assert not (tmp_path / "late.png").exists()
+
+
+@pytest.mark.slow
+def test_real_engine_replay_in_view(scenario, qtbot, tmp_path):
+    """The engine's replay of the Hwasong-15 vignette (one policy, to keep it short) through the view.
+
+    Checks the documented fields meet the view: the RV's ground track stays in the map box and ends
+    near the published splash point (about 250 km west of Aomori, Japan MoD 2017), and the screenshot
+    is drawn.
+    """
+    from pyqtgraph.Qt import QtGui
+
+    from sim.engine import replay
+    from viz.app import ViewWindow, screenshot
+
+    w = ViewWindow(scenario, source=lambda sc, trial, policies: replay(sc, trial, ["isolated"]),
+                   policy="isolated")
+    qtbot.addWidget(w)
+    w.show()
+    s = w.wait_ready(timeout_s=600)
+    assert len(s.radars) == len(scenario.sensors) and set(s.nations) == {"US", "JP", "KR"}
+    ok = np.isfinite(s.truth_lon[s.target])
+    assert (s.truth_lon[s.target, ok] > 120).all() and (s.truth_lon[s.target, ok] < 150).all()
+    _, d = geodesic_inverse(40.82, 140.74, s.truth_lat[s.target, ok][-1], s.truth_lon[s.target, ok][-1])
+    assert 100e3 < d < 450e3  # splash "about 250 km west of Aomori"
+    assert max(s.truth_alt_km[s.target, ok]) > 2000  # lofted
+    assert any(np.isfinite(ts.err_km).any() for ts in s.tracks.values())
+    path = screenshot(w, tmp_path / "real.png", at=float(s.t[len(s.t) // 10]))
+    img = QtGui.QImage(str(path)).convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    a = np.frombuffer(img.constBits(), np.uint8, img.sizeInBytes())
+    assert a.reshape(img.height(), -1, 4)[..., :3].std() > 20
+    w.close()
+    w.wait_workers()
