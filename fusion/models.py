@@ -67,7 +67,12 @@ import numpy as np
 from sensors.geometry import measure, measurement_jacobian, measurement_residual
 from sim.earth import EARTH_ROTATION_RATE
 from sim.errors import InputError
-from sim.gravity import ballistic_acceleration, gravity_j2_gradient
+from sim.gravity import (
+    ballistic_acceleration,
+    gravity_j2_components,
+    gravity_j2_gradient,
+    gravity_j2_gradient_components,
+)
 
 __all__ = [
     "MAX_STEP_S",
@@ -187,40 +192,144 @@ def _ballistic_expm(x_mid, h):
     The omitted terms are below :math:`|B|^2 h^4/24 < 10^{-8}` for
     :math:`h \\le 10` s (:math:`|B| \\approx 2\\mu/r^3 < 3\\times10^{-6}` s^-2).
     """
-    B = gravity_j2_gradient(x_mid[..., :3])
-    B[..., 0, 0] += _W2  # centrifugal gradient
-    B[..., 1, 1] += _W2
-    w2 = 2.0 * _W  # Coriolis D = [[0, w2, 0], [-w2, 0, 0], [0, 0, 0]]
-    h1 = h[..., None]  # (..., 1, 1)
+    x_mid = np.asarray(x_mid, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    batch = x_mid.shape[:-1]
+    r = np.moveaxis(x_mid[..., :3], -1, 0).reshape(3, -1)
+    # h is (..., 1) as in _rk4 (one substep length per element)
+    hs = np.broadcast_to(h[..., 0] if h.ndim else h, batch).reshape(-1)
+    Fs = _ballistic_expm_soa(r[0], r[1], r[2], hs)
+    return np.ascontiguousarray(np.moveaxis(Fs, -1, 0)).reshape(batch + (6, 6))
+
+
+def _ballistic_expm_soa(px, py, pz, h, out=None):
+    """:func:`_ballistic_expm` on component arrays: positions ``(M,)`` each, ``h`` scalar or ``(M,)``.
+
+    Returns the substep transition stored component-wise, ``F[i, j]`` of shape
+    ``(M,)``, i.e. an array ``(6, 6, M)``. The block series of
+    :func:`_ballistic_expm` is written out per entry: :math:`B` is symmetric,
+    :math:`DB` has rows :math:`(w B_{1\\cdot}, -w B_{0\\cdot}, 0)` and
+    :math:`BD + DB` is antisymmetric with entries
+    :math:`w(B_{00}+B_{11})`, :math:`wB_{12}`, :math:`-wB_{02}` (``w = 2 Omega_E``),
+    so each entry is a few multiply-adds on contiguous ``(M,)`` arrays.
+    """
+    g = gravity_j2_gradient_components(px, py, pz)
+    b00 = g[0] + _W2  # centrifugal gradient
+    b11 = g[3] + _W2
+    b01, b02, b12, b22 = g[1], g[2], g[4], g[5]
+    B = ((b00, b01, b02), (b01, b11, b12), (b02, b12, b22))
+    M = b00.shape[0]
+    c = 2.0 * _W  # Coriolis D = [[0, c, 0], [-c, 0, 0], [0, 0, 0]], D^2 = -c^2 diag(1, 1, 0)
+    F = np.empty((6, 6, M)) if out is None else out
+    c2 = c * c
+    h1 = h
     h2 = h1 * h1 / 2.0
     h3 = h2 * h1 / 3.0
-    DB = np.zeros(B.shape)
-    DB[..., 0, :] = w2 * B[..., 1, :]
-    DB[..., 1, :] = -w2 * B[..., 0, :]
-    D2 = np.array([-w2 * w2, -w2 * w2, 0.0])  # diagonal of D^2
     h4 = h3 * h1 / 4.0
-    BB = B @ B
-    F = np.zeros(B.shape[:-2] + (6, 6))
-    # B D + D B: (B D)[:, 0] = -w2 B[:, 1], (B D)[:, 1] = w2 B[:, 0]; D^3 = D2 * D (added below)
-    BD_DB = DB.copy()
-    BD_DB[..., :, 0] -= w2 * B[..., :, 1]
-    BD_DB[..., :, 1] += w2 * B[..., :, 0]
-    # fourth-order terms of the position rows, the largest omitted ones for h = 10 s
-    F[..., :3, :3] = h2 * B + h3 * DB + h4 * (BB + D2[:, None] * DB)
-    F[..., :3, 3:] = h3 * B + h4 * BD_DB
-    F[..., 3:, :3] = h1 * B + h2 * DB + h3 * (BB + D2[:, None] * B)
-    F[..., 3:, 3:] = h2 * B + h3 * BD_DB
-    hh, hh2, hh3, hh4 = h1[..., 0, 0], h2[..., 0, 0], h3[..., 0, 0], h4[..., 0, 0]
+    # BB = B B (symmetric)
+    BB = [[None] * 3 for _ in range(3)]
     for i in range(3):
-        F[..., i, i] += 1.0
-        F[..., i, i + 3] += hh + hh3 * D2[i]
-        F[..., i + 3, i + 3] += 1.0 + hh2 * D2[i]
-    # off-diagonal Coriolis terms: h^2/2 D in F_rv; h D + h^3/6 D^3 in F_vv (D^3 = -w2^2 D)
-    F[..., 0, 4] += hh2 * w2 - hh4 * w2**3
-    F[..., 1, 3] -= hh2 * w2 - hh4 * w2**3
-    F[..., 3, 4] += hh * w2 - hh3 * w2**3
-    F[..., 4, 3] -= hh * w2 - hh3 * w2**3
+        for j in range(i, 3):
+            t = B[i][0] * B[0][j]
+            t += B[i][1] * B[1][j]
+            t += B[i][2] * B[2][j]
+            BB[i][j] = BB[j][i] = t
+    # F_rr = I + h^2/2 B + h^3/6 DB + h^4/24 (BB + D^2 DB)
+    a_rr = h3 * c - h4 * c2 * c  # coefficient of the other row of B through DB
+    # F_vr = h B + h^2/2 DB + h^3/6 (BB + D^2 B)
+    d_vr = h1 - h3 * c2  # h + h^3/6 D^2 on rows 0, 1
+    e_vr = h2 * c
+    for j in range(3):
+        for i, (own, other, sgn) in enumerate(((0, 1, 1.0), (1, 0, -1.0))):
+            out = F[i, j]
+            np.multiply(B[own][j], h2, out=out)
+            out += (sgn * a_rr) * B[other][j]
+            out += h4 * BB[own][j]
+            out = F[3 + i, j]
+            np.multiply(B[own][j], d_vr, out=out)
+            out += (sgn * e_vr) * B[other][j]
+            out += h3 * BB[own][j]
+        np.multiply(B[2][j], h2, out=F[2, j])
+        F[2, j] += h4 * BB[2][j]
+        np.multiply(B[2][j], h1, out=F[5, j])
+        F[5, j] += h3 * BB[2][j]
+    for i in range(3):
+        F[i, i] += 1.0
+    # F_rv = h I + h^2/2 D + h^3/6 (B + D^2) + h^4/24 (BD + DB + D^3),  D^3 = -c^2 D
+    # F_vv = I + h D + h^2/2 (B + D^2) + h^3/6 (BD + DB + D^3)
+    s01 = c * (b00 + b11)  # (BD + DB)[0, 1] = -(BD + DB)[1, 0]
+    s12 = c * b12  # (BD + DB)[0, 2] = (BD + DB)[2, 1]
+    s02 = c * b02  # -(BD + DB)[1, 2] = -(BD + DB)[2, 0]
+    for blk, (hb, ha, diag, coriolis) in ((0, (h3, h4, (h1 - h3 * c2, h1 - h3 * c2, h1), h2 * c - h4 * c2 * c)),
+                                         (3, (h2, h3, (1.0 - h2 * c2, 1.0 - h2 * c2, 1.0), h1 * c - h3 * c2 * c))):
+        Fb = F[blk:blk + 3, 3:]
+        for i in range(3):
+            np.multiply(B[i][i], hb, out=Fb[i, i])
+            Fb[i, i] += diag[i]
+        np.multiply(b01, hb, out=Fb[0, 1])
+        Fb[0, 1] += ha * s01
+        Fb[0, 1] += coriolis
+        np.multiply(b01, hb, out=Fb[1, 0])
+        Fb[1, 0] -= ha * s01
+        Fb[1, 0] -= coriolis
+        np.multiply(b02, hb, out=Fb[0, 2])
+        Fb[0, 2] += ha * s12
+        np.multiply(b12, hb, out=Fb[2, 1])
+        Fb[2, 1] += ha * s02
+        np.multiply(b12, hb, out=Fb[1, 2])
+        Fb[1, 2] -= ha * s02
+        np.multiply(b02, hb, out=Fb[2, 0])
+        Fb[2, 0] -= ha * s12
     return F
+
+
+def _ballistic_derivative_soa(s):
+    """Acceleration components of the ballistic model for a component-wise state ``s`` (6, M)."""
+    ax, ay, az = gravity_j2_components(s[0], s[1], s[2])
+    # frame terms (sim.gravity.frame_acceleration): -2 w x v - w x (w x r), w = (0, 0, W)
+    ax += _W2 * s[0]
+    ax += 2.0 * _W * s[4]
+    ay += _W2 * s[1]
+    ay -= 2.0 * _W * s[3]
+    return ax, ay, az
+
+
+def _ballistic_rk4_soa(x, h, n_sub, want_F, F_out=None):
+    """RK4 of the ballistic model with the state stored component-wise; Magnus-midpoint ``F``.
+
+    ``x`` is ``(M, 6)``, ``h`` a scalar or ``(M,)``. Same arithmetic as the
+    generic path of :func:`_rk4` (stages, midpoint exponential), but each
+    component is a contiguous ``(M,)`` array, so every line is one vectorised
+    operation with no ``(M, 3)`` strided temporaries. Returns ``(x (M, 6),
+    F_soa (6, 6, M) or None)``; ``F_out`` (6, 6, M) receives ``F`` when ``n_sub == 1``
+    (a reused buffer avoids fresh multi-megabyte allocations, which glibc
+    page-faults in again on every call).
+    """
+    s = np.ascontiguousarray(x.T)
+    k = np.empty((4, 6) + s.shape[1:])
+    hk = (0.5 * h, 0.5 * h, h)
+    F = None
+    for _ in range(n_sub):
+        st = s
+        for j in range(4):
+            k[j, :3] = st[3:]
+            k[j, 3], k[j, 4], k[j, 5] = _ballistic_derivative_soa(st)
+            if j == 1 and want_F:
+                # Magnus midpoint: Phi_sub = exp(A(x(t + h/2)) h), stage 2 approximates the midpoint state
+                Fs = _ballistic_expm_soa(st[0], st[1], st[2], h, F_out if n_sub == 1 else None)
+                if F is None:
+                    F = Fs
+                else:
+                    F = np.einsum("ikm,kjm->ijm", Fs, F, optimize=True)
+            if j < 3:
+                st = s + hk[j] * k[j]
+        acc = k[1] + k[2]
+        acc *= 2.0
+        acc += k[0]
+        acc += k[3]
+        acc *= h / 6.0
+        s = s + acc
+    return np.ascontiguousarray(s.T), F
 
 
 def _rk4(x, dt, accel, want_F, max_step_s, jacobian="magnus"):
@@ -228,8 +337,16 @@ def _rk4(x, dt, accel, want_F, max_step_s, jacobian="magnus"):
     h, n_sub = _substeps(x, dt, max_step_s)
     if accel is not None:
         accel = np.broadcast_to(np.asarray(accel, dtype=np.float64), x.shape[:-1])
-    x = x.copy()
     variational = want_F and (jacobian == "variational" or accel is not None)
+    if accel is None and not variational and x.ndim >= 1:
+        # ballistic mean (+ Magnus F): component-wise kernel, one substep length per element
+        batch = x.shape[:-1]
+        dt_arr = np.asarray(dt, dtype=np.float64)
+        hs = float(dt_arr) / n_sub if dt_arr.ndim == 0 else h.reshape(-1)
+        xs, Fs = _ballistic_rk4_soa(x.reshape(-1, 6), hs, n_sub, want_F)
+        F = None if Fs is None else np.ascontiguousarray(np.moveaxis(Fs, -1, 0)).reshape(batch + (6, 6))
+        return xs.reshape(batch + (6,)), F
+    x = x.copy()
     Phi = np.broadcast_to(np.eye(6), x.shape[:-1] + (6, 6)).copy() if variational else None
     F = None
     h3 = h[..., None]  # (..., 1, 1) for the variational matrix
