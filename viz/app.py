@@ -6,15 +6,18 @@ map
     Lon 120-150 E, lat 30-46 N with GSHHS coastlines (:mod:`viz.coastlines`),
     radar sites with their face sectors out to instrumented range, the true
     ground tracks, each nation's confirmed tracks under the chosen policy with
-    their 2-sigma horizontal ellipses, and lines of sight of the radars that
-    are detecting now.
+    their 2-sigma horizontal ellipses (magnified x10 by default, as the title
+    says: at true size they are below a pixel), and lines of sight of the
+    radars that are detecting now.
 altitude
     Altitude against ground range from the launch point, with each radar's
     4/3-Earth horizon: the lowest visible altitude over each point of the
     target's ground track (:func:`sensors.horizon.min_visible_height`).
 error
     Position error of each nation's best track on the target against time,
-    for every policy (chosen policy solid with its 2-sigma band, others thin).
+    for every policy (line style per policy; the chosen one thick, with its
+    band from 0 to 2 sigma, sigma = sqrt(trace P_pos)); drawn whole once, with
+    the part after the current time veiled.
 timeline
     Which radar detects which object, and when.
 
@@ -784,6 +787,8 @@ def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
         ``at`` outside the scenario's time span.
     """
     scene = window.wait_ready()
+    if scene is None:
+        raise RuntimeError("the window was closed before the trial was computed")
     t0, t1 = float(scene.t[0]), float(scene.t[-1])
     if at is not None and not t0 <= at <= t1:
         raise InputError.single("--at", at, f"a scenario time in [{t0:g}, {t1:g}] s")
