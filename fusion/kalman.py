@@ -55,6 +55,7 @@ __all__ = [
     "mahalanobis2",
     "gaussian_log_likelihood",
     "symmetrize",
+    "BallisticAerEKF",
 ]
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -451,3 +452,185 @@ def update(x, P, z, R, hx, H, residual=None):
     """
     res = update_full(x, P, z, R, hx, H, residual)
     return res.x, res.P
+
+
+class BallisticAerEKF:
+    """Fused batched EKF step: ballistic J2 prediction plus one AER radar update, with reused buffers.
+
+    The same equations as :func:`predict` with :func:`fusion.models.ballistic_transition`
+    followed by :func:`update_full` with :func:`fusion.models.radar_hx`,
+    :func:`fusion.models.radar_H` and :func:`fusion.models.radar_residual`
+    (Joseph form, Bar-Shalom et al. 2001 eq. 5.2.3-18), arranged for speed:
+
+    * mean, :math:`F` and the measurement model are computed on component
+      arrays ``(M,)`` (structure of arrays), one vectorised line per entry;
+    * :math:`F` is stored transposed, :math:`G = F^T`, so that
+      :math:`P^- = (G^T P) G` is two stacked matmuls with contiguous or
+      first-operand-transposed operands (numpy's fast cases);
+    * the AER Jacobian is :math:`H = [H_r\\;0]`, so with :math:`U^T = H_r P_{r\\cdot}`
+      (3x6), :math:`S = U^T_{\\cdot r} H_r^T + R`, :math:`K = U S^{-1}` and
+      :math:`K^T = S^{-1} U^T`, the Joseph form is
+      :math:`T = P - K U^T`, :math:`P^+ = T + (K R - T_{\\cdot r} H_r^T) K^T`
+      (algebraically :math:`(I - KH) P (I - KH)^T + K R K^T`);
+    * every ``(M, 6, 6)`` intermediate lives in a buffer allocated once per
+      batch size: fresh multi-megabyte temporaries are returned to the OS by
+      glibc and page-faulted back on every call, which cost as much as the
+      arithmetic.
+
+    Parameters
+    ----------
+    dt : float
+        Time step (s), the same for every track (per-track steps: use the
+        generic :func:`predict` / :func:`update_full`).
+    Q : array_like, shape (6, 6)
+        Process noise over the step (e.g. :func:`fusion.models.process_noise`).
+    R : array_like, shape (3, 3)
+        AER measurement noise covariance (m^2, rad^2).
+    site_ecef : array_like, shape (3,)
+        Radar position, ECEF (m).
+    R_enu : array_like, shape (3, 3)
+        ECEF-to-ENU rotation at the radar.
+    max_step_s : float
+        Largest RK4 substep (s), as in :func:`fusion.models.ballistic_transition`.
+
+    Notes
+    -----
+    Not thread-safe (the buffers are shared between calls of one instance).
+    """
+
+    def __init__(self, dt, Q, R, site_ecef, R_enu, max_step_s=None):
+        from fusion import models  # local: models does not import this module, but keep the kernels import-light
+
+        self._models = models
+        self.dt = float(dt)
+        if not np.isfinite(self.dt):
+            raise InputError.single("dt", dt, "a finite time step in seconds")
+        max_step_s = models.MAX_STEP_S if max_step_s is None else float(max_step_s)
+        self.n_sub = max(1, int(np.ceil(abs(self.dt) / max_step_s)))
+        self.h = self.dt / self.n_sub
+        self.Q = np.asarray(Q, dtype=np.float64)
+        self.R = np.asarray(R, dtype=np.float64)
+        _check_square("Q", self.Q)
+        _check_square("R", self.R)
+        if self.Q.shape != (6, 6) or self.R.shape != (3, 3):
+            raise InputError.single("Q, R", (self.Q.shape, self.R.shape), "Q (6, 6) and R (3, 3)")
+        self._q_idx = [(i, j, self.Q[i, j]) for i in range(6) for j in range(6) if self.Q[i, j] != 0.0]
+        self.site = np.asarray(site_ecef, dtype=np.float64).reshape(3)
+        self.R_enu = np.asarray(R_enu, dtype=np.float64).reshape(3, 3)
+        self._n = -1
+
+    def _buffers(self, n):
+        if n != self._n:
+            self._Fsoa = np.empty((6, 6, n))
+            self._G = np.empty((n, 6, 6))
+            self._X = np.empty((n, 6, 6))
+            self._P = np.empty((n, 6, 6))
+            self._T = np.empty((n, 6, 6))
+            self._H = np.empty((n, 3, 3))
+            self._HT = np.empty((n, 3, 3))
+            self._UT = np.empty((n, 3, 6))
+            self._S = np.empty((n, 3, 3))
+            self._K = np.empty((n, 6, 3))
+            self._KT = np.empty((n, 3, 6))
+            self._V = np.empty((n, 6, 3))
+            self._n = n
+
+    def step(self, x, P, z):
+        """Predict every track over ``dt`` and update it with its measurement.
+
+        Parameters
+        ----------
+        x : ndarray, shape (M, 6)
+            ECEF states (m, m/s); overwritten with the posterior.
+        P : ndarray, shape (M, 6, 6)
+            Covariances; overwritten with the posterior (exactly symmetric).
+        z : array_like, shape (M, 3)
+            AER measurements [range m, azimuth rad, elevation rad]; a
+            non-finite entry (or a non-positive-definite ``S``) skips that
+            track's update (its posterior is the prediction, ``ok`` False).
+
+        Returns
+        -------
+        UpdateResult
+            ``x`` and ``P`` are the (overwritten) input arrays; ``y``, ``S``,
+            ``d2`` and ``ok`` as in :func:`update_full`.
+
+        Raises
+        ------
+        InputError
+            If ``x``, ``P`` or ``z`` have the wrong shape or are not float64 C-contiguous arrays.
+        """
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == 6 and x.dtype == np.float64
+                and x.flags.c_contiguous):
+            raise InputError.single("x", getattr(x, "shape", x), "a C-contiguous float64 array (M, 6)")
+        n = x.shape[0]
+        if not (isinstance(P, np.ndarray) and P.shape == (n, 6, 6) and P.dtype == np.float64 and P.flags.c_contiguous):
+            raise InputError.single("P", getattr(P, "shape", P), f"a C-contiguous float64 array ({n}, 6, 6)")
+        z = np.asarray(z, dtype=np.float64)
+        if z.shape != (n, 3):
+            raise InputError.single("z", z.shape, f"an AER array ({n}, 3)")
+        self._buffers(n)
+        G, X, Pp, T, Hm, HT, UT, S, K, KT, V = (self._G, self._X, self._P, self._T, self._H, self._HT,
+                                                 self._UT, self._S, self._K, self._KT, self._V)
+        # ---- predict: x^- = f(x), P^- = F P F^T + Q with G = F^T
+        xp, Fsoa = self._models._ballistic_rk4_soa(x, self.h, self.n_sub, True, self._Fsoa)
+        np.copyto(G, Fsoa.transpose(2, 1, 0))
+        np.matmul(np.swapaxes(G, 1, 2), P, out=X)  # F P
+        np.matmul(X, G, out=Pp)  # F P F^T (symmetrised once, on the posterior below)
+        for i, j, q in self._q_idx:
+            Pp[:, i, j] += q
+        # ---- AER measurement model on components (sensors.geometry.measure / measurement_jacobian)
+        enu = self.R_enu @ (xp[:, :3] - self.site).T  # (3, M)
+        e, nn, u = enu[0], enu[1], enu[2]
+        s2 = e * e
+        s2 += nn * nn
+        s = np.sqrt(s2)
+        rho2 = s2 + u * u
+        rho = np.sqrt(rho2)
+        hx = np.empty((n, 3))
+        hx[:, 0] = rho
+        hx[:, 1] = np.mod(np.arctan2(e, nn), 2.0 * np.pi)
+        hx[:, 2] = np.arctan2(u, s)
+        inv_rho = 1.0 / rho
+        inv_s2 = 1.0 / s2
+        den = -1.0 / (rho2 * s)
+        ue = u * den
+        J = ((e * inv_rho, nn * inv_rho, u * inv_rho),
+             (nn * inv_s2, -e * inv_s2, None),
+             (ue * e, ue * nn, s / rho2))
+        Re = self.R_enu
+        for i in range(3):
+            for j in range(3):
+                hij = J[i][0] * Re[0, j]
+                hij += J[i][1] * Re[1, j]
+                if J[i][2] is not None:
+                    hij += J[i][2] * Re[2, j]
+                Hm[:, i, j] = hij
+                HT[:, j, i] = hij
+        # ---- update (Joseph form through U^T = H P)
+        np.matmul(Hm, Pp[:, :3, :], out=UT)
+        np.matmul(UT[:, :, :3], HT, out=S)
+        S += self.R
+        symmetrize(S, out=S)
+        S_inv, ok = inv_spd(S)
+        finite = np.isfinite(z.sum(axis=1) + hx.sum(axis=1))  # NaN/inf anywhere propagates
+        ok &= finite
+        y = self._models.radar_residual(z, hx)
+        y_safe = y if ok.all() else np.where(ok[:, None], y, 0.0)
+        np.matmul(np.swapaxes(UT, 1, 2), S_inv, out=K)
+        np.matmul(S_inv, UT, out=KT)
+        if not ok.all():
+            K *= ok[:, None, None]
+            KT *= ok[:, None, None]
+        Sy = (S_inv @ y_safe[:, :, None])[:, :, 0]
+        d2 = np.where(ok, np.einsum("ni,ni->n", Sy, y_safe), np.inf)
+        np.add(xp, (K @ y_safe[:, :, None])[:, :, 0], out=x)
+        np.matmul(K, UT, out=X)
+        np.subtract(Pp, X, out=T)  # T = (I - K H) P
+        np.matmul(K.reshape(-1, 3), self.R, out=V.reshape(-1, 3))
+        V -= T[:, :, :3] @ HT  # K R - T H^T
+        np.matmul(V, KT, out=X)
+        X += T
+        np.add(X, np.swapaxes(X, 1, 2), out=P)
+        P *= 0.5
+        return UpdateResult(x, P, y, S.copy(), d2, ok)

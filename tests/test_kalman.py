@@ -257,3 +257,42 @@ def test_bad_shapes_raise_input_error():
         kalman.predict(np.zeros(6), np.zeros((6, 5)), np.eye(6), np.eye(6))
     with pytest.raises(InputError):
         kalman.inv_spd(np.zeros(3))
+
+
+def test_fused_ballistic_aer_ekf_matches_filterpy_and_skips_bad_measurements():
+    """BallisticAerEKF (SoA, reused buffers) equals filterpy's EKF step by step to 1e-9, per track."""
+    truth, z, R, site = _radar_flight(steps=60)
+    dt, Q = 5.0, process_noise(5.0, 1.0)
+    offsets = np.array([[500.0, -300.0, 200.0, 20.0, -10.0, 5.0], [-800.0, 100.0, 600.0, -15.0, 30.0, 0.0],
+                        [0.0, 900.0, -400.0, 5.0, 5.0, -25.0]])
+    x = truth[0] + offsets
+    P = np.broadcast_to(np.diag([1e3**2] * 3 + [50.0**2] * 3), (3, 6, 6)).copy()
+    refs = []
+    for i in range(3):
+        ekf = ExtendedKalmanFilter(dim_x=6, dim_z=3)
+        ekf.x, ekf.P, ekf.R, ekf.Q = x[i].copy(), P[i].copy(), R, Q
+        refs.append(ekf)
+    fused = kalman.BallisticAerEKF(dt, Q, R, site.ecef, site.R_enu)
+    for k in range(1, len(truth)):
+        zk = np.broadcast_to(z[k], (3, 3)).copy()
+        if k == 30:
+            zk[1, 2] = np.nan  # track 1 skips this update
+        res = fused.step(x, P, zk)
+        assert res.ok.tolist() == [True, k != 30, True]
+        assert np.array_equal(P, np.swapaxes(P, -1, -2))
+        for i, ekf in enumerate(refs):
+            xr, Fr = ballistic_transition(ekf.x, dt)
+            ekf.F = Fr
+            ekf.predict_x = lambda u=0, xr=xr: setattr(ekf, "x", xr.copy())
+            ekf.predict()
+            if res.ok[i]:
+                ekf.update(zk[i], radar_H, radar_hx, args=(site.ecef, site.R_enu), hx_args=(site.ecef, site.R_enu),
+                           residual=radar_residual)
+                assert res.d2[i] == pytest.approx(ekf.mahalanobis**2, rel=1e-9)
+                _assert_close_cov(res.S[i], ekf.S)
+            else:
+                assert np.isinf(res.d2[i])
+            _assert_close_state(x[i], ekf.x)
+            _assert_close_cov(P[i], ekf.P)
+    with pytest.raises(InputError):
+        fused.step(x[:, :3].copy(), P, z[:3])
