@@ -141,6 +141,12 @@ class _progress:
         return False
 
 
+def _cmd_view(args) -> int:
+    from viz.app import main as view_main
+
+    return view_main(args)
+
+
 def _not_built(name: str, issue: str):
     def run(args) -> int:
         print(f"gsomia-sim {name}: not built yet ({issue})", file=sys.stderr)
@@ -193,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="sharing policy to show")
     p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
     p.add_argument("--at", type=float, metavar="T", help="with --screenshot: scenario time, s")
-    p.set_defaults(func=_not_built("view", "issue 8"))
+    p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("bench", help="run the benchmark suites and write a report")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")

@@ -265,16 +265,22 @@ class Curves:
         self.ipp: dict = {}
         self.t = None
         self.tau = None
+        self.step = None
         self.coverage = None
 
     def add(self, policy, nation, truth, tracks, rv, targets, ipp) -> None:
         from fusion.metrics import position_error_curve
 
         t, err, bound = position_error_curve(truth, tracks)
-        step = max(1, int(np.ceil(t.size / self.max_points)))
-        self.t = t[::step]
+        if self.step is None:
+            self.step = max(1, int(np.ceil(t.size / self.max_points)))
+        step = self.step
+        # Chunks share t0 and dt but end at their own last impact: keep the longest grid (others are prefixes).
+        if self.t is None or t[::step].size > self.t.size:
+            self.t = t[::step]
         tau, ipp_err = ipp
-        self.tau = tau
+        if self.tau is None or tau.size > self.tau.size:
+            self.tau = tau
         for j, obj in enumerate(rv):
             key = (policy, nation, targets[j])
             self.pos.setdefault(key, []).append(err[:, obj, ::step])
@@ -288,8 +294,15 @@ class Curves:
         self.coverage = (dets.sensor[real].copy(), dets.object[real].copy(), dets.time[real].copy(), n_sensors)
 
     def stacked(self, store: dict, key):
-        """All trials' rows of one curve, shape (trials, G)."""
-        return np.concatenate(store[key], axis=0)
+        """All trials' rows of one curve, shape (trials, G), NaN-padded where a chunk's grid ended earlier."""
+        parts = store[key]
+        width = max(p.shape[1] for p in parts)
+        out = np.full((sum(p.shape[0] for p in parts), width), np.nan)
+        row = 0
+        for p in parts:
+            out[row:row + p.shape[0], :p.shape[1]] = p
+            row += p.shape[0]
+        return out
 
 
 def object_rcs(scenario: Scenario, truth) -> np.ndarray:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def scenarios_dir() -> Path:
     """Folder of the shipped scenario files."""
     return SCENARIOS
