@@ -1,0 +1,308 @@
+"""Cost of the whole Hwasong-15 scenario as the work grows: trials, radars, peak memory, profile.
+
+Work: ``scenarios/hwasong15_2017-11-29.toml`` through :func:`sim.engine.run_scenario`
+(truth, detections, sharing network, the tracker of every nation under every
+policy, metrics). Time is measured against the number of Monte Carlo trials
+(12 radars) and against the number of radars (fixed trials); the growth
+exponent ``b`` of ``time ~ a * work**b`` is fitted in :mod:`benchmarks.report`.
+
+Radar subsets keep all three nations (one, two or four radars each), chosen
+among the radars that see this flight:
+
+* 3 radars: Shariki TPY-2 (US), Sado FPS-5 (JP), Green Pine B-1 (KR);
+* 6 radars: the above plus Seongju THAAD (US), Aegis Sea of Japan north (JP),
+  ROKN Aegis East Sea (KR);
+* 12 radars: the scenario as written.
+
+The nominal flight of the threat (a steering solve, cached per process) is
+solved once before any timing and reported separately as ``setup_s``.
+
+A *track-step* is one track slot holding a live track (finite state) at one
+output time of one trial, summed over the tracker runs actually made (the
+engine runs one tracker per distinct data feed, so two (policy, nation) pairs
+that receive the same data share it).
+
+Quick mode shortens the flight to its first ``QUICK_DURATION_S`` seconds and
+uses few trials, so the whole ``gsomia-sim bench --quick`` stays under a minute;
+the output says so.
+
+Run ``python benchmarks/bench_scenario.py --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import dataclasses
+import json
+import pstats
+import re
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO_FILE = REPO / "scenarios" / "hwasong15_2017-11-29.toml"
+
+# Radar subsets (catalog names), all three nations in each; see the module docstring.
+RADARS_3 = ("us-tpy2-shariki", "jp-fps5-sado", "kr-greenpine-b-1")
+RADARS_6 = RADARS_3 + ("us-thaad-seongju", "jp-aegis-soj-north", "kr-aegis-eastsea")
+
+QUICK_DURATION_S = 60.0  # s of flight simulated in quick mode (boost: first detections and tracks)
+QUICK_TRIALS = (1, 2, 4)
+QUICK_RADAR_TRIALS = 2
+FULL_TRIALS = (10, 100, 1000)
+FULL_RADAR_TRIALS = 10
+CHUNK_TRIALS = 25  # the engine's default
+
+# Folders of project code, for picking the project's own functions out of a profile.
+PROJECT_DIRS = tuple(str(REPO / d) + "/" for d in ("sim", "sensors", "fusion"))
+# Pure drivers that contain everything and would fill the top of a cumulative list.
+DRIVERS = {"run_scenario", "run_chunk", "nation_tracks", "tracker_for"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set size (Linux ``/proc/self/clear_refs``, value 5).
+
+    Returns
+    -------
+    bool
+        True if reset; False where the kernel does not allow it (then
+        :func:`peak_rss_mib` is the peak of the whole process so far).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size since the last :func:`reset_peak_rss`, MiB (``VmHWM``; else ``ru_maxrss``)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)\s+kB", text).group(1)) / 1024.0
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario variants
+# ---------------------------------------------------------------------------------------------
+
+def load(path=SCENARIO_FILE, duration_s: float | None = None):
+    """The Hwasong-15 scenario, optionally cut to the first ``duration_s`` seconds of flight."""
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    if duration_s is not None:
+        scenario = dataclasses.replace(scenario, info=dataclasses.replace(scenario.info, duration=float(duration_s)))
+    return scenario
+
+
+def with_radars(scenario, n: int):
+    """The scenario with ``n`` of its radars (3, 6 or all), all three nations kept.
+
+    Raises
+    ------
+    sim.errors.InputError
+        ``n`` not 3, 6 or the scenario's count, or a subset radar missing from the scenario.
+    """
+    from sim.errors import InputError
+
+    if n == len(scenario.sensors):
+        return scenario
+    names = {3: RADARS_3, 6: RADARS_6}.get(n)
+    if names is None:
+        raise InputError.single("bench.radars", n, f"3, 6 or {len(scenario.sensors)}")
+    by_catalog = {s.catalog: s for s in scenario.sensors}
+    missing = [c for c in names if c not in by_catalog]
+    if missing:
+        raise InputError.single("bench.radars", missing, "radars of the scenario: " + ", ".join(by_catalog))
+    keep = [s for s in scenario.sensors if s.catalog in names]  # scenario order
+    return dataclasses.replace(scenario, sensors=tuple(keep))
+
+
+@contextlib.contextmanager
+def count_track_steps():
+    """Count live track-steps and track updates of every :func:`fusion.tracker.run_tracker` call.
+
+    Wraps the module attribute the engine imports at call time; restored on exit.
+
+    Yields
+    ------
+    dict
+        ``tracker_runs``, ``track_steps`` (finite states over trials x slots x
+        output times) and ``updates`` (measurement updates), filled as runs end.
+    """
+    import fusion.tracker as tracker
+
+    real = tracker.run_tracker
+    counts = {"tracker_runs": 0, "track_steps": 0, "updates": 0}
+
+    def counted(*args, **kwargs):
+        hist = real(*args, **kwargs)
+        counts["tracker_runs"] += 1
+        counts["track_steps"] += int(np.isfinite(hist.x[..., 0]).sum())
+        counts["updates"] += int(np.sum(hist.stats.get("updates", 0)))
+        return hist
+
+    tracker.run_tracker = counted
+    try:
+        yield counts
+    finally:
+        tracker.run_tracker = real
+
+
+def time_run(scenario, trials: int, seed: int = 1, chunk_trials: int = CHUNK_TRIALS) -> dict:
+    """Run the scenario once (every policy, every nation) and measure it.
+
+    Returns
+    -------
+    dict
+        trials, radars, wall_s, cpu_s (process CPU time; below wall when the
+        machine is shared), peak_rss_mib (peak of this run alone where the
+        kernel allows resetting it, see ``peak_rss_scope``), tracker_runs,
+        track_steps, updates, track_steps_per_s, trial_runs_per_s (trials x
+        policies x nations per second).
+    """
+    from sim.engine import run_scenario
+
+    scoped = reset_peak_rss()
+    with count_track_steps() as counts:
+        t0, c0 = time.perf_counter(), time.process_time()
+        run = run_scenario(scenario, trials=trials, seed=seed, chunk_trials=chunk_trials)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    runs = trials * len(run.policies) * 3
+    return dict(trials=trials, radars=len(scenario.sensors), wall_s=round(wall, 3), cpu_s=round(cpu, 3),
+                peak_rss_mib=round(peak_rss_mib(), 1), peak_rss_scope="this run" if scoped else "process",
+                policies=list(run.policies), **counts,
+                track_steps_per_s=round(counts["track_steps"] / wall), trial_runs_per_s=round(runs / wall, 3))
+
+
+def profile_top(scenario, trials: int, seed: int = 1, top: int = 5) -> dict:
+    """Where the time goes: one profiled run, top project functions (``cProfile``).
+
+    Project functions are those in ``sim/``, ``sensors/`` and ``fusion/``; the
+    engine's pure drivers (``run_scenario``, ``run_chunk``, ``nation_tracks``,
+    ``tracker_for``), which contain everything, are left out of the lists.
+
+    Returns
+    -------
+    dict
+        trials, radars, profiled_wall_s (with profiler overhead),
+        by_cumulative and by_own_time: lists of ``{function, file, calls,
+        cumulative_s, own_s, share}`` where ``share`` is cumulative_s (resp.
+        own_s) over the profiled total.
+    """
+    from sim.engine import run_scenario
+
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    run_scenario(scenario, trials=trials, seed=seed)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    st = pstats.Stats(prof)
+    total = max(st.total_tt, 1e-12)
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():
+        if not file.startswith(PROJECT_DIRS) or func in DRIVERS:
+            continue
+        rows.append(dict(function=func, file=f"{Path(file).relative_to(REPO)}:{line}", calls=int(nc),
+                         cumulative_s=round(ct, 3), own_s=round(tt, 3)))
+
+    def best(key):
+        out = sorted(rows, key=lambda r: -r[key])[:top]
+        return [dict(r, share=round(r[key] / total, 3)) for r in out]
+
+    return dict(trials=trials, radars=len(scenario.sensors), profiled_wall_s=round(wall, 3),
+                by_cumulative=best("cumulative_s"), by_own_time=best("own_s"))
+
+
+def forecast_s(rows, n: int) -> float | None:
+    """Wall time of a run at ``n`` trials extrapolated from timed rows (power law through the last two)."""
+    if len(rows) < 2:
+        return None
+    (n0, t0), (n1, t1) = [(r["trials"], r["wall_s"]) for r in rows[-2:]]
+    b = np.log(t1 / t0) / np.log(n1 / n0)
+    return float(t1 * (n / n1) ** b)
+
+
+def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> dict:
+    """Time the Hwasong-15 scenario against trials and radars, its peak memory, and its profile.
+
+    Parameters
+    ----------
+    quick : bool
+        The first ``QUICK_DURATION_S`` s of the flight, trials 1/2/4 (12 radars) and
+        3/6 radars at 2 trials; profile at 1 trial. Otherwise the whole flight,
+        trials 10/100/1,000 (12 radars), 3/6 radars at 10 trials, profile at 10 trials.
+    path : path-like
+        Scenario file.
+    progress : callable, optional
+        ``progress(text)`` after each run (with a forecast of the next in full mode).
+
+    Returns
+    -------
+    dict
+        ``duration_s`` (None: whole flight), ``note``, ``setup_s`` (nominal flight solve,
+        not in any timing), ``by_trials`` and ``by_radars`` (rows of :func:`time_run`,
+        the 12-radar row of ``by_trials`` reused), ``profile`` (:func:`profile_top`).
+
+    Raises
+    ------
+    sim.errors.InputError
+        The scenario file is missing or invalid.
+    """
+    from sim.errors import InputError
+    from sim.shaping import nominal_for_threat
+
+    say = progress or (lambda text: None)
+    if not Path(path).is_file():
+        raise InputError.single("bench.scenario", str(path), "the Hwasong-15 scenario file of a source checkout")
+    duration = QUICK_DURATION_S if quick else None
+    scenario = load(path, duration)
+    t0 = time.perf_counter()
+    for threat in scenario.threats:
+        nominal_for_threat(threat)
+    setup = time.perf_counter() - t0
+    trials = QUICK_TRIALS if quick else FULL_TRIALS
+    radar_trials = QUICK_RADAR_TRIALS if quick else FULL_RADAR_TRIALS
+    n_all = len(scenario.sensors)
+    by_trials = []
+    for n in trials:
+        guess = forecast_s(by_trials, n)
+        if guess is not None and guess > 60.0:
+            say(f"scenario: {n:,} trials, {n_all} radars; about {guess / 60:.0f} min from the runs so far")
+        by_trials.append(time_run(scenario, n))
+        say(f"scenario: {n:,} trials, {n_all} radars: {by_trials[-1]['wall_s']:.1f} s")
+    by_radars = []
+    for k in (3, 6, n_all):
+        same = [r for r in by_trials if r["trials"] == radar_trials]
+        if k == n_all and same:
+            by_radars.append(same[0])
+            continue
+        by_radars.append(time_run(with_radars(scenario, k), radar_trials))
+        say(f"scenario: {radar_trials:,} trials, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
+    prof = profile_top(scenario, min(trials))
+    say(f"scenario: profiled {min(trials)} trials in {prof['profiled_wall_s']:.1f} s")
+    what = f"first {duration:.0f} s of the flight only (quick mode)" if quick else "whole flight"
+    note = f"{what}, {'/'.join(map(str, trials))} trials"
+    return dict(scenario=scenario.info.name, file=str(Path(path).name), duration_s=duration, note=note,
+                chunk_trials=CHUNK_TRIALS, setup_s=round(setup, 3), by_trials=by_trials, by_radars=by_radars,
+                profile=prof)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"first {QUICK_DURATION_S:.0f} s, few trials")
+    print(json.dumps(bench_scenario(ap.parse_args().quick), indent=2))
