@@ -82,6 +82,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fusion.association import gate, gate_threshold, gnn_assign
+from fusion.drag import drag_process_noise, drag_propagate, drag_transition
 from fusion.kalman import (
     gaussian_log_likelihood,
     innovation_covariance,
@@ -92,8 +93,6 @@ from fusion.kalman import (
     update_with_gain,
 )
 from fusion.models import (
-    ballistic_propagate,
-    ballistic_transition,
     process_noise,
     radar_H,
     radar_hx,
@@ -126,11 +125,14 @@ SUPPORTED_FILTERS = ("ekf", "ukf", "imm")
 _EPS_T = 1e-9  # relative slack on time comparisons, so a scan exactly at a window edge counts inside
 
 # IMM (thrusting + ballistic) parameters: notional open-source estimates, not in the scenario schema.
-IMM_THRUST_ACCEL = 30.0  # m/s^2, typical liquid-fuel IRBM/ICBM boost acceleration (estimate; Wilkening,
-#                          "A simple model for calculating ballistic missile defense effectiveness",
-#                          Science & Global Security 8, 2000: 2-4 g boost)
-IMM_THRUST_NOISE = 10.0  # m/s^2, white-noise acceleration sigma of the thrust mode: thrust-to-mass ratio
-#                          and pitch programme unknown (estimate, same source, +-1 g)
+IMM_THRUST_ACCEL = 50.0  # m/s^2, mid-range along-velocity thrust-minus-drag acceleration of a liquid
+#                          ICBM/IRBM stage: 2.5 g at ignition rising to 7-10 g at burnout as the
+#                          propellant burns off (estimate; Wilkening, Science & Global Security 8, 2000:
+#                          2-4 g average; the notional Hwasong-15 truth of sim.missiles spans 24-97 m/s^2)
+IMM_THRUST_NOISE = 25.0  # m/s^2, white-noise acceleration sigma of the thrust mode: covers the
+#                          +-25 m/s^2 (1 sigma) spread of that thrust-to-mass ratio about the mode's
+#                          constant value and the pitch programme (estimate; 10 m/s^2 left late-boost
+#                          tracks with NEES ~50 and lost them before burnout on the Hwasong-15 scenario)
 IMM_BOOST_DWELL = 60.0  # s, mean remaining boost time of a thrusting track (estimate: 60-300 s burns)
 IMM_BALLISTIC_DWELL = 1.0e4  # s, mean time before a ballistic track is seen thrusting (staging is rare)
 IMM_MU_MIN = 1e-12  # floor of a mode probability (numerical, keeps both modes alive for the mixing)
@@ -335,8 +337,8 @@ class _EKF:
         return {"x": x0, "P": P0}
 
     def predict(self, f, dt):
-        x_pred, F = ballistic_transition(f["x"], dt)
-        Q = process_noise(dt, self.q)
+        x_pred, F = drag_transition(f["x"], dt)
+        Q = process_noise(dt, self.q) + drag_process_noise(f["x"], x_pred, dt)
         x, P = predict(f["x"], f["P"], F, Q, fx=x_pred)
         return {"x": x, "P": P}
 
@@ -382,8 +384,8 @@ class _UKF(_EKF):
 
     def predict(self, f, dt):
         dts = np.asarray(dt, dtype=np.float64)[:, None]
-        Q = process_noise(dt, self.q)
-        x, P = self._ukf.ukf_predict(f["x"], f["P"], lambda s: ballistic_propagate(s, dts), Q)
+        Q = process_noise(dt, self.q) + drag_process_noise(f["x"], drag_propagate(f["x"], dt), dt)
+        x, P = self._ukf.ukf_predict(f["x"], f["P"], lambda s: drag_propagate(s, dts), Q)
         return {"x": x, "P": P}
 
     def pair_stats(self, f, z, R, site, R_enu):
@@ -432,10 +434,12 @@ class _IMM:
         dt = np.asarray(dt, dtype=np.float64)
         Qt = process_noise(dt, self.q_thrust)
         Qb = process_noise(dt, self.q)
-        trans = (
-            lambda x0: (*thrust_transition(x0, dt, IMM_THRUST_ACCEL), Qt),
-            lambda x0: (*ballistic_transition(x0, dt), Qb),
-        )
+
+        def ballistic(x0):
+            x1, F = drag_transition(x0, dt)
+            return x1, F, Qb + drag_process_noise(x0, x1, dt)
+
+        trans = (lambda x0: (*thrust_transition(x0, dt, IMM_THRUST_ACCEL), Qt), ballistic)
         xm, Pm, cbar = self._imm.imm_predict(f["xm"], f["Pm"], f["mu"], self._M(dt), trans)
         return {"xm": xm, "Pm": Pm, "mu": cbar}
 
