@@ -4,7 +4,7 @@
 U.S. Standard Atmosphere 1976 up to 32 km and its extension to 80 km), valid
 from -5 km to 81.02 km geometric height. Drag needs density at
 any height a missile reaches, so this module tabulates ln(rho) from 0 to 81 km
-every 250 m and, above the table ceiling, extrapolates exponentially with the
+every 250 m (a cubic spline in ln(rho)) and, above the table ceiling, extrapolates exponentially with the
 scale height fitted to the top 5 km of the table, down to zero density above
 :data:`TOP_OF_ATMOSPHERE` (120 km). At 100 km the extrapolation gives 8e-7 kg/m^3
 (U.S. Standard Atmosphere 1976: 5.6e-7) and at 120 km 3.5e-8 kg/m^3 (USSA76: 2.2e-8), so the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from ambiance import Atmosphere
+from scipy.interpolate import CubicSpline
 
 TABLE_CEILING = 81_000.0  # m, upper limit of ambiance (ICAO 1993 goes to 80 km; ambiance 81.02 km)
 TOP_OF_ATMOSPHERE = 120_000.0  # m, density set to zero above (documented cut-off, see module docstring)
@@ -34,6 +35,11 @@ _LN_RHO = np.log(Atmosphere(_H).density)
 _SCALE_HEIGHT = -(5000.0) / (_LN_RHO[-1] - _LN_RHO[-1 - int(5000.0 / TABLE_STEP)])
 _INV_STEP = 1.0 / TABLE_STEP
 _N = _H.size
+# ln(rho) as a C2 cubic spline (its slope at the ceiling clamped to the extrapolation's -1/H, so
+# the density is also C1 there): linear interpolation would put a kink in the drag every 250 m,
+# and every kink costs a fixed-step RK4 its order (the truth integrator crosses hundreds).
+_SPLINE = CubicSpline(_H, _LN_RHO, bc_type=("not-a-knot", (1, -1.0 / _SCALE_HEIGHT)))
+_C3, _C2, _C1, _C0 = (np.ascontiguousarray(c) for c in _SPLINE.c)  # highest power first
 
 
 def density(h_m):
@@ -47,17 +53,17 @@ def density(h_m):
     Returns
     -------
     ndarray
-        Density in kg/m^3, same shape: the ICAO 1993 table (log-linear
-        interpolation) for 0 <= h <= 81 km, sea level below 0, an exponential
+        Density in kg/m^3, same shape: the ICAO 1993 table (cubic spline of
+        :math:`\\ln\\rho`, C2) for 0 <= h <= 81 km, sea level below 0, an exponential
         :math:`\\rho(h) = \\rho(h_c)\\,e^{-(h-h_c)/H}` with the scale height
         :math:`H` of the table top above the ceiling :math:`h_c`, and zero
         above 120 km.
     """
     h = np.asarray(h_m, dtype=np.float64)
-    u = np.clip(h, 0.0, TABLE_CEILING) * _INV_STEP
-    i = np.minimum(u.astype(np.intp), _N - 2)
-    w = u - i
-    ln_rho = _LN_RHO[i] * (1.0 - w) + _LN_RHO[i + 1] * w
+    hc = np.clip(h, 0.0, TABLE_CEILING)
+    i = np.minimum((hc * _INV_STEP).astype(np.intp), _N - 2)
+    w = hc - _H[i]
+    ln_rho = ((_C3[i] * w + _C2[i]) * w + _C1[i]) * w + _C0[i]
     above = np.maximum(h - TABLE_CEILING, 0.0)
     rho = np.exp(ln_rho - above / _SCALE_HEIGHT)
     return np.where(h > TOP_OF_ATMOSPHERE, 0.0, rho)

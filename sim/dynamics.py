@@ -50,12 +50,19 @@ from sim.earth import EARTH_ROTATION_RATE, FLATTENING, GM, J2, SEMI_MAJOR_AXIS, 
 from sim.missiles import MissileClass
 
 _B = SEMI_MAJOR_AXIS * (1.0 - FLATTENING)  # m, semi-minor axis
+_AB = SEMI_MAJOR_AXIS * _B
 _K_J2 = 1.5 * J2 * GM * SEMI_MAJOR_AXIS**2
 PITCH_OVER_DURATION = 10.0  # s, linear pitch-over from vertical to the kick angle (assumption)
-STEP_BOOST = 0.5  # s, RK4 step while any object thrusts
+# Depressed pitch program (pitch-and-hold, as the V-2 and Scud-family open-loop programs): the
+# thrust pitches down linearly from the vertical to the kick angle over this fraction of the
+# powered flight after the vertical rise, then holds that attitude in the launch frame to cut-off.
+PITCH_HOLD_FRACTION = 0.6  # assumption
+STEP_BOOST = 1.0  # s, RK4 step while any object thrusts (classes burning 60 s or more)
+STEP_BOOST_SHORT = 0.5  # s, boost step of short-burn classes (high acceleration low in the air, e.g. KN-23)
 STEP_ATMOSPHERE = 0.5  # s, RK4 step while any active object is (or will be within a step) below 125 km
-STEP_VACUUM = 10.0  # s, RK4 step above the atmosphere (RK4 local error there < 1 mm)
+STEP_VACUUM = 20.0  # s, RK4 step above the atmosphere (RK4 local error there < 1 mm)
 _ATMOSPHERE_GUARD = TOP_OF_ATMOSPHERE + 5_000.0  # m
+_R_AIR = SEMI_MAJOR_AXIS + TOP_OF_ATMOSPHERE  # m; a geocentric radius above this is above the atmosphere
 
 # Pull-up manoeuvre window (assumption, after the KN-23 / Iskander reports of a terminal
 # pull-up in the 20-40 km band): lift on while descending between these heights.
@@ -63,6 +70,8 @@ PULLUP_TOP = 35_000.0  # m
 PULLUP_BOTTOM = 12_000.0  # m
 _PULLUP_SOFT = 2_000.0  # m, logistic width of the window edges (keeps the dynamics smooth)
 _PULLUP_VZ_SOFT = 100.0  # m/s, logistic width of the "descending" switch
+_LIFT_SOFT = 0.5  # m/s^2, width of the smooth saturation of the glide lift
+GLIDE_PULLOUT_TIME = 10.0  # s, time constant of the glide's pull toward level flight (assumption)
 
 
 def height_fast(r):
@@ -114,6 +123,18 @@ class Program:
     beta: np.ndarray
     lift_glide: np.ndarray
     lift_pullup: np.ndarray
+    pitch_program: bool = False
+
+    def __post_init__(self):
+        # Derived constants of the hot loop (acceleration), computed once per program.
+        d = object.__setattr__
+        d(self, "t_cut_min", float(np.min(self.t_cut)))
+        d(self, "t_cut_max", float(np.max(self.t_cut)))
+        d(self, "inv_beta", 1.0 / self.beta)
+        d(self, "any_glide", bool(np.any(self.lift_glide)))
+        d(self, "any_pullup", bool(np.any(self.lift_pullup)))
+        d(self, "inv_pitch_time",
+          1.0 / np.maximum(PITCH_HOLD_FRACTION * (self.t_cut - self.missile.vertical_rise), 1e-9))
 
     @property
     def n(self) -> int:
@@ -125,11 +146,14 @@ class Program:
         t_end = np.cumsum([s.burn_time for s in m.stages])
         tc = float(np.max(self.t_cut))
         pts = [0.0, m.vertical_rise, m.vertical_rise + PITCH_OVER_DURATION, *t_end, *np.unique(self.t_cut)]
+        if self.pitch_program:  # end of the pitch-down of each object (the attitude is held after it)
+            pts.extend(np.unique(m.vertical_rise + PITCH_HOLD_FRACTION * (self.t_cut - m.vertical_rise)))
         pts = np.unique(np.round(np.array([p for p in pts if p <= tc + 1e-9]), 9))
         return pts
 
 
-def make_program(missile: MissileClass, lat, lon, azimuth, kick, t_cut, beta, lift_glide=0.0, lift_pullup=0.0):
+def make_program(missile: MissileClass, lat, lon, azimuth, kick, t_cut, beta, lift_glide=0.0, lift_pullup=0.0,
+                 pitch_program: bool = False):
     """Build a :class:`Program` for N objects launched from one site.
 
     Parameters
@@ -149,7 +173,7 @@ def make_program(missile: MissileClass, lat, lon, azimuth, kick, t_cut, beta, li
     aim = np.sin(az)[:, None] * E[0] + np.cos(az)[:, None] * E[1]
     up = np.broadcast_to(E[2], aim.shape)
     return Program(missile, np.ascontiguousarray(up), np.ascontiguousarray(aim), kick.copy(), t_cut.copy(),
-                   beta.copy(), lg.copy(), lp.copy())
+                   beta.copy(), lg.copy(), lp.copy(), bool(pitch_program))
 
 
 class _StageTable:
@@ -158,6 +182,7 @@ class _StageTable:
     def __init__(self, m: MissileClass):
         self.t_start = np.concatenate([[0.0], np.cumsum([s.burn_time for s in m.stages])[:-1]])
         self.t_end = self.t_start + [s.burn_time for s in m.stages]
+        self.t_end_list = [float(t) for t in self.t_end]
         self.thrust = np.array([s.thrust for s in m.stages])
         self.mdot = np.array([s.mass_flow for s in m.stages])
         # Mass at the ignition of stage i: the launch mass minus all earlier stages.
@@ -166,8 +191,10 @@ class _StageTable:
 
     def stage_at(self, tau_switch: float) -> int:
         """Index of the burning stage at ``tau_switch`` (-1 after the last)."""
-        i = int(np.searchsorted(self.t_end, tau_switch, side="right"))
-        return i if i < len(self.t_end) else -1
+        for i, te in enumerate(self.t_end_list):
+            if tau_switch < te:
+                return i
+        return -1
 
     def thrust_mass(self, tau: float, i: int):
         """Thrust (N) and mass (kg) at ``tau`` in stage ``i``."""
@@ -199,9 +226,17 @@ def acceleration(tau: float, tau_switch: float, r, v, prog: Program):
     r, v : ndarray, shape (N, 3)
         ECEF position (m) and Earth-relative velocity (m/s).
     prog : Program
+
+    Notes
+    -----
+    Written for a small number of numpy calls per evaluation (it runs four
+    times per RK4 step): the height is the closed form of :func:`height_fast`
+    reusing :math:`|\\mathbf r|^2`, and drag and lift are skipped outright when
+    every object is above :data:`sim.atmosphere.TOP_OF_ATMOSPHERE`.
     """
     m = prog.missile
-    # Gravity: point mass + J2 (Vallado 2013 eq. 8-30), inlined from sim.gravity.gravity_j2 for speed.
+    # Gravity: point mass + J2 (Vallado 2013 eq. 8-30), inlined from sim.gravity.gravity_j2 for speed:
+    # g = -(GM/r^3 + k (1 - 5 z^2/r^2)) r - 2 k z e_z with k = 3/2 J2 GM a^2 / r^5.
     x, y, z = r[:, 0], r[:, 1], r[:, 2]
     r2 = x * x + y * y + z * z
     rn = np.sqrt(r2)
@@ -209,51 +244,93 @@ def acceleration(tau: float, tau_switch: float, r, v, prog: Program):
     z2r2 = z * z * inv_r2
     k = _K_J2 * inv_r2 * inv_r2 / rn
     gm = GM * inv_r2 / rn
-    a = np.empty_like(r)
-    cxy = gm + k * (1.0 - 5.0 * z2r2)
+    a = r * (-(gm + k * (1.0 - 5.0 * z2r2)))[:, None]
+    a[:, 2] -= 2.0 * k * z
+    # Centrifugal and Coriolis terms of the rotating frame (omega along +z).
     w = EARTH_ROTATION_RATE
-    a[:, 0] = -cxy * x + 2.0 * w * v[:, 1] + w * w * x
-    a[:, 1] = -cxy * y - 2.0 * w * v[:, 0] + w * w * y
-    a[:, 2] = -(gm + k * (3.0 - 5.0 * z2r2)) * z
+    a[:, :2] += (w * w) * r[:, :2]
+    a[:, 0] += (2.0 * w) * v[:, 1]
+    a[:, 1] -= (2.0 * w) * v[:, 0]
 
     tab = _tables(m)
-    powered = prog.t_cut > tau_switch  # (N,)
-    any_powered = bool(powered.any())
+    if tau_switch < prog.t_cut_min:
+        powered = True  # every object thrusts
+    elif tau_switch >= prog.t_cut_max:
+        powered = False
+    else:
+        powered = prog.t_cut > tau_switch  # (N,)
+    any_powered = powered is not False
+    i_stage = tab.stage_at(tau_switch) if any_powered else -1
+    any_powered = any_powered and i_stage >= 0
+    speed = None
     if any_powered:
-        i = tab.stage_at(tau_switch)
-        F, mass = tab.thrust_mass(tau, i)
-    h = height_fast(r)
-    in_air = h < TOP_OF_ATMOSPHERE
-    speed = np.sqrt(np.einsum("ij,ij->i", v, v))
-    if any_powered:
-        # Steering program: vertical rise, linear pitch-over, gravity turn (Zarchan 2012 ch. 36).
+        F, mass = tab.thrust_mass(tau, i_stage)
+        # Steering program: vertical rise, linear pitch-over, gravity turn (Zarchan 2012 ch. 36),
+        # or the pitch-and-hold program of the depressed shape.
         if tau_switch < m.vertical_rise:
             u = prog.up
+        elif prog.pitch_program:
+            th = prog.kick * np.minimum((tau - m.vertical_rise) * prog.inv_pitch_time, 1.0)
+            u = np.cos(th)[:, None] * prog.up + np.sin(th)[:, None] * prog.aim
         elif tau_switch < m.vertical_rise + PITCH_OVER_DURATION:
             th = prog.kick * ((tau - m.vertical_rise) / PITCH_OVER_DURATION)
             u = np.cos(th)[:, None] * prog.up + np.sin(th)[:, None] * prog.aim
         else:
+            speed = np.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1] + v[:, 2] * v[:, 2])
             u = v / np.maximum(speed, 1e-9)[:, None]
-        a += np.where(powered, F / mass, 0.0)[:, None] * u
-    if in_air.any():
+        f = F / mass
+        if powered is True:
+            a += f * u
+        else:
+            a += np.where(powered, f, 0.0)[:, None] * u
+    if np.min(rn) < _R_AIR:
+        # Height above the ellipsoid along the geocentric radius (height_fast), from r^2 and z^2/r^2.
+        h = rn - _AB / np.sqrt(_B * _B + (SEMI_MAJOR_AXIS**2 - _B * _B) * z2r2)
+        if np.min(h) >= TOP_OF_ATMOSPHERE:
+            return a
+        if speed is None:
+            speed = np.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1] + v[:, 2] * v[:, 2])
         rho = density(h)
-        inv_beta = 1.0 / prog.beta
         if any_powered:
-            inv_beta = np.where(powered, m.drag_area / mass, inv_beta)
+            inv_beta = m.drag_area / mass if powered is True else np.where(powered, m.drag_area / mass, prog.inv_beta)
+        else:
+            inv_beta = prog.inv_beta
         q_over_beta = 0.5 * rho * speed * inv_beta  # drag acceleration / speed
         a -= q_over_beta[:, None] * v
-        lift = np.where(powered, 0.0, prog.lift_glide)
-        if prog.lift_pullup.any():
-            vz = np.einsum("ij,ij->i", v, r) / rn
-            win = (_logistic((PULLUP_TOP - h) / _PULLUP_SOFT) * _logistic((h - PULLUP_BOTTOM) / _PULLUP_SOFT)
-                   * _logistic(-vz / _PULLUP_VZ_SOFT))
-            lift = lift + np.where(powered, 0.0, prog.lift_pullup * win)
-        if lift.any():
-            rhat = r / rn[:, None]
-            vhat = v / np.maximum(speed, 1e-9)[:, None]
-            n = rhat - np.einsum("ij,ij->i", rhat, vhat)[:, None] * vhat
-            n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-12)[:, None]
-            a += (lift * q_over_beta * speed)[:, None] * n
+        glide = prog.any_glide
+        pull = prog.any_pullup
+        if (glide or pull) and powered is not True:
+            # Lift in the vertical plane of the velocity, along n: the local up made
+            # orthogonal to the velocity (|rhat - (rhat.vhat) vhat| = cos(gamma)).
+            vz = (v[:, 0] * x + v[:, 1] * y + v[:, 2] * z) / rn
+            inv_speed = 1.0 / np.maximum(speed, 1e-9)
+            sin_g = np.clip(vz * inv_speed, -1.0, 1.0)
+            cos_g = np.sqrt(np.maximum(1.0 - sin_g * sin_g, 1e-24))
+            drag_acc = q_over_beta * speed
+            lift_acc = 0.0
+            if glide:
+                # Quasi-ballistic glide: the lift that pulls the flight path toward the
+                # horizontal, v dgamma/dt = -v gamma / tau_g, on top of the equilibrium lift
+                # (g - v^2/r) cos(gamma) that holds it (Vinh, Busemann & Culp 1980 ch. 4;
+                # Zipfel 2007 sec. 10.4), limited to [0, (L/D) x drag]. It never pushes
+                # the path above the horizontal, so the body glides instead of skipping.
+                l_eq = (gm * rn - speed * speed / rn) * cos_g
+                l_cmd = l_eq - speed * np.arcsin(sin_g) / GLIDE_PULLOUT_TIME
+                # Smooth saturation (width _LIFT_SOFT) instead of a hard clip: a kink in the
+                # right-hand side would cost RK4 its order wherever the lift saturates.
+                l_pos = 0.5 * (l_cmd + np.sqrt(l_cmd * l_cmd + _LIFT_SOFT**2))
+                l_max = prog.lift_glide * drag_acc
+                d_l = l_pos - l_max
+                lift_acc = l_max + 0.5 * (d_l - np.sqrt(d_l * d_l + _LIFT_SOFT**2))
+            if pull:
+                # Terminal pull-up: full lift (L/D x drag) while descending through the window.
+                win = (_logistic((PULLUP_TOP - h) / _PULLUP_SOFT) * _logistic((h - PULLUP_BOTTOM) / _PULLUP_SOFT)
+                       * _logistic(-vz / _PULLUP_VZ_SOFT))
+                lift_acc = np.maximum(lift_acc, prog.lift_pullup * drag_acc * win)
+            if powered is not False:
+                lift_acc = np.where(powered, 0.0, lift_acc)
+            c = lift_acc / cos_g
+            a += (c / rn)[:, None] * r - (c * sin_g * inv_speed)[:, None] * v
     return a
 
 
@@ -351,6 +428,17 @@ def launch_state(lat, lon, n: int):
     return X
 
 
+def _radial(X):
+    """Height (m), vertical speed (m/s) and speed (m/s) of states ``X (N, 6)``, one pass."""
+    x, y, z, vx, vy, vz = X[:, 0], X[:, 1], X[:, 2], X[:, 3], X[:, 4], X[:, 5]
+    p2 = x * x + y * y
+    z2 = z * z
+    rn2 = p2 + z2
+    rn = np.sqrt(rn2)
+    h = rn - SEMI_MAJOR_AXIS * _B / np.sqrt((_B * _B * p2 + SEMI_MAJOR_AXIS**2 * z2) / rn2)
+    return h, (vx * x + vy * y + vz * z) / rn, np.sqrt(vx * vx + vy * vy + vz * vz)
+
+
 def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=None,
         vacuum_window=None, record: bool = False) -> FlightResult:
     """Integrate a batch from launch to impact with fixed-step RK4.
@@ -367,9 +455,12 @@ def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=N
         Speed increment (m/s) added along the velocity at each object's
         cut-off (burnout-speed dispersion as an impulse).
     on_step : callable, optional
-        ``on_step(tau_a, X_a, tau_b, X_b, active)`` after each step; ``active``
-        (N,) marks objects not yet impacted at ``tau_a``. Used to sample
-        outputs by Hermite interpolation.
+        ``on_step(tau_a, X_a, tau_b, X_b, active, impact_tau)`` after each
+        step: ``X_b`` is the state at ``tau_b`` *before* any burnout impulse
+        applied at ``tau_b`` (so the step is one smooth arc), ``active`` (N,)
+        marks objects not yet impacted at ``tau_a`` and ``impact_tau`` (N,)
+        holds the impact times found so far (NaN: none yet). Used to sample
+        outputs by Hermite interpolation while integrating.
     vacuum_window : (float, float), optional
         If given, large steps are taken only inside this span of time since
         launch (a schedule fixed in advance, so that an object's trajectory
@@ -384,7 +475,8 @@ def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=N
 
     Notes
     -----
-    Steps: :data:`STEP_BOOST` between the breakpoints of the program while
+    Steps: :data:`STEP_BOOST` (:data:`STEP_BOOST_SHORT` for a class burning
+    less than 60 s) between the breakpoints of the program while
     any object thrusts, then :data:`STEP_ATMOSPHERE` whenever an active
     object is (or could be, within one vacuum step) below 125 km, else
     :data:`STEP_VACUUM`. The impact is found by secant iterations of the
@@ -398,25 +490,29 @@ def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=N
     apogee = np.zeros(n)
     max_speed = np.zeros(n)
     burnout = np.full((n, 6), np.nan)
-    h_prev = height_fast(X[:, :3])
+    h_prev, vz_prev, _ = _radial(X)
     bps = prog.breakpoints()
     t_cut = prog.t_cut
+    t_rise = prog.missile.vertical_rise
     grid = [0.0]
+    step_boost = STEP_BOOST if prog.missile.burn_time >= 60.0 else STEP_BOOST_SHORT
     for a, b in zip(bps[:-1], bps[1:]):
-        k = max(1, int(np.ceil((b - a) / STEP_BOOST - 1e-9)))
+        k = max(1, int(np.ceil((b - a) / step_boost - 1e-9)))
         grid.extend(np.linspace(a, b, k + 1)[1:])
     tau = 0.0
     j = 1
     vac = [np.nan, np.nan]
     nodes_t, nodes_x = ([0.0], [X.copy()]) if record else (None, None)
-    while active.any() and tau < tau_max:
+    n_active = n
+    while n_active and tau < tau_max:
         if j < len(grid):
             tb = grid[j]
             j += 1
         else:
-            ha = h_prev[active]
-            vz = np.einsum("ij,ij->i", X[active, 3:], X[active, :3]) / np.linalg.norm(X[active, :3], axis=1)
-            low = np.min(ha + np.minimum(vz, 0.0) * STEP_VACUUM) < _ATMOSPHERE_GUARD
+            if n_active == n:
+                low = np.min(h_prev + np.minimum(vz_prev, 0.0) * STEP_VACUUM) < _ATMOSPHERE_GUARD
+            else:
+                low = np.min((h_prev + np.minimum(vz_prev, 0.0) * STEP_VACUUM)[active]) < _ATMOSPHERE_GUARD
             if vacuum_window is not None and not (vacuum_window[0] <= tau and tau + STEP_VACUUM <= vacuum_window[1]):
                 low = True
             tb = tau + (STEP_ATMOSPHERE if low else STEP_VACUUM)
@@ -425,35 +521,35 @@ def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=N
                 vac[1] = tb
         hstep = tb - tau
         Xb = rk4_step(tau, hstep, X, prog)
+        Xb_arc = Xb
         # Burnout: record the state, then apply the speed dispersion impulse.
         cut_now = np.abs(t_cut - tb) < 1e-7
-        if cut_now.any():
+        any_cut = bool(cut_now.any())
+        if any_cut:
             burnout[cut_now] = Xb[cut_now]
             if record:
                 nodes_t.append(tb)
                 nodes_x.append(Xb.copy())
             if burnout_dv is not None:
+                Xb_arc = Xb.copy()
                 vb = Xb[cut_now, 3:]
                 Xb[cut_now, 3:] = vb + (burnout_dv[cut_now] / np.linalg.norm(vb, axis=1))[:, None] * vb
-        hb = height_fast(Xb[:, :3])
+        hb, vzb, spd = _radial(Xb)
         # Apogee: the height is near-quadratic in a step, so the vertex of the parabola
         # through the end heights and vertical speeds (linear vz) is exact to O(h^3).
-        vza = np.einsum("ij,ij->i", X[:, 3:], X[:, :3]) / np.linalg.norm(X[:, :3], axis=1)
-        vzb = np.einsum("ij,ij->i", Xb[:, 3:], Xb[:, :3]) / np.linalg.norm(Xb[:, :3], axis=1)
-        top = active & (vza > 0) & (vzb <= 0)
+        top = (vz_prev > 0) & (vzb <= 0) & active
         if top.any():
-            s = vza[top] / (vza[top] - vzb[top])
+            s = vz_prev[top] / (vz_prev[top] - vzb[top])
             Xm = hermite(X[top], Xb[top], hstep, s)
             apogee[top] = np.maximum(apogee[top], height_fast(Xm[:, :3]))
-        apogee = np.where(active, np.maximum(apogee, np.maximum(h_prev, hb)), apogee)
-        spd = np.linalg.norm(Xb[:, 3:], axis=1)
-        max_speed = np.where(active, np.maximum(max_speed, spd), max_speed)
-        hit = active & (hb < 0.0) & (tb > prog.missile.vertical_rise)
-        if hit.any():
+        np.maximum(apogee, np.where(active, np.maximum(h_prev, hb), 0.0), out=apogee)
+        np.maximum(max_speed, np.where(active, spd, 0.0), out=max_speed)
+        hit = (hb < 0.0) & active
+        if tb > t_rise and hit.any():
             idx = np.flatnonzero(hit)
             s0, s1 = np.zeros(idx.size), np.ones(idx.size)
             f0, f1 = h_prev[idx], hb[idx]
-            Xa_i, Xb_i = X[idx], Xb[idx]
+            Xa_i, Xb_i = X[idx], Xb_arc[idx]
             for _ in range(30):  # secant / regula falsi on the Hermite interpolant
                 s = np.clip(s1 - f1 * (s1 - s0) / np.where(f1 != f0, f1 - f0, 1.0), 0.0, 1.0)
                 fs = height_fast(hermite(Xa_i, Xb_i, hstep, s)[:, :3])
@@ -462,11 +558,15 @@ def fly(prog: Program, X0, tau_max: float = 20_000.0, burnout_dv=None, on_step=N
                     break
             impact_tau[idx] = tau + s1 * hstep
             impact_state[idx] = hermite(Xa_i, Xb_i, hstep, s1)
+        else:
+            idx = None
         if on_step is not None:
-            on_step(tau, X, tb, Xb, active.copy())
-        active &= ~hit
+            on_step(tau, X, tb, Xb_arc, active, impact_tau)
+        if idx is not None:
+            active[idx] = False
+            n_active -= idx.size
         X = Xb
-        h_prev = hb
+        h_prev, vz_prev = hb, vzb
         tau = tb
         if record:
             nodes_t.append(tb)

@@ -34,6 +34,10 @@ E2023
     M. Elleman / J. Schilling, *38 North*, Hwasong-17 (2022) and Hwasong-18
     (2023) solid-propellant ICBM analyses; KCNA photographs of Hwasong-19
     (Oct. 2024).
+S2016
+    J. Schilling, "North Korea's large rocket engine test: a significant step
+    forward for Pyongyang's ICBM program", *38 North*, Sept. 2016, on the
+    KCNA-claimed 80 tf engine (ground tests Sept. 2016 and 18 March 2017).
 KN23
     38 North and Japan MoD reports on the KN-23 (2019): about 7.5 m long,
     0.95 m diameter, depressed, "irregular" trajectory with a pull-up, like
@@ -207,12 +211,17 @@ MISSILES: dict[str, MissileClass] = {
         # Burn time and propellant split: assumption, sized for about 690 km.
         stages=(Stage(burn_time=35.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
         rv_mass=500.0,
-        rv_ballistic_coeff=4000.0,  # whole 865 kg body, CD~0.3, 0.71 m^2 (assumption)
+        # Whole 865 kg body, CD 0.25 (slender fineness-8 body at Mach 5-7, zero-lift drag
+        # 0.2-0.3: Fleeman, Tactical Missile Design, 2nd ed., AIAA 2006, ch. 2), 0.709 m^2: assumption.
+        rv_ballistic_coeff=865.0 / (0.25 * 0.709),
         stage_ballistic_coeff=4500.0,  # unused: the body does not separate
-        drag_area=0.3 * 0.709,  # CD 0.3 x pi (0.95 m)^2 / 4 (assumption)
+        drag_area=0.25 * 0.709,  # CD 0.25 x pi (0.95 m)^2 / 4 (assumption, as above)
         max_range=690e3,  # CSIS: 450-690 km (estimate)
         separates=False,
-        glide_lift_to_drag=1.5,  # quasi-ballistic body, assumption (Iskander-like, KN23)
+        # Quasi-ballistic finned body gliding at angle of attack, hypersonic L/D about 2
+        # (assumption; slender bodies with fins reach 1.5-2.5, Fleeman 2006 ch. 2). Sized so
+        # that the 2019-07-25 flight, 600 km with a 50 km apogee (KN23), lies inside the envelope.
+        glide_lift_to_drag=2.0,
         vertical_rise=4.0,
         rcs_booster=1.0,
         rcs_rv=0.1,  # whole slender body after burnout (estimate)
@@ -241,9 +250,15 @@ MISSILES: dict[str, MissileClass] = {
         key="irbm-hwasong12",
         name="Hwasong-12",
         # Single Paektusan engine stage, about 24 t; 4,500 km with 650 kg (E2017, W2017; estimate).
-        stages=(Stage(burn_time=100.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),),
+        # Burn time from the engine's claimed 80 tf (784.5 kN) thrust (KCNA ground tests of Sept. 2016
+        # and 2017-03-18; J. Schilling, 38 North, Sept. 2016, finds 80 tf plausible): 19.7 t at
+        # Isp 295 s burns in 19.7e3 x 295 x 9.80665 / 784.5e3 = 73 s (estimate; the older 100 s
+        # assumption meant 58 tf, which made the 2017-08-29 flight 7 % longer than reported).
+        stages=(Stage(burn_time=73.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),),
         rv_mass=650.0,
-        rv_ballistic_coeff=4_000.0,
+        # Slender cone RV, hypersonic CD about 0.1 on a 0.9 m base: 650 / (0.1 x 0.64) ~ 10,000 kg/m^2;
+        # 8,000 kg/m^2 taken (assumption within the UCS2000 range for conical RVs).
+        rv_ballistic_coeff=8_000.0,
         stage_ballistic_coeff=700.0,
         drag_area=0.3 * 2.11,  # 1.64 m diameter (CSIS)
         max_range=4_500e3,
@@ -253,7 +268,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=8.0,
         rcs_rv=0.05,
         rcs_stage=8.0,
-        sources=("E2017", "W2017", "CSIS", "UCS2000", "burn time: assumption, shortened toward the 2017-08-29 flight time"),
+        sources=("E2017", "W2017", "S2016", "CSIS", "UCS2000", "burn time from the claimed 80 tf thrust (estimate); RV ballistic coefficient: assumption"),
     ),
     "icbm-hwasong14": MissileClass(
         key="icbm-hwasong14",

@@ -54,7 +54,9 @@ from sim.missiles import MISSILES, MissileClass
 
 RANGE_TOL = 0.002  # relative; the solver aims well inside the 1 % contract
 APOGEE_TOL = 0.005  # relative; inside the 2 % contract
+_STATIONARY_TOL = 2e-3  # 1/rad, |dR/dkick| / R at the minimum-energy solution (range loss ~1e-6)
 _KICK_MAX = np.radians(85.0)
+_PITCH_KICK_MAX = np.radians(90.0)  # pitch-and-hold program: at most a horizontal thrust
 _KICK_MIN = np.radians(0.02)
 _T_CUT_MIN_AFTER_PITCH = 2.0  # s after the end of the pitch-over
 
@@ -84,6 +86,9 @@ class Nominal:
     impact_lat, impact_lon : float
         rad.
     shape, maneuver : str
+    pitch_program : bool
+        True for the pitch-and-hold boost of the ``depressed`` shape (see
+        :data:`sim.dynamics.PITCH_HOLD_FRACTION`), False for the gravity turn.
     """
 
     missile: str
@@ -103,11 +108,13 @@ class Nominal:
     impact_lon: float
     shape: str
     maneuver: str
+    pitch_program: bool = False
 
 
-def _fly_batch(m: MissileClass, lat, lon, az, kick, t_cut, lift_glide, lift_pullup):
+def _fly_batch(m: MissileClass, lat, lon, az, kick, t_cut, lift_glide, lift_pullup, pitch_program=False):
     """Fly N candidates; return range (m), apogee (m), flight time (s), impact azimuth (deg), result."""
-    prog = dyn.make_program(m, lat, lon, az, kick, t_cut, m.rv_ballistic_coeff, lift_glide, lift_pullup)
+    prog = dyn.make_program(m, lat, lon, az, kick, t_cut, m.rv_ballistic_coeff, lift_glide, lift_pullup,
+                            pitch_program)
     res = dyn.fly(prog, dyn.launch_state(lat, lon, prog.n), tau_max=8_000.0)
     ilat, ilon, _ = ecef_to_geodetic(res.impact_state[:, :3])
     ok = np.isfinite(res.impact_tau)
@@ -131,14 +138,19 @@ def _t_cut_min(m: MissileClass) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _scan(key: str, lat: float, lon: float, az: float, lift_glide: float, lift_pullup: float):
+def _scan(key: str, lat: float, lon: float, az: float, lift_glide: float, lift_pullup: float,
+          pitch_program: bool = False):
     """Coarse (kick, cut-off) grid: ranges and apogees, shape (n_cut, n_kick)."""
     m = MISSILES[key]
-    kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 85.0, 19))])
+    if pitch_program:
+        # Pitch-and-hold: the hold attitude spans the whole quadrant (90 deg: thrust horizontal).
+        kicks = np.radians(np.linspace(10.0, 90.0, 21))
+    else:
+        kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 85.0, 19))])
     fr = np.array([0.55, 0.7, 0.85, 1.0])
     t_cuts = np.maximum(_t_cut_min(m), fr * m.burn_time)
     K, Tc = np.meshgrid(kicks, t_cuts)
-    rng, apo, _, _, _ = _fly_batch(m, lat, lon, az, K.ravel(), Tc.ravel(), lift_glide, lift_pullup)
+    rng, apo, _, _, _ = _fly_batch(m, lat, lon, az, K.ravel(), Tc.ravel(), lift_glide, lift_pullup, pitch_program)
     return kicks, t_cuts, rng.reshape(K.shape), apo.reshape(K.shape)
 
 
@@ -172,7 +184,7 @@ def _bad(key, value, allowed):
     return InputError.single(key, value, allowed)
 
 
-def _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, target):
+def _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, pitch_program):
     """Memoized batch evaluation of (kick, t_cut) with finite-difference neighbours."""
     dk, dt = 2e-4, 0.05
     cache = {}
@@ -185,7 +197,8 @@ def _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, target):
             ts = t - dt if t + dt > t_hi else t + dt
             kicks = np.array([k, k + dk, k - dk, k, k + dk, k - dk])
             cuts = np.array([t, t, t, ts, ts, ts])
-            rng, apo, tof, azi, res = _fly_batch(m, lat, lon, az, kicks, cuts, lift_glide, lift_pullup)
+            rng, apo, tof, azi, res = _fly_batch(m, lat, lon, az, kicks, cuts, lift_glide, lift_pullup,
+                                                 pitch_program)
             cache[key] = (rng, apo, tof, azi, res, ts - t)
         return cache[key]
 
@@ -193,7 +206,8 @@ def _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, target):
 
 
 def _solve(m, lat, lon, az, R, shape, A, lift_glide, lift_pullup, p0):
-    run, dk = _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, None)
+    pitch_program = shape == "depressed"
+    run, dk = _residual_solver(m, lat, lon, az, lift_glide, lift_pullup, pitch_program)
     t_lo, t_hi = _t_cut_min(m), m.burn_time
 
     if shape == "minimum-energy":
@@ -223,11 +237,33 @@ def _solve(m, lat, lon, az, R, shape, A, lift_glide, lift_pullup, p0):
             ])
 
     lo = np.array([_KICK_MIN, t_lo])
-    hi = np.array([_KICK_MAX, t_hi])
+    hi = np.array([_PITCH_KICK_MAX if pitch_program else _KICK_MAX, t_hi])
     p0 = np.clip(p0, lo + [1e-6, 1e-3], hi - [1e-6, 1e-3])
-    sol = least_squares(fun, p0, jac=jac, bounds=(lo, hi), x_scale=np.array([0.05, 10.0]),
-                        xtol=1e-10, ftol=1e-12, gtol=1e-12, max_nfev=40, method="trf")
-    return sol.x, run(sol.x)
+    # Stop as soon as the residuals are well inside the tolerances (a quarter of them): every
+    # evaluation is a batch of full flights, and least_squares' own tests would go on to 1e-10.
+    done = np.array([RANGE_TOL / 4, _STATIONARY_TOL if shape == "minimum-energy" else APOGEE_TOL / 4])
+
+    def fun_stop(p):
+        f = fun(p)
+        if np.all(np.abs(f) < done):
+            raise _Converged(np.array(p, dtype=np.float64))
+        return f
+
+    try:
+        sol = least_squares(fun_stop, p0, jac=jac, bounds=(lo, hi), x_scale=np.array([0.05, 10.0]),
+                            xtol=1e-10, ftol=1e-12, gtol=1e-12, max_nfev=40, method="trf")
+        x = sol.x
+    except _Converged as c:
+        x = c.x
+    return x, run(x)
+
+
+class _Converged(Exception):
+    """Raised from inside the least-squares residual once the request is met (carries the point)."""
+
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
 
 
 @functools.lru_cache(maxsize=256)
@@ -286,7 +322,9 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     R = float(range_m)
 
     az = float(bearing)
-    kicks, t_cuts, rng, apo = _scan(missile, launch_lat, launch_lon, round(az, 4), lift_glide, lift_pullup)
+    pitch_program = shape == "depressed"
+    kicks, t_cuts, rng, apo = _scan(missile, launch_lat, launch_lon, round(az, 4), lift_glide, lift_pullup,
+                                    pitch_program)
     r_max, k_max, a_dep, a_loft = _envelope(kicks, rng[-1], apo[-1], R)
     if r_max < R:
         raise _bad("range_km", R / 1e3,
@@ -343,6 +381,7 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     return Nominal(
         missile=missile, launch_lat=float(launch_lat), launch_lon=float(launch_lon), azimuth=float(az),
         kick=float(p[0]), t_cut=float(p[1]), lift_glide=float(lift_glide), lift_pullup=float(lift_pullup),
+        pitch_program=pitch_program,
         range=float(rng_f[0]), apogee=float(apo_f[0]), flight_time=float(tof[0]),
         burnout_speed=float(np.linalg.norm(res.burnout_state[0, 3:])), max_speed=float(res.max_speed[0]),
         impact_lat=float(ilat), impact_lon=float(ilon), shape=shape, maneuver=maneuver,

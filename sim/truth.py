@@ -45,6 +45,7 @@ REENTRY_HEIGHT = 100_000.0  # m, re-entry phase: descending below this height (c
 Z_TRUNCATION = 5.0  # dispersion draws are clipped at +-5 sigma
 N_DRAWS = 5  # standard normals per threat and trial: launch time, burnout speed, azimuth, beta rv, beta stage
 PHASE_NOT_FLYING, PHASE_BOOST, PHASE_MIDCOURSE, PHASE_REENTRY = -1, 0, 1, 2
+_IMPACT_MARGIN = 60.0  # s, added to the corner flights' latest impact when sizing the output grid
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,17 @@ def dispersion_draws(seed: int, trial_indices, n_threats: int) -> np.ndarray:
     return np.clip(z, -Z_TRUNCATION, Z_TRUNCATION)
 
 
-def _vacuum_window(nom_res):
-    """Span of large steps for the dispersed batch: the nominal span shrunk by a margin."""
-    a, b = nom_res.vacuum_span
-    if not np.isfinite(a):
-        return (np.inf, -np.inf)
-    margin = 0.1 * (b - a) + 30.0
-    return (a + margin, b - margin)
+def _batch(threat, nom, z):
+    """Program, burnout impulses and object rows of one threat's dispersed batch.
 
-
-def _fly_threat(threat, nom, z):
-    """Integrate all trials of one threat; return (flight result, n_trials, has_stage)."""
+    Returns
+    -------
+    prog : dyn.Program
+        RV rows first (one per trial), then the spent stage rows if the class separates.
+    dv : ndarray, shape (N,)
+        Burnout speed impulses, m/s.
+    has_stage : bool
+    """
     m = MISSILES[threat.missile]
     d = threat.dispersion
     n = z.shape[0]
@@ -110,89 +111,94 @@ def _fly_threat(threat, nom, z):
     az = nom.azimuth + d.azimuth * z[:, 2]
     beta_rv = m.rv_ballistic_coeff * np.maximum(1.0 + d.ballistic_coeff_frac * z[:, 3], 0.05)
     dv = d.burnout_speed * z[:, 1]
-    kw = dict(kick=nom.kick, t_cut=nom.t_cut)
+    lg, lp = np.full(n, nom.lift_glide), np.full(n, nom.lift_pullup)
     if has_stage:
         beta_st = m.stage_ballistic_coeff * np.maximum(1.0 + d.ballistic_coeff_frac * z[:, 4], 0.05)
-        az2 = np.concatenate([az, az])
-        beta = np.concatenate([beta_rv, beta_st])
-        lg = np.concatenate([np.full(n, nom.lift_glide), np.zeros(n)])
-        lp = np.concatenate([np.full(n, nom.lift_pullup), np.zeros(n)])
-        dv = np.concatenate([dv, dv])
+        az, beta, dv = np.concatenate([az, az]), np.concatenate([beta_rv, beta_st]), np.concatenate([dv, dv])
+        lg, lp = np.concatenate([lg, np.zeros(n)]), np.concatenate([lp, np.zeros(n)])
     else:
-        az2, beta, lg, lp = az, beta_rv, np.full(n, nom.lift_glide), np.full(n, nom.lift_pullup)
-    lat, lon = nom.launch_lat, nom.launch_lon
-    # Nominal run (RV and stage, no dispersion) fixes the step schedule of the batch.
-    nb = 2 if has_stage else 1
-    pn = dyn.make_program(m, lat, lon, nom.azimuth, nom.kick, nom.t_cut,
-                          np.array([m.rv_ballistic_coeff, m.stage_ballistic_coeff][:nb]),
-                          np.array([nom.lift_glide, 0.0][:nb]), np.array([nom.lift_pullup, 0.0][:nb]))
-    rn = dyn.fly(pn, dyn.launch_state(lat, lon, nb))
-    prog = dyn.make_program(m, lat, lon, az2, kw["kick"], kw["t_cut"], beta, lg, lp)
-    tau_max = 2.0 * float(np.nanmax(rn.impact_tau)) + 600.0
-    res = dyn.fly(prog, dyn.launch_state(lat, lon, prog.n), tau_max=tau_max, burnout_dv=dv,
-                  vacuum_window=_vacuum_window(rn), record=True)
-    return res, n, has_stage
+        beta = beta_rv
+    prog = dyn.make_program(m, nom.launch_lat, nom.launch_lon, az, nom.kick, nom.t_cut, beta, lg, lp,
+                            nom.pitch_program)
+    return prog, dv, has_stage
 
 
-def _sample(res, obj_rows, L, t, t_cut, is_stage, state_out, phase_out, chunk=64):
-    """Fill ``state_out (n, T, 6)`` and ``phase_out (n, T)`` by Hermite interpolation of the nodes.
+def _schedule(threat, nom):
+    """Step schedule of a threat's batch, fixed before any trial is flown.
 
-    Parameters
-    ----------
-    res : dyn.FlightResult
-        With nodes recorded.
-    obj_rows : ndarray, shape (n,)
-        Rows of the batch (elements of ``res``) to sample.
-    L : ndarray, shape (n,)
-        Launch times, s.
-    t : ndarray, shape (T,)
-        Output grid.
-    t_cut : float
-        Cut-off time since launch, s.
-    is_stage : bool
-        The stage object is not in flight before burnout.
+    The RV (and stage) are flown at the corners of the dispersion box, burnout
+    speed and ballistic coefficient at +-5 sigma (the truncation), in one batch:
+    the span of time since launch where all of them are above the atmosphere
+    is where every trial is, so large steps are taken there whatever trials
+    share the batch (trial k identical in any batch). Returns the vacuum window
+    (shrunk by one large step and 20 s) and the latest impact time of the corners.
     """
-    nt = res.node_tau
-    K = nt.size
-    for c0 in range(0, obj_rows.size, chunk):
-        rows = obj_rows[c0:c0 + chunk]
-        Lc = L[c0:c0 + chunk]
-        tau = t[None, :] - Lc[:, None]  # (c, T)
-        t_imp = res.impact_tau[rows][:, None]
-        start = t_cut if is_stage else 0.0
-        fly = (tau >= start) & (tau <= t_imp) & (tau <= nt[-1])
-        if is_stage:
-            fly &= tau >= t_cut
-        ci, ti = np.nonzero(fly)
-        if ci.size == 0:
-            continue
-        tq = tau[ci, ti]
-        k = np.clip(np.searchsorted(nt, tq, side="right") - 1, 0, K - 2)
-        h = nt[k + 1] - nt[k]
-        s = np.where(h > 0, (tq - nt[k]) / np.where(h > 0, h, 1.0), 0.0)
-        Xa = res.node_state[k, rows[ci]]
-        Xb = res.node_state[k + 1, rows[ci]]
-        Xq = _hermite_var(Xa, Xb, h, s)
-        sv = state_out[c0:c0 + chunk]
-        sv[ci, ti] = Xq
-        r = Xq[:, :3]
-        vz = np.einsum("ij,ij->i", Xq[:, 3:], r)
+    zc = np.array([[0.0, zv, 0.0, zb, zb] for zv in (-Z_TRUNCATION, 0.0, Z_TRUNCATION)
+                   for zb in (-Z_TRUNCATION, Z_TRUNCATION)])
+    prog, dv, _ = _batch(threat, nom, zc)
+    res = dyn.fly(prog, dyn.launch_state(nom.launch_lat, nom.launch_lon, prog.n), burnout_dv=dv)
+    a, b = res.vacuum_span
+    margin = dyn.STEP_VACUUM + 20.0
+    window = (a + margin, b - margin) if np.isfinite(a) else (np.inf, -np.inf)
+    return window, float(np.nanmax(res.impact_tau))
+
+
+class _Sampler:
+    """``on_step`` callback of :func:`sim.dynamics.fly`: Hermite samples of each step onto the output grid.
+
+    Object row ``i`` of the batch was launched at ``L[i]`` and owns the flat
+    rows ``slot[i] * T + j`` of the output (``j`` the grid index); a grid time
+    ``t_j`` falls in the step ``[tau_a, tau_b)`` when ``tau_a <= t_j - L[i] <
+    tau_b``, a partition of the time axis, so each sample is written once. The
+    stage rows fly from the cut-off time on; nothing is written after impact.
+    """
+
+    def __init__(self, t0, dt, T, L, slot, is_stage, t_cut, state_flat, phase_flat):
+        self.t0, self.dt, self.T, self.t_cut = t0, dt, T, t_cut
+        self.L, self.slot, self.is_stage = L, slot, is_stage
+        self.state, self.phase = state_flat, phase_flat
+        self.c = (L - t0) / dt  # grid index of the launch, fractional
+
+    def __call__(self, tau_a, Xa, tau_b, Xb, active, impact_tau):
+        dt = self.dt
+        ok = active if tau_a >= self.t_cut - 1e-9 else active & ~self.is_stage
+        ja = np.ceil(self.c + tau_a / dt - 1e-9).astype(np.intp)
+        jb = np.ceil(self.c + tau_b / dt - 1e-9).astype(np.intp)
+        cnt = np.where(ok, jb - ja, 0)
+        smax = int(cnt.max()) if cnt.size else 0
+        if smax <= 0:
+            return
+        if smax == 1:
+            ri = np.flatnonzero(cnt > 0)
+            js = ja[ri]
+        else:
+            ri, k = np.nonzero(np.arange(smax)[None, :] < cnt[:, None])
+            js = ja[ri] + k
+        tq = self.t0 + js * dt - self.L[ri]
+        keep = (js < self.T) & ~(tq > impact_tau[ri])
+        if not keep.all():
+            ri, js, tq = ri[keep], js[keep], tq[keep]
+            if ri.size == 0:
+                return
+        h = tau_b - tau_a
+        s = ((tq - tau_a) / h)[:, None]
+        xa, xb = Xa[ri], Xb[ri]
+        dr = xa[:, :3] - xb[:, :3]
+        va, vb = xa[:, 3:], xb[:, 3:]
+        s2 = s * s
+        s3 = s2 * s
+        out = np.empty((ri.size, 6))
+        # Cubic Hermite (position and its derivative; sim.dynamics.hermite), with
+        # h01 = 1 - h00 and d01 = -d00 folded into the node difference dr.
+        out[:, :3] = xb[:, :3] + (2.0 * s3 - 3.0 * s2 + 1.0) * dr + h * ((s3 - 2.0 * s2 + s) * va + (s3 - s2) * vb)
+        out[:, 3:] = ((6.0 * s2 - 6.0 * s) / h) * dr + (3.0 * s2 - 4.0 * s + 1.0) * va + (3.0 * s2 - 2.0 * s) * vb
+        flat = self.slot[ri] * self.T + js
+        self.state[flat] = out
+        r = out[:, :3]
         hq = dyn.height_fast(r)
+        vz = out[:, 3] * r[:, 0] + out[:, 4] * r[:, 1] + out[:, 5] * r[:, 2]
         ph = np.where((vz < 0) & (hq < REENTRY_HEIGHT), PHASE_REENTRY, PHASE_MIDCOURSE)
-        ph = np.where(tq < t_cut, PHASE_BOOST, ph)
-        pv = phase_out[c0:c0 + chunk]
-        pv[ci, ti] = ph.astype(np.int8)
-
-
-def _hermite_var(Xa, Xb, h, s):
-    """Cubic Hermite between node states with per-sample step ``h`` (see :func:`sim.dynamics.hermite`)."""
-    hh = np.where(h > 0, h, 1.0)[:, None]
-    s = s[:, None]
-    s2, s3 = s * s, s * s * s
-    ra, rb, va, vb = Xa[:, :3], Xb[:, :3], Xa[:, 3:] * hh, Xb[:, 3:] * hh
-    pos = (2 * s3 - 3 * s2 + 1) * ra + (s3 - 2 * s2 + s) * va + (-2 * s3 + 3 * s2) * rb + (s3 - s2) * vb
-    vel = ((6 * s2 - 6 * s) * ra + (3 * s2 - 4 * s + 1) * va + (-6 * s2 + 6 * s) * rb + (3 * s2 - 2 * s) * vb) / hh
-    return np.concatenate([pos, vel], axis=1)
+        self.phase[flat] = np.where(tq < self.t_cut, PHASE_BOOST, ph)
 
 
 def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, dt_s: float = 1.0,
@@ -252,37 +258,59 @@ def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, d
 
     earliest = min(th.launch_time - Z_TRUNCATION * th.dispersion.launch_time for th in threats)
     t0 = dt_s * np.floor(earliest / dt_s + 1e-9)
+    # The step schedule of every threat, and from it a bound on the last impact, so the output
+    # grid can be allocated before flying and sampled while integrating.
+    schedules = [_schedule(th, nom) for th, nom in zip(threats, noms)]
+    if duration_s is None:
+        last = max(th.launch_time + Z_TRUNCATION * th.dispersion.launch_time + imp
+                   for th, (_, imp) in zip(threats, schedules))
+        T_alloc = int(np.floor((last + _IMPACT_MARGIN - t0) / dt_s + 1e-9)) + 2
+    else:
+        T_alloc = int(np.floor(duration_s / dt_s + 1e-9)) + 1
+    state = np.full((n, n_obj, T_alloc, 6), np.nan)
+    phase = np.full((n, n_obj, T_alloc), PHASE_NOT_FLYING, dtype=np.int8)
+    state_flat = state.reshape(-1, 6)
+    phase_flat = phase.reshape(-1)
+
     launch_time = np.zeros((n, n_obj))
     launch_ecef = np.zeros((n, n_obj, 3))
     impact_time = np.full((n, n_obj), np.nan)
     impact_ecef = np.full((n, n_obj, 3), np.nan)
-    runs = []
     o = 0
     for i, (th, nom) in enumerate(zip(threats, noms)):
-        res, nt, has_stage = _fly_threat(th, nom, z[:, i, :])
+        window, imp = schedules[i]
+        prog, dv, has_stage = _batch(th, nom, z[:, i, :])
         L = th.launch_time + th.dispersion.launch_time * z[:, i, 0]
         x0 = dyn.launch_state(nom.launch_lat, nom.launch_lon, 1)[0, :3]
         cols = [o] + ([o + 1] if th.stage_object else [])
-        for j, col in enumerate(cols):
+        for col in cols:
             launch_time[:, col] = L
             launch_ecef[:, col] = x0
-            if j == 0 or has_stage:
+        nb = 2 if has_stage else 1
+        trial = np.tile(np.arange(n), nb)
+        col = np.repeat(np.array(cols[:nb]), n)
+        sampler = _Sampler(t0, dt_s, T_alloc, np.tile(L, nb), trial * n_obj + col, np.repeat(np.arange(nb) == 1, n),
+                           nom.t_cut, state_flat, phase_flat)
+        if n:
+            res = dyn.fly(prog, dyn.launch_state(nom.launch_lat, nom.launch_lon, prog.n), tau_max=2.0 * imp + 600.0,
+                          burnout_dv=dv, vacuum_window=window, on_step=sampler)
+            for j, c in enumerate(cols[:nb]):
                 rows = np.arange(n) + j * n
-                impact_time[:, col] = L + res.impact_tau[rows]
-                impact_ecef[:, col] = res.impact_state[rows, :3]
-                runs.append((col, res, rows, L, nom.t_cut, j == 1))
+                impact_time[:, c] = L + res.impact_tau[rows]
+                impact_ecef[:, c] = res.impact_state[rows, :3]
         o += len(cols)
 
     if duration_s is None:
         last = np.nanmax(impact_time) if np.isfinite(impact_time).any() else t0
         T = int(np.floor((last - t0) / dt_s + 1e-9)) + 2
+        if T > T_alloc:
+            # The corner flights did not bound this batch (not expected): fly again on the full grid.
+            return generate_truth(threats, trials, seed, dt_s, (T - 1) * dt_s)
+        # A view of the first T samples (the allocation bound is a few samples longer).
+        state, phase = state[:, :, :T], phase[:, :, :T]
     else:
-        T = int(np.floor(duration_s / dt_s + 1e-9)) + 1
+        T = T_alloc
     t = t0 + dt_s * np.arange(T)
-    state = np.full((n, n_obj, T, 6), np.nan)
-    phase = np.full((n, n_obj, T), PHASE_NOT_FLYING, dtype=np.int8)
-    for col, res, rows, L, t_cut, is_stage in runs:
-        _sample(res, rows, L, t, t_cut, is_stage, state[:, col], phase[:, col])
     return Truth(t=t, state=state, phase=phase, object_threat=np.asarray(owner, dtype=np.int64),
                  object_kind=tuple(kinds), launch_time=launch_time, impact_time=impact_time,
                  launch_ecef=launch_ecef, impact_ecef=impact_ecef, trial_index=trials)
