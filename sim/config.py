@@ -204,7 +204,7 @@ class TrackerConfig:
         Track slots per trial (>= 1).
     """
 
-    filter: str = "ekf"
+    filter: str = "imm"
     process_noise: float = 1.0
     gate_probability: float = 0.9997
     confirm_m: int = 3
