@@ -147,12 +147,10 @@ def _cmd_view(args) -> int:
     return view_main(args)
 
 
-def _not_built(name: str, issue: str):
-    def run(args) -> int:
-        print(f"gsomia-sim {name}: not built yet ({issue})", file=sys.stderr)
-        return EXIT_USER_ERROR
+def _cmd_bench(args) -> int:
+    from benchmarks.report import main as bench_main
 
-    return run
+    return bench_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
-    p.set_defaults(func=_not_built("bench", "issue 9"))
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
