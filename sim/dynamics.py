@@ -17,11 +17,16 @@ follow the stage table (constant mass flow); the thrust direction
 :math:`\\hat{\\mathbf u}` is the steering program of :class:`Program`:
 vertical rise, a linear pitch-over by the kick angle toward the aim azimuth,
 then a gravity turn (thrust along the Earth-relative velocity), until the
-thrust-termination (cut-off) time. In boost the drag uses the stack's
+thrust-termination (cut-off) time; or, for the depressed shape, a
+pitch-and-hold program (linear pitch-down by the kick angle over
+:data:`PITCH_HOLD_FRACTION` of the powered flight, then that attitude held in
+the launch frame). In boost the drag uses the stack's
 :math:`C_DA` and current mass (:math:`\\beta = m/C_DA`); after cut-off each
 object uses its own ballistic coefficient :math:`\\beta`. Lift (quasi-ballistic
 glide and pull-up) acts in the vertical plane of the velocity, along
-:math:`\\hat{\\mathbf n}`, the local up direction made orthogonal to the velocity.
+:math:`\\hat{\\mathbf n}`, the local up direction made orthogonal to the velocity;
+the glide lift is the one that pulls the path toward level flight, limited to
+:math:`L/D` times the drag (see :func:`acceleration`).
 
 Integration is a classical fixed-step RK4 over a batch of N objects that
 share the time since launch, so every per-step quantity that depends only on
@@ -113,6 +118,9 @@ class Program:
         L/D of the quasi-ballistic glide after cut-off (0 for none).
     lift_pullup : ndarray, shape (N,)
         L/D of the terminal pull-up (0 for none), see :data:`PULLUP_TOP`.
+    pitch_program : bool
+        True: the depressed pitch-and-hold boost (``kick`` is the held pitch
+        angle from the vertical); False: pitch-over and gravity turn.
     """
 
     missile: MissileClass
@@ -164,6 +172,8 @@ def make_program(missile: MissileClass, lat, lon, azimuth, kick, t_cut, beta, li
     azimuth : array_like, shape (N,) or scalar
         Aim azimuth, rad clockwise from north.
     kick, t_cut, beta, lift_glide, lift_pullup : array_like, shape (N,) or scalar
+        See :class:`Program`.
+    pitch_program : bool
         See :class:`Program`.
     """
     az, kick, t_cut, beta, lg, lp = np.broadcast_arrays(

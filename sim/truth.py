@@ -15,9 +15,10 @@ which starts 5 sigma before the earliest nominal launch, holds every launch).
 Each trial draws a fixed ``(threats, 5)`` block, so trial k is identical in any
 batch. All trials of a threat (RV and stage objects together) are integrated
 in one batched RK4 run over the time since launch (the equations of motion in
-ECEF do not depend on the launch time), with a step schedule fixed by the
-nominal flight; the output samples are cubic Hermite interpolants of the RK4
-nodes at ``t_j - L``.
+ECEF do not depend on the launch time), with a step schedule fixed in advance
+by flights at the corners of the dispersion box (so trial k does not depend on
+the batch); the output samples at ``t_j - L`` are cubic Hermite interpolants
+of each RK4 step, written while integrating (no node history is kept).
 
 Objects: for each threat in order, ``"rv"`` (the missile body, its booster in
 boost, then the RV), then ``"stage"`` (the spent last stage, from burnout on)
@@ -164,41 +165,86 @@ class _Sampler:
         ok = active if tau_a >= self.t_cut - 1e-9 else active & ~self.is_stage
         ja = np.ceil(self.c + tau_a / dt - 1e-9).astype(np.intp)
         jb = np.ceil(self.c + tau_b / dt - 1e-9).astype(np.intp)
-        cnt = np.where(ok, jb - ja, 0)
+        cnt = np.where(ok, np.minimum(jb, self.T) - ja, 0)
         smax = int(cnt.max()) if cnt.size else 0
         if smax <= 0:
             return
+        h = tau_b - tau_a
         if smax == 1:
+            # Small steps (boost, atmosphere): at most one sample per object, gathered.
             ri = np.flatnonzero(cnt > 0)
             js = ja[ri]
-        else:
-            ri, k = np.nonzero(np.arange(smax)[None, :] < cnt[:, None])
-            js = ja[ri] + k
-        tq = self.t0 + js * dt - self.L[ri]
-        keep = (js < self.T) & ~(tq > impact_tau[ri])
-        if not keep.all():
-            ri, js, tq = ri[keep], js[keep], tq[keep]
-            if ri.size == 0:
-                return
-        h = tau_b - tau_a
-        s = ((tq - tau_a) / h)[:, None]
+            tq = self.t0 + js * dt - self.L[ri]
+            keep = ~(tq > impact_tau[ri])
+            if not keep.all():
+                ri, js, tq = ri[keep], js[keep], tq[keep]
+            out = _hermite_rows(Xa[ri], Xb[ri], h, (tq - tau_a) / h)
+            flat = self.slot[ri] * self.T + js
+            self.state[flat] = out
+            r = out[:, :3]
+            hq = dyn.height_fast(r)
+            vz = out[:, 3] * r[:, 0] + out[:, 4] * r[:, 1] + out[:, 5] * r[:, 2]
+            ph = np.where((vz < 0) & (hq < REENTRY_HEIGHT), PHASE_REENTRY, PHASE_MIDCOURSE)
+            self.phase[flat] = np.where(tq < self.t_cut, PHASE_BOOST, ph)
+            return
+        # Large (exo-atmospheric) steps: a block of samples per object. The samples of
+        # object i sit at s = s0_i + k dt/h (k = 0, 1, ...), so the Hermite cubic, re-expanded
+        # as a polynomial in k (Taylor at s0_i), gives every sample of every object from one
+        # matrix product: out (S, n*6) = [k^0 k^1 k^2 k^3] (S, 4) @ coefficients (4, n*6).
+        # fly() takes these steps only while every active object stays above 125 km, so the
+        # phase is midcourse (after cut-off) or boost.
+        ri = np.flatnonzero(cnt > 0)
+        n_r = ri.size
+        k = np.arange(smax)
+        jr = ja[ri]
+        s0 = (self.t0 + jr * dt - self.L[ri] - tau_a) / h
+        delta = dt / h
         xa, xb = Xa[ri], Xb[ri]
-        dr = xa[:, :3] - xb[:, :3]
-        va, vb = xa[:, 3:], xb[:, 3:]
-        s2 = s * s
-        s3 = s2 * s
-        out = np.empty((ri.size, 6))
-        # Cubic Hermite (position and its derivative; sim.dynamics.hermite), with
-        # h01 = 1 - h00 and d01 = -d00 folded into the node difference dr.
-        out[:, :3] = xb[:, :3] + (2.0 * s3 - 3.0 * s2 + 1.0) * dr + h * ((s3 - 2.0 * s2 + s) * va + (s3 - s2) * vb)
-        out[:, 3:] = ((6.0 * s2 - 6.0 * s) / h) * dr + (3.0 * s2 - 4.0 * s + 1.0) * va + (3.0 * s2 - 2.0 * s) * vb
-        flat = self.slot[ri] * self.T + js
-        self.state[flat] = out
-        r = out[:, :3]
-        hq = dyn.height_fast(r)
-        vz = out[:, 3] * r[:, 0] + out[:, 4] * r[:, 1] + out[:, 5] * r[:, 2]
-        ph = np.where((vz < 0) & (hq < REENTRY_HEIGHT), PHASE_REENTRY, PHASE_MIDCOURSE)
-        self.phase[flat] = np.where(tq < self.t_cut, PHASE_BOOST, ph)
+        ra, va, rb, vb = xa[:, :3], xa[:, 3:], xb[:, :3], xb[:, 3:]
+        # Cubic Hermite in power form p(u) = ra + c1 u + c2 u^2 + c3 u^3 (u = step fraction).
+        c1 = h * va
+        c2 = 3.0 * (rb - ra) - h * (2.0 * va + vb)
+        c3 = 2.0 * (ra - rb) + h * (va + vb)
+        u = s0[:, None]
+        p1 = c1 + u * (2.0 * c2 + 3.0 * u * c3)  # dp/du at s0
+        p2 = 2.0 * c2 + 6.0 * u * c3  # d2p/du2 at s0
+        C = np.empty((4, n_r, 6))
+        C[0, :, :3] = ra + u * (c1 + u * (c2 + u * c3))
+        C[1, :, :3] = p1 * delta
+        C[2, :, :3] = p2 * (0.5 * delta * delta)
+        C[3, :, :3] = c3 * delta**3
+        C[0, :, 3:] = p1 * (1.0 / h)  # velocity = (dp/du) / h
+        C[1, :, 3:] = p2 * (delta / h)
+        C[2, :, 3:] = c3 * (3.0 * delta * delta / h)
+        C[3, :, 3:] = 0.0
+        kf = k.astype(np.float64)[:, None]
+        K = np.concatenate([np.ones_like(kf), kf, kf * kf, kf * kf * kf], axis=1)
+        out = (K @ C.reshape(4, n_r * 6)).reshape(smax, n_r, 6)
+        jt = jr + k[:, None]  # (S, n)
+        flat = self.slot[ri] * self.T + jt
+        tq = self.t0 + jt * dt - self.L[ri]
+        valid = (k[:, None] < cnt[ri]) & ~(tq > impact_tau[ri])
+        ph = np.where(tq < self.t_cut, PHASE_BOOST, PHASE_MIDCOURSE).astype(np.int8)
+        if valid.all():
+            self.state[flat] = out
+            self.phase[flat] = ph
+        else:
+            self.state[flat[valid]] = out[valid]
+            self.phase[flat[valid]] = ph[valid]
+
+
+def _hermite_rows(xa, xb, h, s):
+    """Cubic Hermite between node states ``xa, xb (M, 6)`` at step fractions ``s (M,)`` (see dyn.hermite)."""
+    s = s[:, None]
+    dr = xa[:, :3] - xb[:, :3]
+    va, vb = xa[:, 3:], xb[:, 3:]
+    s2 = s * s
+    s3 = s2 * s
+    out = np.empty((xa.shape[0], 6))
+    # h01 = 1 - h00 and d01 = -d00 folded into the node difference dr.
+    out[:, :3] = xb[:, :3] + (2.0 * s3 - 3.0 * s2 + 1.0) * dr + h * ((s3 - 2.0 * s2 + s) * va + (s3 - s2) * vb)
+    out[:, 3:] = ((6.0 * s2 - 6.0 * s) / h) * dr + (3.0 * s2 - 4.0 * s + 1.0) * va + (3.0 * s2 - 2.0 * s) * vb
+    return out
 
 
 def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, dt_s: float = 1.0,
