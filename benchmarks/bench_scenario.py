@@ -297,7 +297,7 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
         say(f"scenario: {radar_trials:,} trials, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
     prof = profile_top(scenario, min(trials))
     say(f"scenario: profiled {min(trials)} trials in {prof['profiled_wall_s']:.1f} s")
-    what = f"first {duration:.0f} s of the flight only (quick mode)" if quick else "whole flight"
+    what = f"first {duration:.0f} s of the flight, quick mode" if quick else "whole flight"
     note = f"{what}, {'/'.join(map(str, trials))} trials"
     return dict(scenario=scenario.info.name, file=str(Path(path).name), duration_s=duration, note=note,
                 chunk_trials=CHUNK_TRIALS, setup_s=round(setup, 3), by_trials=by_trials, by_radars=by_radars,

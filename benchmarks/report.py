@@ -373,7 +373,7 @@ def headline(doc: dict) -> list[str]:
     if sc.get("by_trials"):
         big = max(sc["by_trials"], key=lambda r: r["trials"])
         g = doc.get("growth", {})
-        lines.append(f"Hwasong-15 scenario ({sc['note']}): {big['trials']:,} trials x {3 * len(big['policies'])} "
+        lines.append(f"Hwasong-15 scenario, {sc['note']}: {big['trials']:,} trials x {3 * len(big['policies'])} "
                      f"nation-policy runs in "
                      f"{big['wall_s']:.1f} s, {_si(big['track_steps_per_s'])} track-steps/s, peak "
                      f"{big['peak_rss_mib']:.0f} MiB; time grows as trials^{g.get('trials', {}).get('wall', {}).get('exponent', float('nan')):.2f} "
@@ -525,7 +525,17 @@ def main(args) -> int:
     int
         0 when every suite ran and the speed gate passed; 1 otherwise (the
         reason on one line of standard error).
+
+    Raises
+    ------
+    sim.errors.InputError
+        An output file whose folder does not exist (checked before any suite runs).
     """
+    from sim.errors import InputError
+
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError.single(flag, path, "a file in an existing folder")
     doc = run_suites(bool(args.quick))
     write_report(doc, args.json, args.markdown)
     print(markdown(doc), flush=True)

@@ -159,6 +159,16 @@ def test_runner_report_files_and_exit_status(tmp_path, monkeypatch, capsys):
         assert ("suite(s) failed" in err) == (not suites_ok)
 
 
+def test_output_folder_checked_before_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "run_suites", lambda quick: pytest.fail("suites ran"))
+
+    class Args:
+        quick, json, markdown = True, None, str(tmp_path / "missing" / "b.md")
+
+    with pytest.raises(InputError, match="--markdown"):
+        report.main(Args)
+
+
 def test_radar_subsets_keep_all_three_nations():
     from sensors.catalog import CATALOG
 
