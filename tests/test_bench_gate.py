@@ -17,7 +17,7 @@ import pytest
 
 import fusion.kalman as kalman
 from benchmarks import report
-from benchmarks.bench_scenario import RADARS_3, RADARS_6, load, with_radars
+from benchmarks.bench_scenario import RADARS_3, RADARS_6, forecast_s, load, with_radars
 from sim.errors import InputError
 
 N_TEST = 1_000  # tracks; the CI gate runs at report.GATE_N
@@ -112,6 +112,12 @@ def test_fit_exponent_recovers_power_law():
         report.fit_exponent([5, 5], [1.0, 2.0])
     with pytest.raises(InputError):
         report.fit_exponent([1, 2], [0.0, 2.0])
+
+
+def test_forecast_extends_the_power_law_of_the_last_two_runs():
+    rows = [dict(trials=n, wall_s=2.0 * n**0.7) for n in (1, 10, 100)]
+    assert forecast_s(rows, 1000) == pytest.approx(2.0 * 1000**0.7, rel=1e-12)
+    assert forecast_s(rows[:1], 1000) is None
 
 
 def _fake_suites(kalman_speedup):
