@@ -153,3 +153,23 @@ def test_metric_that_never_happened_is_null_and_counted(hs15_early):
     s = row(out, "trilateral", "JP", "ipp_error_km_at_120s")
     assert s["median"] is None and s["n_missing"] == s["n"] == sc.info.trials
     assert np.isfinite(row(out, "trilateral", "JP", "pos_rmse_m")["median"])
+
+
+@pytest.fixture(scope="module")
+def kn23(scenarios_dir):
+    """The first KN-23 of 2019-07-25 (depressed, ~50 km apogee, pull-up), 2 trials, isolated and trilateral."""
+    sc = shortened(scenarios_dir / "kn23_2019-07-25.toml", trials=2)
+    sc = dataclasses.replace(sc, threats=sc.threats[:1])
+    return sc, run_scenario(sc, policies=["isolated", "trilateral"])
+
+
+def test_kn23_japan_gains_custody_with_trilateral_sharing(kn23):
+    _, out = kn23
+    iso_c = row(out, "isolated", "JP", "completeness")["median"]
+    tri_c = row(out, "trilateral", "JP", "completeness")["median"]
+    assert tri_c is not None
+    assert iso_c is None or iso_c < tri_c
+    iso_f = row(out, "isolated", "JP", "firm_track_time_s")["median"]
+    tri_f = row(out, "trilateral", "JP", "firm_track_time_s")["median"]
+    # Japan's own radars see a 50 km apogee flight late, if at all: later or missing firm track alone.
+    assert iso_f is None or iso_f > tri_f
