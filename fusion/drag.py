@@ -62,7 +62,12 @@ from sim.atmosphere import TOP_OF_ATMOSPHERE, density
 from sim.dynamics import height_fast
 from sim.earth import EARTH_ROTATION_RATE
 from sim.errors import InputError
-from sim.gravity import ballistic_acceleration, gravity_j2_gradient
+from sim.gravity import (
+    ballistic_acceleration,
+    gravity_j2_components,
+    gravity_j2_gradient,
+    gravity_j2_gradient_components,
+)
 
 __all__ = [
     "NOMINAL_BALLISTIC_COEFF",
@@ -103,6 +108,9 @@ DRAG_STIFF = 0.1
 _DH = 50.0  # m, half-step of the central difference for d rho / dh (table step 250 m, log-linear)
 _W = EARTH_ROTATION_RATE
 _W2 = _W * _W
+_2W = 2.0 * _W  # Coriolis coefficients as sim.gravity.frame_acceleration forms them
+_M2W = -2.0 * _W
+_EYE3 = np.eye(3)
 
 
 def _kappa(inv_beta):
@@ -183,8 +191,93 @@ def _stage(x, Phi, k):
     return dx, dPhi
 
 
+def _stage_soa(s, Phi, kh, dx, dPhi):
+    """One RK4 stage of the drag model on a component-wise state ``s`` (6, M).
+
+    Same arithmetic, operation for operation, as :func:`_stage` (so the same
+    bits), but each component is a contiguous ``(M,)`` array, the three
+    densities (at ``h`` and ``h +- _DH``) come from one :func:`density` call,
+    the Jacobian terms are skipped when no ``Phi`` is propagated, and ``dx``
+    (6, M) / ``dPhi`` (M, 6, 6) are written in place. ``kh`` is ``0.5 * k``.
+    """
+    px, py, pz, vx, vy, vz = s
+    h = height_fast(s[:3].T)
+    M = h.shape[0]
+    if Phi is None:
+        rho = density(h)
+    else:
+        hh = np.empty(3 * M)
+        hh[:M] = h
+        np.add(h, _DH, out=hh[M:2 * M])
+        np.subtract(h, _DH, out=hh[2 * M:])
+        dens = density(hh)
+        rho = dens[:M]
+    v2 = vx * vx
+    v2 += vy * vy
+    v2 += vz * vz
+    speed = np.sqrt(v2)
+    c = kh * rho
+    ncs = c * speed
+    np.negative(ncs, out=ncs)  # a_drag = -(c |v|) v
+    gx, gy, gz = gravity_j2_components(px, py, pz)
+    dx[:3] = s[3:]
+    # ballistic_acceleration = gravity + frame terms (sim.gravity.frame_acceleration), then + drag
+    fx = _2W * vy
+    fx += _W2 * px
+    gx += fx
+    np.multiply(ncs, vx, out=fx)
+    np.add(gx, fx, out=dx[3])
+    fy = _M2W * vx
+    fy += _W2 * py
+    gy += fy
+    np.multiply(ncs, vy, out=fy)
+    np.add(gy, fy, out=dx[4])
+    gz += 0.0
+    np.multiply(ncs, vz, out=fy)
+    np.add(gz, fy, out=dx[5])
+    if Phi is None:
+        return
+    v = s[3:].T  # (M, 3) view
+    safe = np.where(speed > 0, speed, 1.0)
+    Jv = v[:, :, None] * v[:, None, :]
+    Jv /= safe[:, None, None]
+    Jv += speed[:, None, None] * _EYE3
+    Jv *= -c[:, None, None]
+    drho = dens[M:2 * M] - dens[2 * M:]
+    drho /= 2.0 * _DH
+    r2 = px * px
+    r2 += py * py
+    r2 += pz * pz
+    up = s[:3].T / np.sqrt(r2)[:, None]
+    coef = kh * -1.0  # -0.5 k
+    coef *= speed
+    coef *= drho
+    G = np.empty((M, 3, 3))
+    gxx, gxy, gxz, gyy, gyz, gzz = gravity_j2_gradient_components(px, py, pz)
+    G[:, 0, 0] = gxx
+    G[:, 0, 1] = G[:, 1, 0] = gxy
+    G[:, 0, 2] = G[:, 2, 0] = gxz
+    G[:, 1, 1] = gyy
+    G[:, 1, 2] = G[:, 2, 1] = gyz
+    G[:, 2, 2] = gzz
+    Jr = v[:, :, None] * up[:, None, :]
+    Jr *= coef[:, None, None]
+    G += Jr
+    G[:, 0, 0] += _W2  # centrifugal gradient
+    G[:, 1, 1] += _W2
+    Jv[:, 0, 1] += 2.0 * _W  # Coriolis: d(-2 w x v)/dv = [[0, 2w, 0], [-2w, 0, 0], [0, 0, 0]]
+    Jv[:, 1, 0] -= 2.0 * _W
+    dPhi[:, :3, :] = Phi[:, 3:, :]
+    np.matmul(G, Phi[:, :3, :], out=dPhi[:, 3:, :])
+    dPhi[:, 3:, :] += Jv @ Phi[:, 3:, :]
+
+
 def _rk4_drag(x, dt, k, want_F, max_step_s):
-    """RK4 of the drag model (mean and variational matrix), common substep count."""
+    """RK4 of the drag model (mean and variational matrix), common substep count.
+
+    The state is integrated component-wise (:func:`_stage_soa`); the results
+    are those of the straightforward ``(..., 6)`` form of :func:`_stage`.
+    """
     dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), x.shape[:-1])
     if not np.all(np.isfinite(dt)):
         raise InputError.single("dt", dt, "finite time steps in seconds")
@@ -197,20 +290,42 @@ def _rk4_drag(x, dt, k, want_F, max_step_s):
     step = np.where(a_max > DRAG_STIFF, np.minimum(max_step_s, DRAG_STEP_HEIGHT / np.maximum(speed, 1e-9)),
                     max_step_s)
     n_sub = max(1, int(np.ceil(np.max(np.abs(dt) / step)))) if dt.size else 1
-    h = (dt / n_sub)[..., None]
-    k = np.broadcast_to(k, x.shape[:-1])
-    x = x.copy()
-    Phi = np.broadcast_to(np.eye(6), x.shape[:-1] + (6, 6)).copy() if want_F else None
-    h3 = h[..., None]
+    batch = x.shape[:-1]
+    h = (dt / n_sub).reshape(-1)
+    kh = 0.5 * np.broadcast_to(k, batch).reshape(-1)
+    s = x.reshape(-1, 6).T.copy()  # (6, M) component-wise copy (never a view of x: updated in place)
+    M = s.shape[1]
+    Phi = np.broadcast_to(np.eye(6), (M, 6, 6)).copy() if want_F else None
+    hk = (0.5 * h, 0.5 * h, h)  # stage offsets, as 0.5 * h * k1, 0.5 * h * k2, h * k3
+    hk3 = tuple(a[:, None, None] for a in hk)
+    h6 = h / 6.0
+    K = np.empty((4, 6, M))
+    KP = np.empty((4, M, 6, 6)) if want_F else [None] * 4
     for _ in range(n_sub):  # substeps, not trials or tracks
-        k1, K1 = _stage(x, Phi, k)
-        k2, K2 = _stage(x + 0.5 * h * k1, None if Phi is None else Phi + 0.5 * h3 * K1, k)
-        k3, K3 = _stage(x + 0.5 * h * k2, None if Phi is None else Phi + 0.5 * h3 * K2, k)
-        k4, K4 = _stage(x + h * k3, None if Phi is None else Phi + h3 * K3, k)
-        x += (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        st, Pt = s, Phi
+        for j in range(4):
+            _stage_soa(st, Pt, kh, K[j], KP[j])
+            if j < 3:
+                st = hk[j] * K[j]
+                st += s
+                if Phi is not None:
+                    Pt = hk3[j] * KP[j]
+                    Pt += Phi
+        acc = 2.0 * K[1]
+        acc += K[0]  # k1 + 2 k2 (addition commutes exactly)
+        acc += 2.0 * K[2]
+        acc += K[3]
+        acc *= h6
+        s += acc
         if Phi is not None:
-            Phi += (h3 / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
-    return x, Phi
+            accP = 2.0 * KP[1]
+            accP += KP[0]
+            accP += 2.0 * KP[2]
+            accP += KP[3]
+            accP *= h6[:, None, None]
+            Phi += accP
+    x_out = np.ascontiguousarray(s.T).reshape(batch + (6,))
+    return x_out, (None if Phi is None else Phi.reshape(batch + (6, 6)))
 
 
 def in_atmosphere(x, dt, inv_beta=1.0 / NOMINAL_BALLISTIC_COEFF):
