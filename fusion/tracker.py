@@ -326,6 +326,7 @@ class _EKF:
     """Extended Kalman filter on the ballistic model (:mod:`fusion.kalman`, :mod:`fusion.models`)."""
 
     name = "ekf"
+    exact_zero_dt = True  # predict(dt = 0) returns its input bit for bit
 
     def __init__(self, q):
         self.q = q
@@ -375,6 +376,7 @@ class _UKF(_EKF):
     """Unscented Kalman filter (:mod:`fusion.ukf`, Merwe scaled sigma points)."""
 
     name = "ukf"
+    exact_zero_dt = False  # sigma-point reconstruction of P rounds
 
     def __init__(self, q):
         super().__init__(q)
@@ -403,6 +405,7 @@ class _IMM:
     """Two-mode IMM (thrusting, ballistic) of EKFs (:mod:`fusion.imm`)."""
 
     name = "imm"
+    exact_zero_dt = True  # mixing with the identity Markov matrix and a zero step return the input bit for bit
 
     def __init__(self, q):
         from fusion import imm
@@ -647,13 +650,19 @@ class MultiTargetTracker:
                 b, ji = b[~kill], ji[~kill]
             if b.size:
                 dt = tg - s["t"][b, ji]
-                pred = self.filter.predict({k: s[k][b, ji] for k in fn}, dt)
-                for k in fn:
-                    s[k][b, ji] = pred[k]
-                s["t"][b, ji] = tg
+                # A zero step is an exact identity for the EKF and IMM predictions (F = I, Q = 0, mixing
+                # with the identity Markov matrix, P exactly symmetric): skip those tracks (several sensors
+                # report at the same time), with the same bits.
+                mv = dt != 0.0 if self.filter.exact_zero_dt else np.ones(dt.shape, dtype=bool)
+                if mv.any():
+                    bm, jm = (b, ji) if mv.all() else (b[mv], ji[mv])
+                    pred = self.filter.predict({k: s[k][bm, jm] for k in fn}, dt[mv])
+                    for k in fn:
+                        s[k][bm, jm] = pred[k]
+                    s["t"][bm, jm] = tg
                 conf = s["confirmed"][b, ji]
                 if conf.any():
-                    _, Pc = self.filter.combined(pred)
+                    _, Pc = self.filter.combined({k: s[k][b, ji] for k in fn})
                     big = conf & (np.trace(Pc[:, :3, :3], axis1=1, axis2=2) > self.max_var)
                     if big.any():
                         np.add.at(s["n_deleted_sigma"], b[big], 1)
@@ -759,7 +768,18 @@ class MultiTargetTracker:
         if b.size == 0:
             return b, j, np.empty((0, 6)), np.empty((0, 6, 6)), np.empty(0, dtype=bool)
         f = {k: s[k][b, j] for k in self._filter_names}
-        x, P = self.filter.combined(self.filter.predict(f, t - s["t"][b, j]))
+        dt = t - s["t"][b, j]
+        if self.filter.exact_zero_dt and not dt.all():
+            # tracks already at t need no prediction (a zero step is an exact identity, see process_group)
+            mv = dt != 0.0
+            if mv.any():
+                pred = self.filter.predict({k: v[mv] for k, v in f.items()}, dt[mv])
+                for k in f:
+                    f[k] = f[k].copy()
+                    f[k][mv] = pred[k]
+            x, P = self.filter.combined(f)
+        else:
+            x, P = self.filter.combined(self.filter.predict(f, dt))
         conf = s["confirmed"][b, j]
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > self.max_var))
         return b[keep], j[keep], x[keep], P[keep], conf[keep]
