@@ -19,21 +19,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
 from sim.errors import InputError
 
-# Per-trial figures of merit, in the order of the report's columns.
-METRIC_KEYS = (
-    "detect_time_s",
-    "firm_track_time_s",
-    "completeness",
-    "pos_rmse_m",
-    "vel_rmse_mps",
-    "anees",
-    "ipp_error_km_at_120s",
-    "warning_time_s",
-    "launch_point_error_km",
-)
+# Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
+METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
 
 
 @dataclass(frozen=True)
