@@ -82,6 +82,7 @@ __all__ = [
     "drag_propagate",
     "drag_process_noise",
     "in_atmosphere",
+    "substeps_needed",
 ]
 
 # Nominal RV ballistic coefficient the tracker assumes, kg/m^2 (estimate): heavy ICBM/IRBM
@@ -272,6 +273,56 @@ def _stage_soa(s, Phi, kh, dx, dPhi):
     dPhi[:, 3:, :] += Jv @ Phi[:, 3:, :]
 
 
+def _drag_step(x, dt, k, max_step_s):
+    """Largest RK4 substep each element allows, s (``(...)``)."""
+    speed = np.sqrt(np.sum(x[..., 3:] ** 2, axis=-1))
+    # Short substeps only where the drag is strong enough for their RK4 error to matter.
+    reach = 1.2 * speed * np.abs(dt)
+    a_max = 0.5 * k * density(height_fast(x[..., :3]) - reach) * speed**2
+    return np.where(a_max > DRAG_STIFF, np.minimum(max_step_s, DRAG_STEP_HEIGHT / np.maximum(speed, 1e-9)),
+                    max_step_s)
+
+
+def substeps_needed(x, dt, inv_beta=1.0 / NOMINAL_BALLISTIC_COEFF, max_step_s=DRAG_MAX_STEP_S):
+    """Substep counts :func:`drag_transition` would take for each element on its own.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, 6)
+        ECEF states (m, m/s).
+    dt : array_like, shape (n,)
+        Time steps, s.
+    inv_beta : float or array_like, shape (n,)
+    max_step_s : float
+        As in :func:`drag_transition`.
+
+    Returns
+    -------
+    n_ballistic : ndarray of int, shape (n,)
+        Drag-free RK4 substeps, ``max(1, ceil(|dt| / MAX_STEP_S))``
+        (:func:`fusion.models.ballistic_transition`, also the thrusting model).
+    n_drag : ndarray of int, shape (n,)
+        Drag RK4 substeps, ``max(1, ceil(|dt| / step))``, 0 outside the atmosphere
+        (:func:`in_atmosphere`).
+
+    Notes
+    -----
+    A batch takes the largest count of its elements (common substeps), so
+    elements whose batches had the same maxima can be propagated together
+    with the same bits: the tracker uses this to batch its output predictions
+    over many grid times.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), x.shape[:-1])
+    k = np.broadcast_to(_kappa(inv_beta), x.shape[:-1])
+    nb = np.maximum(1, np.ceil(np.abs(dt) / MAX_STEP_S)).astype(np.int64)
+    air = in_atmosphere(x, dt, k)
+    nd = np.zeros(dt.shape, dtype=np.int64)
+    if air.any():
+        nd[air] = np.maximum(1, np.ceil(np.abs(dt[air]) / _drag_step(x[air], dt[air], k[air], max_step_s)))
+    return nb, nd
+
+
 def _rk4_drag(x, dt, k, want_F, max_step_s):
     """RK4 of the drag model (mean and variational matrix), common substep count.
 
@@ -283,13 +334,7 @@ def _rk4_drag(x, dt, k, want_F, max_step_s):
         raise InputError.single("dt", dt, "finite time steps in seconds")
     if max_step_s <= 0:
         raise InputError.single("max_step_s", max_step_s, "a positive substep length in seconds")
-    speed = np.sqrt(np.sum(x[..., 3:] ** 2, axis=-1))
-    # Short substeps only where the drag is strong enough for their RK4 error to matter.
-    reach = 1.2 * speed * np.abs(dt)
-    a_max = 0.5 * k * density(height_fast(x[..., :3]) - reach) * speed**2
-    step = np.where(a_max > DRAG_STIFF, np.minimum(max_step_s, DRAG_STEP_HEIGHT / np.maximum(speed, 1e-9)),
-                    max_step_s)
-    n_sub = max(1, int(np.ceil(np.max(np.abs(dt) / step)))) if dt.size else 1
+    n_sub = max(1, int(np.ceil(np.max(np.abs(dt) / _drag_step(x, dt, k, max_step_s))))) if dt.size else 1
     batch = x.shape[:-1]
     h = (dt / n_sub).reshape(-1)
     kh = 0.5 * np.broadcast_to(k, batch).reshape(-1)

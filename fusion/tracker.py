@@ -82,7 +82,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fusion.association import gate, gate_threshold, gnn_assign
-from fusion.drag import drag_process_noise, drag_propagate, drag_transition
+from fusion.drag import drag_process_noise, drag_propagate, drag_transition, substeps_needed
 from fusion.kalman import (
     gaussian_log_likelihood,
     innovation_covariance,
@@ -343,6 +343,19 @@ class _EKF:
         x, P = predict(f["x"], f["P"], F, Q, fx=x_pred)
         return {"x": x, "P": P}
 
+    # Two-phase prediction (the batched output path of run_tracker): ``prepare`` does the element-wise
+    # part and names the state the drag model starts from; ``finish(sub(ctx, m), dt[m])`` on any subset
+    # ``m`` equals ``predict`` of that subset.
+    def prepare(self, f, dt):
+        return f, f["x"]
+
+    @staticmethod
+    def sub(ctx, m):
+        return {k: v[m] for k, v in ctx.items()}
+
+    def finish(self, ctx, dt):
+        return self.predict(ctx, dt)
+
     def combined(self, f):
         return f["x"], f["P"]
 
@@ -434,6 +447,21 @@ class _IMM:
         return M
 
     def predict(self, f, dt):
+        return self.finish(self.prepare(f, dt)[0], dt)
+
+    def prepare(self, f, dt):
+        """IMM mixing (element-wise); the ballistic mode's mixed state is the drag model's input."""
+        dt = np.asarray(dt, dtype=np.float64)
+        x0, P0, cbar = self._imm.imm_mix(f["xm"], f["Pm"], f["mu"], self._M(dt))
+        return (x0, P0, cbar), x0[:, 1]
+
+    @staticmethod
+    def sub(ctx, m):
+        return tuple(v[m] for v in ctx)
+
+    def finish(self, ctx, dt):
+        """Mode-matched predictions from the mixed states (:func:`fusion.imm.imm_predict` after its mixing)."""
+        x0, P0, cbar = ctx
         dt = np.asarray(dt, dtype=np.float64)
         Qt = process_noise(dt, self.q_thrust)
         Qb = process_noise(dt, self.q)
@@ -443,7 +471,11 @@ class _IMM:
             return x1, F, Qb + drag_process_noise(x0, x1, dt)
 
         trans = (lambda x0: (*thrust_transition(x0, dt, IMM_THRUST_ACCEL), Qt), ballistic)
-        xm, Pm, cbar = self._imm.imm_predict(f["xm"], f["Pm"], f["mu"], self._M(dt), trans)
+        xm = np.empty(x0.shape)
+        Pm = np.empty(P0.shape)
+        for j, fj in enumerate(trans):  # loop over the two models, not tracks (as in imm_predict)
+            xf, F, Q = fj(x0[..., j, :])
+            xm[..., j, :], Pm[..., j, :, :] = predict(x0[..., j, :], P0[..., j, :, :], F, Q, fx=xf)
         return {"xm": xm, "Pm": Pm, "mu": cbar}
 
     def combined(self, f):
@@ -790,6 +822,81 @@ class MultiTargetTracker:
 # ---------------------------------------------------------------------------------------------
 
 
+class _DeferredEstimates:
+    """The output estimates of many grid times, predicted in a few batches.
+
+    :meth:`MultiTargetTracker.estimate` at every grid time costs one full
+    prediction of a handful of tracks, dominated by per-call overhead (and by
+    the many short drag substeps of tracks in the atmosphere). Here the live
+    tracks' states are copied at each grid time (:meth:`add`) and predicted
+    together later (:meth:`flush`). The predictions are element-wise except for
+    the common RK4 substep counts of a batch (the largest over its elements,
+    :func:`fusion.drag.substeps_needed`), so elements are batched only with
+    those of grid times whose own batch had the same counts: the results are
+    bit for bit those of :meth:`MultiTargetTracker.estimate`.
+    """
+
+    BATCH = 4096  # tracks x grid times per flush (~3 MB of IMM state)
+
+    def __init__(self, trk, outs):
+        self.trk = trk
+        self.outs = outs
+        self.items = []
+        self.n = 0
+
+    def add(self, i, t):
+        trk = self.trk
+        s = trk.state
+        b, j = np.nonzero(s["active"])
+        if b.size:
+            missed, expired = trk._dead(t, b, j)
+            keep = ~(missed | expired)
+            b, j = b[keep], j[keep]
+        if b.size == 0:
+            return
+        f = tuple(s[k][b, j] for k in trk._filter_names)
+        self.items.append((np.full(b.size, i), b, j, f, t - s["t"][b, j], s["confirmed"][b, j],
+                           s["object"][b, j], s["sensors"][b, j]))
+        self.n += b.size
+        if self.n >= self.BATCH:
+            self.flush()
+
+    def flush(self):
+        if not self.items:
+            return
+        trk = self.trk
+        filt = trk.filter
+        items, self.items, self.n = self.items, [], 0
+        I, b, j, dt, conf, obj, sens = (np.concatenate([it[c] for it in items]) for c in (0, 1, 2, 4, 5, 6, 7))
+        f = {k: np.concatenate([it[3][n] for it in items]) for n, k in enumerate(trk._filter_names)}
+        mv = np.nonzero(dt != 0.0)[0]  # a zero step is the identity (exact_zero_dt)
+        if mv.size:
+            dtm, Im = dt[mv], I[mv]
+            ctx, x_in = filt.prepare({k: v[mv] for k, v in f.items()}, dtm)
+            nb, nd = substeps_needed(x_in, dtm)
+            u, inv = np.unique(Im, return_inverse=True)
+            NB = np.zeros(u.size, dtype=np.int64)
+            ND = np.zeros(u.size, dtype=np.int64)
+            np.maximum.at(NB, inv, nb)
+            np.maximum.at(ND, inv, nd)
+            key = NB[inv] * (int(ND.max()) + 1) + ND[inv]
+            for kv in np.unique(key):  # distinct substep counts (a few), not tracks or times
+                m = np.nonzero(key == kv)[0]
+                pred = filt.finish(filt.sub(ctx, m), dtm[m])
+                for k in f:
+                    f[k][mv[m]] = pred[k]
+        x, P = filt.combined(f)
+        keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > trk.max_var))
+        if not keep.all():
+            I, b, j, x, P, conf, obj, sens = (v[keep] for v in (I, b, j, x, P, conf, obj, sens))
+        out_x, out_P, out_conf, out_obj, out_sens = self.outs
+        out_x[b, j, I] = x
+        out_P[b, j, I] = P
+        out_conf[b, j, I] = conf
+        out_obj[b, j, I] = obj
+        out_sens[b, j, I] = sens
+
+
 def infer_revisit(det_time, det_sensor, n_sensors, default):
     """Revisit interval of each sensor from its detection times (smallest positive gap), s.
 
@@ -951,6 +1058,8 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     snaps: dict = {}
     stats = {"groups": 0, "replays": 0, "late_detections": 0}
 
+    outs = (out_x, out_P, out_conf, out_obj, out_sens)
+    deferred = _DeferredEstimates(trk, outs) if hasattr(trk.filter, "prepare") else None
     processed = -1  # last group id processed
     for i in range(T):
         sel = ep_order[ep_bounds[i]:ep_bounds[i + 1]]
@@ -983,6 +1092,9 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
             processed = stop
             for p in [p for p in snaps if restore_at[p] <= i]:  # drop snapshots after their last use
                 del snaps[p]
+        if deferred is not None:
+            deferred.add(i, t[i])
+            continue
         b, j, x, P, conf = trk.estimate(t[i])
         if b.size:
             out_x[b, j, i] = x
@@ -990,6 +1102,8 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
             out_conf[b, j, i] = conf
             out_obj[b, j, i] = trk.state["object"][b, j]
             out_sens[b, j, i] = trk.state["sensors"][b, j]
+    if deferred is not None:
+        deferred.flush()
 
     for name in _COUNTERS:
         stats[name] = trk.state["n_" + name].copy()
