@@ -380,7 +380,7 @@ def headline(doc: dict) -> list[str]:
                      f"and radars^{g.get('radars', {}).get('wall', {}).get('exponent', float('nan')):.2f}.")
     gate = doc.get("gate")
     if gate:
-        lines.append(gate["reason"] + ".")
+        lines.append("CI s" + gate["reason"][1:] + ".")
     return lines
 
 
@@ -426,7 +426,7 @@ def markdown(doc: dict) -> str:
                                f"{_si(r['fused_track_steps_per_s'])} | {_e(r['filterpy_s'])} | {r['ref_objects']:,} | "
                                f"{r['fused_speedup']:.1f}x |")
     g = doc.get("gate", {})
-    out += ["", f"**Speed gate (CI):** {g.get('reason', '-')}. The gate is a ratio measured in this run, so a slow "
+    out += ["", f"**Speed gate (CI):** {g.get('reason', '-').removeprefix('speed gate ')}. The gate is a ratio measured in this run, so a slow "
             "or busy machine slows both sides alike."]
 
     t = s.get("truth", {})
