@@ -44,6 +44,10 @@ from sim.shaping import nominal_for_threat
 
 REENTRY_HEIGHT = 100_000.0  # m, re-entry phase: descending below this height (contract of ARCHITECTURE.md)
 Z_TRUNCATION = 5.0  # dispersion draws are clipped at +-5 sigma
+# m/s, retrograde speed of the spent stage relative to the RV at separation. Assumption: springs or
+# retro-motors give about 1-5 m/s (Wright & Kadyshev, Science & Global Security 4, 1994; UCS/MIT
+# "Countermeasures", 2000, ch. 6); the exact value only sets how fast the two objects part.
+STAGE_SEPARATION_SPEED = 3.0
 N_DRAWS = 5  # standard normals per threat and trial: launch time, burnout speed, azimuth, beta rv, beta stage
 PHASE_NOT_FLYING, PHASE_BOOST, PHASE_MIDCOURSE, PHASE_REENTRY = -1, 0, 1, 2
 _IMPACT_MARGIN = 60.0  # s, added to the corner flights' latest impact when sizing the output grid
@@ -102,7 +106,7 @@ def _batch(threat, nom, z):
     prog : dyn.Program
         RV rows first (one per trial), then the spent stage rows if the class separates.
     dv : ndarray, shape (N,)
-        Burnout speed impulses, m/s.
+        Burnout speed impulses, m/s (the stage rows less :data:`STAGE_SEPARATION_SPEED`).
     has_stage : bool
     """
     m = MISSILES[threat.missile]
@@ -115,7 +119,10 @@ def _batch(threat, nom, z):
     lg, lp = np.full(n, nom.lift_glide), np.full(n, nom.lift_pullup)
     if has_stage:
         beta_st = m.stage_ballistic_coeff * np.maximum(1.0 + d.ballistic_coeff_frac * z[:, 4], 0.05)
-        az, beta, dv = np.concatenate([az, az]), np.concatenate([beta_rv, beta_st]), np.concatenate([dv, dv])
+        # The spent stage leaves the RV with a small retrograde separation speed, so the two objects drift apart
+        # (kilometres over a midcourse) instead of flying one point that no radar could resolve.
+        az, beta = np.concatenate([az, az]), np.concatenate([beta_rv, beta_st])
+        dv = np.concatenate([dv, dv - STAGE_SEPARATION_SPEED])
         lg, lp = np.concatenate([lg, np.zeros(n)]), np.concatenate([lp, np.zeros(n)])
     else:
         beta = beta_rv
