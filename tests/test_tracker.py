@@ -119,7 +119,7 @@ def test_single_clean_track_equals_filterpy_ekf(pair):
 def test_first_update_is_the_map_estimate(pair):
     """The iterated first update reaches the MAP point of prior + measurement (scipy least_squares)."""
     d = _one_object(pair, [[0, 6]])
-    cfg = TrackerConfig(process_noise=1.0, confirm_m=1, confirm_n=1)
+    cfg = TrackerConfig(filter="ekf", process_noise=1.0, confirm_m=1, confirm_n=1)
     h = _run(d, cfg, 1)
     se, Re = sites(1)
     x0, P0 = initial_state(d.z[0], d.R[0], se[0], Re[0], cfg.init_max_speed)
@@ -227,7 +227,7 @@ def multi(pair):
     t = np.arange(0.0, 301.0)
     trials = 8
     d = make_detections(pair, t, [np.arange(0, 301, 2)], trials=trials, seed=11, pd=0.9, fa_rate=1.0)
-    cfg = TrackerConfig(max_tracks=10)
+    cfg = TrackerConfig(filter="ekf", max_tracks=10)
     se, Re = sites(1)
     h = run_tracker(d, d.time, se, Re, t, np.arange(trials), cfg, revisit=[2.0])
     return d, h, t, cfg
