@@ -227,11 +227,17 @@ class MetricsConfig:
         Time to go at which the IPP error is tabulated, s (default 120 s).
     gospa_cutoff : float
         GOSPA cut-off c, m (file ``gospa_cutoff_km``); p = 2, alpha = 2.
+    firm_track_hold : float
+        A track is firm once confirmed on the object and held on it this long
+        (gaps of a few steps allowed), s (file ``firm_track_hold_s``). A hold
+        window rather than "until impact": after burnout a track may rightly
+        follow the spent stage while the RV is picked up by another.
     """
 
     ipp_threshold: float = 50e3
     ipp_time_to_go: float = 120.0
     gospa_cutoff: float = 10e3
+    firm_track_hold: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache)
             arrivals = _arrivals(dets, mask, arrival)
             got: dict = {}
-            m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got)
+            m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got,
+                              hold_s=scenario.metrics.firm_track_hold)
             if curves is not None:
                 curves.add(policy_name, nation, truth, tracks, rv, targets, got["ipp"])
             for j, obj in enumerate(rv):

@@ -406,7 +406,7 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
     )
 
 
-_METRICS_KEYS = ("ipp_threshold_km", "ipp_time_to_go_s", "gospa_cutoff_km")
+_METRICS_KEYS = ("ipp_threshold_km", "ipp_time_to_go_s", "gospa_cutoff_km", "firm_track_hold_s")
 
 
 def _read_metrics(r: _Reader, doc: dict) -> MetricsConfig:
@@ -424,6 +424,8 @@ def _read_metrics(r: _Reader, doc: dict) -> MetricsConfig:
         ipp_time_to_go=r.get(t, "ipp_time_to_go_s", p, "float", default=d.ipp_time_to_go, lo=0.0, hi=86400.0),
         gospa_cutoff=r.get(t, "gospa_cutoff_km", p, "float", default=d.gospa_cutoff / 1e3,
                            lo=0.0, lo_open=True, hi=20000.0) * 1e3,
+        firm_track_hold=r.get(t, "firm_track_hold_s", p, "float", default=d.firm_track_hold, lo=0.0, lo_open=True,
+                                hi=86400.0),
     )
 
 
