@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from fusion.metrics import anees_bounds
 from sim.cli import main
 from sim.engine import run_scenario
 from sim.report import write_outputs
@@ -87,15 +86,38 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "measured under-confident: per-step Monte Carlo ANEES median 2.4-2.9 (bounds for M=4: [3.0, 9.2]), "
+    "boost ~2.1, midcourse 2.5-3.4, re-entry 1.4-2.0, insensitive to process_noise_mps2 0.1-1.0; "
+    "the IMM thrust-mode and drag-noise tuning are the suspects (issue 7 stays open)"))
 def test_hwasong15_trilateral_measurement_level_anees_within_chi2_bounds(scenarios_dir):
-    sc = shortened(scenarios_dir / "hwasong15_2017-11-29.toml", trials=2)
-    out = run_scenario(sc, policies=["trilateral"])
-    for nation in ("US", "JP", "KR"):
-        s = row(out, "trilateral", nation, "anees")
-        assert s["median"] is not None
-        # ANEES of a consistent 6-state estimator averages chi2(6N)/N; bounds for the tracked samples.
-        lo, hi = anees_bounds(100)
-        assert lo <= s["median"] <= hi, (nation, s)
+    """Monte Carlo ANEES at each step, over M trials, inside its two-sided 95 % chi-square bounds.
+
+    Bar-Shalom, Li & Kirubarajan 2001, sec. 5.4.2: with M independent runs, M times the
+    average NEES at a step is chi-square with 6M degrees of freedom for a consistent filter.
+    """
+    from scipy.stats import chi2
+
+    from fusion.metrics import nees
+    from sim.engine import TrialResults, build_radars, run_chunk
+
+    sc = shortened(scenarios_dir / "hwasong15_2017-11-29.toml", trials=4)
+    kept = {}
+
+    def keep(policy, nation, truth, dets, tracks, mask, arrival, m):
+        kept[nation] = nees(truth, tracks)[:, 0, :]  # (M, T), the RV
+
+    run_chunk(sc, build_radars(sc), np.arange(4), sc.info.seed, ["trilateral"], TrialResults(), keep)
+    M = 4
+    lo, hi = chi2.ppf([0.025, 0.975], 6 * M) / M
+    for nation, e in kept.items():
+        both = np.isfinite(e).all(axis=0)  # steps where every run has a confirmed track on the RV
+        assert both.sum() >= 100, nation
+        anees_k = e[:, both].mean(axis=0)
+        inside = np.mean((anees_k >= lo) & (anees_k <= hi))
+        # 95 % bounds: about 95 % of the steps inside for a consistent filter; successive steps are
+        # correlated, so allow some slack, but an over- or under-confident filter falls far below.
+        assert inside >= 0.85, (nation, inside, float(np.median(anees_k)))
 
 
 def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys):
