@@ -1,6 +1,5 @@
 """Drag-aware ballistic model of the tracker (fusion.drag) and a consistency check on a synthetic re-entry."""
 
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from fusion.drag import (
 )
 from fusion.models import ballistic_transition, radar_hx
 from fusion.tracker import run_tracker
+from sensors.detections import Detections
 from sim.atmosphere import density
 from sim.config import TrackerConfig
 from sim.dynamics import height_fast
@@ -104,14 +104,9 @@ def test_drag_process_noise_is_along_velocity_and_zero_in_vacuum():
     assert np.all(drag_process_noise(hi, hi, 1.0) == 0.0)
 
 
-@dataclass
-class _Dets:
-    trial: np.ndarray
-    time: np.ndarray
-    sensor: np.ndarray
-    object: np.ndarray
-    z: np.ndarray
-    R: np.ndarray
+def _Dets(trial, time, sensor, obj, z, R):
+    """A detection record (SNR unused by the tracker)."""
+    return Detections(trial, time, sensor, obj, z, R, snr=np.full(len(trial), np.nan))
 
 
 def test_reentry_track_is_consistent():

@@ -9,29 +9,18 @@ the targets. Nothing here depends on ``sim/truth.py`` or ``sensors/detections.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from sensors.detections import Detections
 from sensors.geometry import measure
 from sim.earth import enu_rotation, geodetic_to_ecef
 from sim.gravity import ballistic_acceleration
 
 
-@dataclass(frozen=True)
-class Dets:
-    """Local stand-in with the fields of ``sensors.detections.Detections``."""
-
-    trial: np.ndarray
-    time: np.ndarray
-    sensor: np.ndarray
-    object: np.ndarray
-    z: np.ndarray
-    R: np.ndarray
-    snr: np.ndarray
-    range_rate: np.ndarray | None = None
-    range_rate_var: np.ndarray | None = None
+# The tracker reads the columnar detection record of the sensors package.
+Dets = Detections
 
 
 # Two notional sites (lat, lon deg, alt m): a radar on the Sea of Japan coast and one in Korea.
