@@ -37,12 +37,15 @@ def _lat_lon(text: str) -> tuple[float, float]:
 
 
 def _cmd_validate(args) -> int:
+    from sim.engine import build_radars, check_threats
     from sim.scenario import load_scenario
 
     failed = False
     for path in args.scenario:
         try:
-            load_scenario(path)
+            scenario = load_scenario(path)
+            build_radars(scenario)
+            check_threats(scenario)  # every flight must be one its missile class can fly
         except GsomiaError as e:
             failed = True
             for line in str(e).splitlines():

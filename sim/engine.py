@@ -87,6 +87,28 @@ def build_radars(scenario: Scenario) -> tuple:
     return tuple(radars)
 
 
+def check_threats(scenario: Scenario) -> None:
+    """Solve every threat's nominal flight once, so an infeasible request fails before any trial runs.
+
+    Raises
+    ------
+    InputError
+        Every infeasible threat, with the scenario file and the key path
+        (``threat[i].range_km``, ...) and the feasible interval in words.
+    """
+    from sim.shaping import nominal_for_threat
+
+    problems = []
+    for i, threat in enumerate(scenario.threats):
+        try:
+            nominal_for_threat(threat)  # cached: the run reuses it
+        except InputError as e:
+            problems.extend(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}")
+                            for p in e.problems)
+    if problems:
+        raise InputError(problems)
+
+
 def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> tuple[str, ...]:
     """Policies to run: ``policies`` if given (checked against the scenario's), else ``[sharing].policies``.
 
@@ -381,6 +403,7 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         raise InputError.single("--seed", seed, "a whole number >= 0")
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
+    check_threats(scenario)
     results = TrialResults()
     curves = Curves()
     for idx in chunks(trials, chunk_trials):

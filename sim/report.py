@@ -54,6 +54,9 @@ def write_atomic(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -131,7 +134,8 @@ def table_rows(doc: dict, target: str, ranges: bool = False) -> tuple[list[str],
         if r["target"] != target:
             continue
         rows.append([r["nation"], r["policy"]] + [_cell(r.get(k), k, ranges) for k in keys])
-    rows.sort(key=lambda x: (x[0], x[1]))
+    policy_order = {p: i for i, p in enumerate(dict.fromkeys(r["policy"] for r in doc["results"]))}
+    rows.sort(key=lambda x: (x[0], policy_order[x[1]]))  # by nation, policies in the run's order
     return header, rows
 
 
@@ -190,8 +194,11 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
         bits = []
         if ft_t is not None and ft_o is not None:
             d = ft_o - ft_t
-            bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
-                        f"({ft_t:.0f} s vs {ft_o:.0f} s after launch)")
+            if abs(d) < 0.5:
+                bits.append(f"the same firm-track time ({ft_t:.0f} s after launch)")
+            else:
+                bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
+                            f"({ft_t:.0f} s vs {ft_o:.0f} s after launch)")
         elif ft_t is not None:
             bits.append(f"a firm track at {ft_t:.0f} s after launch where {other} tracking has none in most trials")
         elif ft_o is not None:

@@ -234,3 +234,15 @@ def test_every_subcommand_has_help(capsys, sub_command):
         main([sub_command, "--help"])
     assert ex.value.code == 0
     assert "usage: gsomia-sim " + sub_command in capsys.readouterr().out
+
+
+def test_validate_rejects_a_flight_the_missile_cannot_fly(tmp_path, capsys):
+    text = sub('"icbm-hwasong15"', '"srbm-kn23"')(VALID)
+    text = sub('shape = "lofted"\napogee_km = 4475.0\n', 'shape = "minimum-energy"\n')(text)
+    text = sub("range_km = 950.0", "range_km = 5000.0")(text)
+    path = tmp_path / "far.toml"
+    path.write_text(text, encoding="utf-8")
+    load_scenario(path)  # the schema is fine ...
+    assert main(["validate", str(path)]) == 2  # ... but a KN-23 cannot fly 5,000 km
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: threat[0].range_km: got 5000.0;")

@@ -357,6 +357,7 @@ def test_main_screenshot_end_to_end(scenario, tmp_path, monkeypatch, qapp):
     monkeypatch.setattr(viz.app, "default_source", synthetic_replay)
     base = dict(scenario=scenario.path, trial=1, speed=10.0, policy="trilateral", at=250.0)
     out = tmp_path / "shots" / "view.png"
+    out.parent.mkdir()  # the view writes into an existing folder only
     assert viz.app.main(types.SimpleNamespace(**base, screenshot=str(out))) == 0
     img = QtGui.QImage(str(out))
     assert not img.isNull() and img.width() >= 800
@@ -396,3 +397,16 @@ def test_real_engine_replay_in_view(scenario, qtbot, tmp_path):
     assert a.reshape(img.height(), -1, 4)[..., :3].std() > 20
     w.close()
     w.wait_workers()
+
+
+def test_screenshot_into_missing_folder_is_a_user_error(tmp_path, scenarios_dir):
+    from types import SimpleNamespace
+
+    from sim.errors import InputError
+    from viz.app import main as view_main
+
+    args = SimpleNamespace(scenario=str(scenarios_dir / "whatif_aegis_ashore.toml"), trial=0, speed=10.0, policy=None,
+                           screenshot=str(tmp_path / "no" / "such" / "v.png"), at=100.0)
+    with pytest.raises(InputError, match="existing folder"):
+        view_main(args)
+    assert not (tmp_path / "no").exists()

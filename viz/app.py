@@ -769,6 +769,8 @@ def _check_args(scenario, args) -> None:
         raise InputError.single("--policy", args.policy, "one of " + ", ".join(known_policies(scenario)))
     if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
         raise InputError.single("--screenshot", args.screenshot, "a file name ending in .png")
+    if args.screenshot is not None and not Path(args.screenshot).resolve().parent.is_dir():
+        raise InputError.single("--screenshot", args.screenshot, "a .png file in an existing folder")
     if args.at is not None and args.at < 0:
         raise InputError.single("--at", args.at, "a scenario time >= 0 s")
 
@@ -796,7 +798,6 @@ def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
     window.seek(t1 if at is None else at)
     QtWidgets.QApplication.instance().processEvents()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(path), "PNG"):
         raise InputError.single("--screenshot", str(path), "a writable PNG path")
     return path
