@@ -122,7 +122,7 @@ def test_hwasong15_trilateral_measurement_level_anees_within_chi2_bounds(scenari
 
 def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys):
     text = (scenarios_dir / "hwasong15_2017-11-29.toml").read_text()
-    text = text.replace("trials = 20", "trials = 2\nduration_s = 120.0")
+    text = text.replace("trials = 10", "trials = 2\nduration_s = 120.0")
     path = tmp_path / "short.toml"
     path.write_text(text)
     out_dir = tmp_path / "out"
@@ -160,7 +160,7 @@ def test_cli_run_bad_input_one_line_exit_2_nothing_written(scenarios_dir, tmp_pa
 def test_cli_run_out_is_a_file(scenarios_dir, tmp_path, capsys):
     text = (scenarios_dir / "hwasong15_2017-11-29.toml").read_text()
     path = tmp_path / "short.toml"
-    path.write_text(text.replace("trials = 20", "trials = 1\nduration_s = 60.0"))
+    path.write_text(text.replace("trials = 10", "trials = 1\nduration_s = 60.0"))
     blocker = tmp_path / "out"
     blocker.write_text("not a folder")
     assert main(["run", str(path), "--out", str(blocker), "--policies", "isolated"]) == 2
