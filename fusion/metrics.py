@@ -130,12 +130,17 @@ def _exists(tracks) -> np.ndarray:
     return np.isfinite(np.asarray(tracks.x)).all(axis=-1)
 
 
-def _object_view(truth, tracks, o: int, exists=None) -> _ObjectView:
+def _object_view(truth, tracks, o: int, exists=None, min_run: int = 1) -> _ObjectView:
     state = np.asarray(truth.state)[:, o]  # (N, T, 6)
     in_flight = np.isfinite(state).all(axis=-1)
     if exists is None:
         exists = _exists(tracks)
     on = exists & np.asarray(tracks.confirmed, bool) & (np.asarray(tracks.object) == o)
+    if min_run > 1:
+        # Only tracks on the object for min_run consecutive steps up to now (run length by cumulative max).
+        idx = np.arange(on.shape[-1])
+        last_off = np.maximum.accumulate(np.where(on, -1, idx), axis=-1)
+        on &= (idx - last_off) >= min_run
     P = np.asarray(tracks.P)
     pos_var_all = np.trace(P[..., :3, :3], axis1=-2, axis2=-1)  # (N, K, T)
     score = np.where(on, pos_var_all, np.inf)
@@ -153,10 +158,10 @@ def _object_view(truth, tracks, o: int, exists=None) -> _ObjectView:
     return _ObjectView(in_flight, on, tracked, x_sel, error, nees, pos_var)
 
 
-def _views(truth, tracks):
+def _views(truth, tracks, min_run: int = 1):
     exists = _exists(tracks)
     for o in range(np.asarray(truth.state).shape[1]):
-        yield o, _object_view(truth, tracks, o, exists)
+        yield o, _object_view(truth, tracks, o, exists, min_run)
 
 
 # --------------------------------------------------------------------------- detection
@@ -601,6 +606,7 @@ def ipp_error_curve(
     step_s: float = DEFAULT_IPP_GRID_STEP_S,
     time_to_go=None,
     extra_time_to_go=(),
+    hold_s: float | None = None,
 ):
     """Predicted-impact-point (IPP) error against time to go, per trial and object.
 
@@ -630,6 +636,10 @@ def ipp_error_curve(
         flight.
     extra_time_to_go : sequence of float
         Times added to the grid (e.g. the tabulated 120 s).
+    hold_s : float or None
+        If given, only tracks that have been on the object for ``hold_s`` (the firm
+        track hold) count: a warning system acts on firm tracks, so a freshly
+        initiated track's first, poor predictions neither give nor break a warning.
 
     Returns
     -------
@@ -656,7 +666,8 @@ def ipp_error_curve(
     N, O = launch.shape
     err = np.full((N, O, tau.size), np.nan)
     states, where = [], []
-    for o, v in _views(truth, tracks):
+    min_run = 1 if hold_s is None else max(1, int(np.ceil(_check_positive("hold_s", hold_s) / dt - 1e-9)))
+    for o, v in _views(truth, tracks, min_run):
         with np.errstate(invalid="ignore"):
             k = np.floor((impact[:, o, None] - tau[None, :] - t[0]) / dt + 1e-9)  # (N, G)
         ok = np.isfinite(k) & (k >= 0) & (k < t.size)
@@ -940,7 +951,7 @@ def trial_metrics(
         _fill_launch_error(launch_err, truth, o, v)
     out.update(err)
     tau, curve = ipp_error_curve(
-        truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,)
+        truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,), hold_s=hold_s
     )
     if curves is not None:
         curves["ipp"] = (tau, curve)

@@ -466,3 +466,16 @@ def test_summarize_counts_missing():
         "n_missing": 2,
     }
     assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4}
+
+
+def test_ipp_curve_with_hold_uses_only_tracks_held_that_long(arcs):
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=100.0)
+    tau, err = M.ipp_error_curve(truth, tr, step_s=50.0, extra_time_to_go=(120.0,))
+    tau_h, err_h = M.ipp_error_curve(truth, tr, step_s=50.0, extra_time_to_go=(120.0,), hold_s=30.0)
+    np.testing.assert_array_equal(tau, tau_h)
+    # A prediction counts only once the track has been on the object for 30 s (from t = 130 s on).
+    k_time = np.floor(truth.impact_time[..., None] - tau)
+    np.testing.assert_array_equal(np.isfinite(err_h), k_time >= 130.0)
+    np.testing.assert_array_equal(err_h[np.isfinite(err_h)], err[np.isfinite(err_h)])
+    assert np.isfinite(err).sum() > np.isfinite(err_h).sum()  # the hold removed the fresh-track points
