@@ -634,6 +634,15 @@ class MultiTargetTracker:
             np.copyto(self.state[k], v)
 
     # -- life rules -----------------------------------------------------------------------------
+    def _live(self, t):
+        """(trial rows, slots) of the tracks the deletion rules keep at ``t`` (read-only)."""
+        b, j = np.nonzero(self.state["active"])
+        if b.size:
+            missed, expired = self._dead(t, b, j)
+            keep = ~(missed | expired)
+            b, j = b[keep], j[keep]
+        return b, j
+
     def _dead(self, t, b, j):
         """Deletion masks at time ``t`` of tracks ``(b, j)``: (missed, unconfirmed-expired)."""
         s = self.state
@@ -809,11 +818,7 @@ class MultiTargetTracker:
         applied at ``t``, keep it; the state is not changed.
         """
         s = self.state
-        b, j = np.nonzero(s["active"])
-        if b.size:
-            missed, expired = self._dead(t, b, j)
-            keep = ~(missed | expired)
-            b, j = b[keep], j[keep]
+        b, j = self._live(t)
         if b.size == 0:
             return b, j, np.empty((0, 6)), np.empty((0, 6, 6)), np.empty(0, dtype=bool)
         f = {k: s[k][b, j] for k in self._filter_names}
@@ -864,11 +869,7 @@ class _DeferredEstimates:
     def add(self, i, t):
         trk = self.trk
         s = trk.state
-        b, j = np.nonzero(s["active"])
-        if b.size:
-            missed, expired = trk._dead(t, b, j)
-            keep = ~(missed | expired)
-            b, j = b[keep], j[keep]
+        b, j = trk._live(t)
         if b.size == 0:
             return
         f = tuple(s[k][b, j] for k in trk._filter_names)

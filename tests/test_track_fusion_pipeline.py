@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from fusion.models import ballistic_transition, process_noise
 from fusion.track_fusion import delayed_reports, fuse_track_histories
 
-try:
-    from fusion.tracker import TrackHistory
-except ImportError:  # the tracker is written in parallel; same fields as docs/ARCHITECTURE.md
-    @dataclass(frozen=True)
-    class TrackHistory:
-        t: np.ndarray
-        x: np.ndarray
-        P: np.ndarray
-        confirmed: np.ndarray
-        object: np.ndarray
-        sensors: np.ndarray
+from fusion.tracker import TrackHistory
 
 
 # LOCAL LINEAR PREDICTION, TESTS ONLY: a constant-velocity model, so that delayed reports of
