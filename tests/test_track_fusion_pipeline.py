@@ -7,7 +7,6 @@ import pytest
 
 from fusion.models import ballistic_transition, process_noise
 from fusion.track_fusion import delayed_reports, fuse_track_histories
-
 from fusion.tracker import TrackHistory
 
 
