@@ -354,6 +354,9 @@ def headline(doc: dict) -> list[str]:
     if ek:
         fused = (f"; fused `BallisticAerEKF` {_si(ek['fused_track_steps_per_s'])} track-steps/s, "
                  f"{ek['fused_speedup']:.0f}x") if "fused_speedup" in ek else ""
+        if "fused_mt_speedup" in ek:
+            fused += (f"; {ek['workers']} threads {_si(ek['fused_mt_track_steps_per_s'])} track-steps/s, "
+                      f"{ek['fused_mt_speedup']:.0f}x")
         lines.append(f"Batched EKF step at N = {GATE_N:,} tracks: {_si(ek['batched_track_steps_per_s'])} "
                      f"track-steps/s, {ek['speedup']:.0f}x filterpy's per-object loop{fused}.")
     for name in ("ukf", "imm"):
@@ -425,6 +428,10 @@ def markdown(doc: dict) -> str:
                     out.append(f"| {name.upper()} | fused `BallisticAerEKF` | {r['N']:,} | {_e(r['fused_s'])} | "
                                f"{_si(r['fused_track_steps_per_s'])} | {_e(r['filterpy_s'])} | {r['ref_objects']:,} | "
                                f"{r['fused_speedup']:.1f}x |")
+                if "fused_mt_speedup" in r:
+                    out.append(f"| {name.upper()} | fused, {r['workers']} threads | {r['N']:,} | {_e(r['fused_mt_s'])} | "
+                               f"{_si(r['fused_mt_track_steps_per_s'])} | {_e(r['filterpy_s'])} | {r['ref_objects']:,} | "
+                               f"{r['fused_mt_speedup']:.1f}x |")
     g = doc.get("gate", {})
     out += ["", f"**Speed gate (CI):** {g.get('reason', '-').removeprefix('speed gate ')}. The gate is a ratio measured in this run, so a slow "
             "or busy machine slows both sides alike."]

@@ -492,13 +492,26 @@ class BallisticAerEKF:
         ECEF-to-ENU rotation at the radar.
     max_step_s : float
         Largest RK4 substep (s), as in :func:`fusion.models.ballistic_transition`.
+    workers : int
+        Threads over contiguous slices of the batch (default 1). Every track's
+        arithmetic is its own (stacked matmuls and element-wise operations), so the
+        result is bit for bit that of one thread; numpy releases the GIL inside
+        those loops, so two workers use both cores of a 2-core machine. Batches
+        smaller than ``MIN_TRACKS_PER_WORKER`` per worker run in the calling thread.
+
+    Raises
+    ------
+    InputError
+        Non-finite ``dt``, ``Q`` not (6, 6), ``R`` not (3, 3) or ``workers`` < 1.
 
     Notes
     -----
     Not thread-safe (the buffers are shared between calls of one instance).
     """
 
-    def __init__(self, dt, Q, R, site_ecef, R_enu, max_step_s=None):
+    MIN_TRACKS_PER_WORKER = 2048  # below this a thread hand-off costs more than it saves
+
+    def __init__(self, dt, Q, R, site_ecef, R_enu, max_step_s=None, workers=1):
         from fusion import models  # local: models does not import this module, but keep the kernels import-light
 
         self._models = models
@@ -518,6 +531,12 @@ class BallisticAerEKF:
         self.site = np.asarray(site_ecef, dtype=np.float64).reshape(3)
         self.R_enu = np.asarray(R_enu, dtype=np.float64).reshape(3, 3)
         self._n = -1
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise InputError.single("workers", workers, "an integer >= 1")
+        self.workers = int(workers)
+        self._args = (dt, Q, R, site_ecef, R_enu, max_step_s)
+        self._parts = None  # one single-thread kernel (own buffers) per worker, made on first use
+        self._pool = None
 
     def _buffers(self, n):
         if n != self._n:
@@ -569,6 +588,27 @@ class BallisticAerEKF:
         z = np.asarray(z, dtype=np.float64)
         if z.shape != (n, 3):
             raise InputError.single("z", z.shape, f"an AER array ({n}, 3)")
+        k = min(self.workers, n // self.MIN_TRACKS_PER_WORKER)
+        if k > 1:
+            return self._step_threaded(x, P, z, k)
+        return self._step(x, P, z)
+
+    def _step_threaded(self, x, P, z, k):
+        """:meth:`_step` on ``k`` contiguous slices in ``k`` threads; results joined in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._parts is None:
+            self._parts = [BallisticAerEKF(*self._args) for _ in range(self.workers)]
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gsomia-ekf")
+        edges = np.linspace(0, x.shape[0], k + 1).astype(np.int64)
+        futures = [self._pool.submit(self._parts[i]._step, x[a:b], P[a:b], z[a:b])
+                   for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+        parts = [f.result() for f in futures]
+        return UpdateResult(x, P, *(np.concatenate([getattr(r, name) for r in parts]) for name in ("y", "S", "d2", "ok")))
+
+    def _step(self, x, P, z):
+        """The fused step on one contiguous batch (validated by :meth:`step`), in this thread."""
+        n = x.shape[0]
         self._buffers(n)
         G, X, Pp, T, Hm, HT, UT, S, K, KT, V = (self._G, self._X, self._P, self._T, self._H, self._HT,
                                                  self._UT, self._S, self._K, self._KT, self._V)

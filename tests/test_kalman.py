@@ -296,3 +296,24 @@ def test_fused_ballistic_aer_ekf_matches_filterpy_and_skips_bad_measurements():
             _assert_close_cov(P[i], ekf.P)
     with pytest.raises(InputError):
         fused.step(x[:, :3].copy(), P, z[:3])
+
+
+def test_fused_ekf_worker_threads_give_the_single_thread_bits():
+    """workers=2 splits the batch over two threads; every output equals the one-thread step bit for bit."""
+    truth, z, R, site = _radar_flight(steps=3)
+    rng = np.random.default_rng(5)
+    n = 2 * kalman.BallisticAerEKF.MIN_TRACKS_PER_WORKER + 7  # uneven halves
+    x = truth[0] + rng.normal(size=(n, 6)) * [500.0, 500.0, 500.0, 20.0, 20.0, 20.0]
+    P = np.broadcast_to(np.diag([1e3**2] * 3 + [50.0**2] * 3), (n, 6, 6)).copy()
+    zk = np.broadcast_to(z[1], (n, 3)).copy()
+    zk[17] = np.nan  # a skipped update in the first slice
+    dt, Q = 5.0, process_noise(5.0, 1.0)
+    x1, P1, x2, P2 = x.copy(), P.copy(), x.copy(), P.copy()
+    r1 = kalman.BallisticAerEKF(dt, Q, R, site.ecef, site.R_enu).step(x1, P1, zk)
+    r2 = kalman.BallisticAerEKF(dt, Q, R, site.ecef, site.R_enu, workers=2).step(x2, P2, zk)
+    for a, b in zip(r1, r2):
+        np.testing.assert_array_equal(a, b)
+    assert r2.x is x2 and r2.P is P2 and not r2.ok[17] and r2.ok.sum() == n - 1
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="workers"):
+            kalman.BallisticAerEKF(dt, Q, R, site.ecef, site.R_enu, workers=bad)
