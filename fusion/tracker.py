@@ -137,7 +137,11 @@ IMM_THRUST_NOISE = 25.0  # m/s^2, white-noise acceleration sigma of the thrust m
 #                          constant value and the pitch programme (estimate; 10 m/s^2 left late-boost
 #                          tracks with NEES ~50 and lost them before burnout on the Hwasong-15 scenario)
 IMM_BOOST_DWELL = 60.0  # s, mean remaining boost time of a thrusting track (estimate: 60-300 s burns)
-IMM_BALLISTIC_DWELL = 1.0e4  # s, mean time before a ballistic track is seen thrusting (staging is rare)
+IMM_BALLISTIC_DWELL = 1.0e9  # s, mean time before a ballistic track is seen thrusting again: never, in
+#                             effect (no post-boost vehicle is modelled; a body that has burnt out stays
+#                             ballistic). A shorter dwell is process noise in disguise: the thrust mode's
+#                             share, mixed back into the ballistic mode every step, inflated the covariance
+#                             (1e4 s: midcourse velocity NEES 1.2 of 3 on the Hwasong-15 scenario, measured)
 IMM_MU_MIN = 1e-12  # floor of a mode probability (numerical, keeps both modes alive for the mixing)
 IMM_MU0 = (0.5, 0.5)  # initial (thrust, ballistic) mode probabilities: no prior knowledge of the phase
 

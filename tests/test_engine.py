@@ -65,11 +65,29 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     sc = dataclasses.replace(sc, sensors=tuple(s for s in sc.sensors
                                                if s.catalog in ("us-thaad-seongju", "jp-fps5-sado", "kr-greenpine-b-1")))
     a = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
+    a2 = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
     b = run_scenario(sc, policies=["trilateral"], chunk_trials=1)
-    write_outputs(tmp_path / "a", sc, a)
-    write_outputs(tmp_path / "b", sc, b)
-    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+    for name, run in (("a", a), ("a2", a2), ("b", b)):
+        write_outputs(tmp_path / name, sc, run)
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "a2" / "metrics.json").read_bytes()
+    # Trial k does not depend on the batch: the same numbers up to the last printed digit (6 significant).
+    # The batched arithmetic may round differently for another batch size (tracker states agree to
+    # 1e-11 relative, test_tracker), which can flip the last printed digit.
     doc = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    other = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert len(doc["results"]) == len(other["results"])
+    for ra, rb in zip(doc["results"], other["results"]):
+        assert set(ra) == set(rb)
+        for k in ra:
+            if isinstance(ra[k], dict):
+                assert {q: ra[k][q] for q in ("n", "missing")} == {q: rb[k][q] for q in ("n", "missing")}, k
+                for q in ("median", "p10", "p90"):
+                    if ra[k][q] is None:
+                        assert rb[k][q] is None, (k, q)
+                    else:
+                        assert rb[k][q] == pytest.approx(ra[k][q], rel=2e-5, abs=1e-9), (k, q)
+            else:
+                assert ra[k] == rb[k], k
     assert {"scenario", "version", "seed", "trials", "results"} <= set(doc)
     assert doc["trials"] == 3 and doc["seed"] == sc.info.seed
     keys = {"detect_time_s", "firm_track_time_s", "completeness", "pos_rmse_m", "vel_rmse_mps", "anees",
@@ -87,9 +105,12 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "measured under-confident: per-step Monte Carlo ANEES median 2.4-2.9 (bounds for M=4: [3.1, 9.8]), "
-    "boost ~2.1, midcourse 2.5-3.4, re-entry 1.4-2.0, insensitive to process_noise_mps2 0.1-1.0; "
-    "the IMM thrust-mode and drag-noise tuning are the suspects (issue 7 stays open)"))
+    "measured 2026-11-30: 21-25 % of steps inside [3.1, 9.8] (M=4), three causes. (1) Midcourse truth has no "
+    "unmodelled acceleration, so process_noise_mps2 = 1.0 inflates P (per-trial midcourse median NEES 1.5-2.9); "
+    "near 0, with the spent stage made undetectable, midcourse medians are 5-7, but with the stage, "
+    "misassociations are then never forgotten (table ANEES 10-60). (2) The RV and the stage, 3 m/s apart, stay "
+    "within a cross-range sigma through the radars' coverage: the GNN trades their detections (p90 NEES to ~900). "
+    "(3) The thrust mode (50 +- 25 m/s^2 white noise) is conservative: boost ANEES 2.1-2.3. Issue 7 stays open"))
 def test_hwasong15_trilateral_measurement_level_anees_within_chi2_bounds(scenarios_dir):
     """Monte Carlo ANEES at each step, over M trials, inside its two-sided 95 % chi-square bounds.
 
