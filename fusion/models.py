@@ -112,15 +112,16 @@ def _substeps(x, dt, max_step_s):
     return h, n_sub
 
 
-def _thrust(r, v, accel):
-    """Thrust acceleration ``(..., 3)`` and its velocity Jacobian ``(..., 3, 3)`` (or None if accel is None)."""
+def _thrust(r, v, accel, min_direction_speed=None):
+    """Thrust acceleration ``(..., 3)`` and its velocity Jacobian ``(..., 3, 3)`` (see :func:`thrust_transition`)."""
     speed = np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
     moving = speed > _MIN_THRUST_SPEED
     rn = np.sqrt(np.sum(r * r, axis=-1, keepdims=True))
     u = np.where(moving, v / np.where(moving, speed, 1.0), r / rn)
     a = accel[..., None] * u
-    # d(a_T v/|v|)/dv = a_T (I - u u^T)/|v|; zero on the radial (lift-off) branch
-    scale = np.where(moving, accel[..., None] / np.where(moving, speed, 1.0), 0.0)
+    # d(a_T v/|v|)/dv = a_T (I - u u^T)/|v|; zero on the radial (lift-off) branch; |v| floored if asked
+    lin_speed = speed if min_direction_speed is None else np.maximum(speed, min_direction_speed)
+    scale = np.where(moving, accel[..., None] / np.where(moving, lin_speed, 1.0), 0.0)
     T = scale[..., None] * (np.eye(3) - u[..., :, None] * u[..., None, :])
     return a, T
 
@@ -143,7 +144,7 @@ def ballistic_derivative(x, accel=None):
     return np.concatenate([v, a], axis=-1)
 
 
-def _stage(x, Phi, accel):
+def _stage(x, Phi, accel, min_direction_speed=None):
     """Derivatives of state and (optionally) of the variational matrix at one RK4 stage."""
     r, v = x[..., :3], x[..., 3:]
     dx = np.empty(x.shape)
@@ -151,7 +152,7 @@ def _stage(x, Phi, accel):
     a = ballistic_acceleration(r, v)
     T = None
     if accel is not None:
-        aT, T = _thrust(r, v, accel)
+        aT, T = _thrust(r, v, accel, min_direction_speed)
         a += aT
     dx[..., 3:] = a
     if Phi is None:
@@ -332,7 +333,7 @@ def _ballistic_rk4_soa(x, h, n_sub, want_F, F_out=None):
     return np.ascontiguousarray(s.T), F
 
 
-def _rk4(x, dt, accel, want_F, max_step_s, jacobian="magnus"):
+def _rk4(x, dt, accel, want_F, max_step_s, jacobian="magnus", min_direction_speed=None):
     x = _as_state(x)
     h, n_sub = _substeps(x, dt, max_step_s)
     if accel is not None:
@@ -351,15 +352,15 @@ def _rk4(x, dt, accel, want_F, max_step_s, jacobian="magnus"):
     F = None
     h3 = h[..., None]  # (..., 1, 1) for the variational matrix
     for _ in range(n_sub):
-        k1, K1 = _stage(x, Phi, accel)
+        k1, K1 = _stage(x, Phi, accel, min_direction_speed)
         x2 = x + 0.5 * h * k1
-        k2, K2 = _stage(x2, None if Phi is None else Phi + 0.5 * h3 * K1, accel)
+        k2, K2 = _stage(x2, None if Phi is None else Phi + 0.5 * h3 * K1, accel, min_direction_speed)
         if want_F and not variational:
             # Magnus midpoint: Phi_sub = exp(A(x(t + h/2)) h), x2 approximates the midpoint state
             Fs = _ballistic_expm(x2, h)
             F = Fs if F is None else Fs @ F
-        k3, K3 = _stage(x + 0.5 * h * k2, None if Phi is None else Phi + 0.5 * h3 * K2, accel)
-        k4, K4 = _stage(x + h * k3, None if Phi is None else Phi + h3 * K3, accel)
+        k3, K3 = _stage(x + 0.5 * h * k2, None if Phi is None else Phi + 0.5 * h3 * K2, accel, min_direction_speed)
+        k4, K4 = _stage(x + h * k3, None if Phi is None else Phi + h3 * K3, accel, min_direction_speed)
         x += (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
         if Phi is not None:
             Phi += (h3 / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
@@ -411,7 +412,7 @@ def ballistic_propagate(x, dt, max_step_s=MAX_STEP_S):
     return _rk4(x, dt, None, False, max_step_s)[0]
 
 
-def thrust_transition(x, dt, accel, max_step_s=MAX_STEP_S):
+def thrust_transition(x, dt, accel, max_step_s=MAX_STEP_S, min_direction_speed=None):
     """Propagate with the thrusting (boost) model and return the transition Jacobian.
 
     Parameters
@@ -424,11 +425,23 @@ def thrust_transition(x, dt, accel, max_step_s=MAX_STEP_S):
         Thrust acceleration magnitude along the relative velocity (m/s^2).
     max_step_s : float
         Largest RK4 substep (s).
+    min_direction_speed : float, optional
+        Speed floor (m/s) of the thrust direction's linearization. The exact
+        velocity Jacobian of :math:`a_T \\hat v` is :math:`a_T (I - \\hat v\\hat v^T)/|v|`;
+        it is a fair linearization only when the velocity error is small against
+        :math:`|v|`. A young track whose velocity is barely known can have a small
+        :math:`|v|` estimate, and the exact term then multiplies its cross-velocity
+        covariance by about :math:`(1 + a_T\\Delta t/|v|)^2` a step: its gates grow
+        until random false alarms confirm it. With a floor the Jacobian uses
+        :math:`\\max(|v|, v_{min})`; the mean is unchanged, and the direction error
+        left out is for the process noise to cover. None (default): exact.
 
     Returns
     -------
     x_pred : ndarray, shape (..., 6)
     F : ndarray, shape (..., 6, 6)
+        :math:`\\partial x_{pred}/\\partial x` by the variational equation (with
+        the floored thrust-direction term if ``min_direction_speed`` is set).
 
     Notes
     -----
@@ -436,7 +449,7 @@ def thrust_transition(x, dt, accel, max_step_s=MAX_STEP_S):
     (:func:`process_noise`) to cover the unknown thrust profile and pitch
     programme. Shares the 6-state with the ballistic model so an IMM can mix them.
     """
-    return _rk4(x, dt, accel, True, max_step_s)
+    return _rk4(x, dt, accel, True, max_step_s, min_direction_speed=min_direction_speed)
 
 
 def thrust_propagate(x, dt, accel, max_step_s=MAX_STEP_S):

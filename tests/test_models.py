@@ -93,6 +93,32 @@ def test_thrust_jacobian_matches_finite_differences():
     assert np.max(np.abs(F - F_b)) > 1e-3  # the thrust term turns velocity errors
 
 
+
+def test_thrust_direction_floor_bounds_the_cross_velocity_gain():
+    """min_direction_speed: same mean; F exact above the floor; below it the thrust term's cross gain is a dt/v_min.
+
+    Over one short step the thrust direction turns a cross-track velocity error
+    dv by a dt dv/|v| (the derivative of a v/|v|), so the cross-velocity element of
+    F is 1 + a dt / |v| to first order, 1 + a dt / max(|v|, v_min) with the floor.
+    """
+    a, dt, v_min = 50.0, 0.5, 1000.0
+    fast = _state(alt=50e3, v_east=1500.0, v_up=2000.0)  # 2.5 km/s: above the floor
+    x_exact, F_exact = models.thrust_transition(fast, dt, a)
+    x_floor, F_floor = models.thrust_transition(fast, dt, a, min_direction_speed=v_min)
+    np.testing.assert_array_equal(x_floor, x_exact)
+    np.testing.assert_array_equal(F_floor, F_exact)
+    slow = _state(alt=20e3, v_east=0.0, v_up=200.0)  # 200 m/s, straight up
+    x_exact, F_exact = models.thrust_transition(slow, dt, a)
+    x_floor, F_floor = models.thrust_transition(slow, dt, a, min_direction_speed=v_min)
+    np.testing.assert_array_equal(x_floor, x_exact)
+    lon = np.radians(128.0)  # _state's default longitude: its local east axis is across the (vertical) velocity
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    gain = lambda F: east @ F[3:, 3:] @ east  # noqa: E731
+    _, F_ballistic = models.ballistic_transition(slow, dt)
+    g0 = gain(F_ballistic)  # gravity and frame terms alone
+    assert gain(F_exact) - g0 == pytest.approx(a * dt / 200.0, rel=0.05)
+    assert gain(F_floor) - g0 == pytest.approx(a * dt / v_min, rel=0.05)
+
 def test_transition_batched_equals_single():
     xs = np.stack([_state(), _state(30.0, 135.0, 200e3, 2000.0, 0.0)])
     xp, F = models.ballistic_transition(xs, 8.0)

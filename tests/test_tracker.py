@@ -209,7 +209,9 @@ def test_deletion_when_position_sigma_exceeds_bound(pair):
     free = TrackerConfig(delete_after_missed=1000, max_position_sigma=1e9, max_tracks=3)
     h_free = _run(d, free, 1)
     sig = np.sqrt(np.trace(h_free.P[0, 0, :, :3, :3], axis1=-2, axis2=-1))
-    bound = float(sig[60])  # the bound is crossed between t = 60 and 61 after the last update at t = 20
+    # the bound is crossed between t = 60 and 61 after the last update at t = 20 (a hair above sig[60], so
+    # the rounding of sqrt and square cannot decide the comparison at t = 60)
+    bound = float(sig[60]) * (1.0 + 1e-12)
     assert sig[61] > bound
     cfg = dataclasses.replace(free, max_position_sigma=bound)
     h = _run(d, cfg, 1)
@@ -276,17 +278,12 @@ def test_two_objects_tracked_apart_without_swaps(multi, pair):
     assert 0.5 < anees < 2.0  # position consistency, per dof
 
 
-def test_false_alarms_rarely_confirm_a_track(multi, request):
+def test_false_alarms_rarely_confirm_a_track(multi):
     """About 1 false alarm per scan near the objects: of ~600 tentative tracks, at most one confirms.
 
     A confirmed life whose detections are mostly false alarms counts as a false track.
     """
     d, h, t, cfg = multi
-    if cfg.filter == "imm":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "known limitation: the IMM confirms 7 false tracks here (the EKF at most 1); with the thrust mode's "
-            "acceleration set to 0 it confirms none, so the thrust mode's extra freedom lets 3 of 5 random "
-            "false alarms fit a track (measured 2026-11-30)")))
     false_confirmed = 0
     for b in range(h.x.shape[0]):
         for j in range(h.x.shape[1]):
