@@ -391,16 +391,19 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     Raises
     ------
     InputError
-        Bad overrides (trials < 1, seed < 0, unknown policy) or sensor overrides.
+        Bad overrides (trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED], unknown policy)
+        or sensor overrides.
     """
     from fusion.metrics import summarize
 
     trials = scenario.info.trials if trials is None else trials
     seed = scenario.info.seed if seed is None else seed
-    if not isinstance(trials, int) or trials < 1:
-        raise InputError.single("--trials", trials, "a whole number of trials >= 1")
-    if not isinstance(seed, int) or seed < 0:
-        raise InputError.single("--seed", seed, "a whole number >= 0")
+    from sim.scenario import MAX_SEED, MAX_TRIALS
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
     check_threats(scenario)

@@ -339,6 +339,42 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def check_out_dir(out_dir) -> Path:
+    """Check, before any work, that ``out_dir`` is a folder or a path where one can be made.
+
+    Nothing is created. The path must be non-empty; it must be a folder if it exists,
+    otherwise its nearest existing ancestor must be a writable folder.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    sim.errors.InputError
+        Empty, an existing non-folder, under a non-folder, or under a folder this
+        process cannot write.
+    """
+    from sim.errors import InputError
+
+    if not str(out_dir).strip():
+        raise InputError.single("--out", str(out_dir), "a folder path (not empty)")
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise InputError.single("--out", str(out), "must be a folder (or a path where one can be made)")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError.single("--out", str(out), f"must be a folder (or a path where one can be made); "
+                                f"{parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError.single("--out", str(out), f"cannot be created ({parent} is not writable)")
+    return out
+
+
 def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     """Write ``metrics.json``, the figures and ``report.md`` into ``out_dir`` (created), each atomically.
 
@@ -350,11 +386,11 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     Raises
     ------
     sim.errors.InputError
-        ``out_dir`` exists and is not a folder, or cannot be created.
+        ``out_dir`` is empty, exists and is not a folder, or cannot be created (:func:`check_out_dir`).
     """
     from sim.errors import InputError
 
-    out = Path(out_dir)
+    out = check_out_dir(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -159,6 +159,8 @@ def _as_utc(value):
 # Sections
 # ---------------------------------------------------------------------------------------------
 
+MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trials) may ask for
+MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
 
 
@@ -174,8 +176,8 @@ def _read_info(r: _Reader, doc: dict) -> ScenarioInfo | None:
     name = r.get(t, "name", "scenario", "str", required=True)
     description = r.get(t, "description", "scenario", "str", required=True)
     event = r.get(t, "event_utc", "scenario", "datetime", required=True)
-    seed = r.get(t, "seed", "scenario", "int", required=True, lo=0, hi=2**63 - 1)
-    trials = r.get(t, "trials", "scenario", "int", required=True, lo=1, hi=1_000_000)
+    seed = r.get(t, "seed", "scenario", "int", required=True, lo=0, hi=MAX_SEED)
+    trials = r.get(t, "trials", "scenario", "int", required=True, lo=1, hi=MAX_TRIALS)
     dt_s = r.get(t, "dt_s", "scenario", "float", default=1.0, lo=0.0, lo_open=True, hi=60.0)
     duration = r.get(t, "duration_s", "scenario", "float", default=None, lo=0.0, lo_open=True, hi=86400.0)
     sources = t.get("sources", [])

@@ -164,10 +164,12 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     "argv_tail, words",
     [
         (["--trials", "0"], "--trials"),
+        (["--trials", "1000001"], "--trials"),
         (["--seed", "-3"], "--seed"),
+        (["--seed", str(2**63)], "--seed"),
         (["--policies", "gsomia"], "--policies"),
     ],
-    ids=["zero-trials", "negative-seed", "unknown-policy"],
+    ids=["zero-trials", "too-many-trials", "negative-seed", "seed-over-64-bit", "unknown-policy"],
 )
 def test_cli_run_bad_input_one_line_exit_2_nothing_written(scenarios_dir, tmp_path, capsys, argv_tail, words):
     out_dir = tmp_path / "out"
@@ -178,13 +180,18 @@ def test_cli_run_bad_input_one_line_exit_2_nothing_written(scenarios_dir, tmp_pa
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_cli_run_out_is_a_file(scenarios_dir, tmp_path, capsys):
-    text = (scenarios_dir / "hwasong15_2017-11-29.toml").read_text()
-    path = tmp_path / "short.toml"
-    path.write_text(text.replace("trials = 10", "trials = 1\nduration_s = 60.0"))
-    blocker = tmp_path / "out"
+@pytest.mark.parametrize("out", ["file", "file/sub", ""], ids=["a-file", "under-a-file", "empty"])
+def test_cli_run_bad_out_fails_before_the_run(scenarios_dir, tmp_path, capsys, monkeypatch, out):
+    import sim.engine
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run started before --out was checked")
+
+    monkeypatch.setattr(sim.engine, "run_scenario", no_run)
+    blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert main(["run", str(path), "--out", str(blocker), "--policies", "isolated"]) == 2
+    target = str(tmp_path / out) if out else ""
+    assert main(["run", str(scenarios_dir / "hwasong15_2017-11-29.toml"), "--out", target]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0]
     assert blocker.read_text() == "not a folder"
