@@ -112,7 +112,8 @@ def _cmd_run(args) -> int:
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-    print(f"{run.trials} trials x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
+    trials = f"{run.trials:,} trial" + ("" if run.trials == 1 else "s")
+    print(f"{trials} x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
           f"peak memory {peak_mib:.0f} MiB; outputs in {args.out}/ (metrics.json, report.md, *.png)")
     return 0
 
@@ -216,6 +217,8 @@ def _check_trajectory_args(parser, args) -> None:
         return
     if args.bearing is not None and args.range_km is None:
         parser.error("--bearing needs --range-km")
+    if args.bearing is not None and not 0.0 <= args.bearing <= 360.0:
+        parser.error(f"--bearing: got {args.bearing:g}; degrees from north in [0, 360] (as bearing_deg in a scenario)")
     if args.target is not None and args.range_km is not None:
         parser.error("--range-km goes with --bearing, not with --target")
     if args.depressed and args.apogee_km is None:

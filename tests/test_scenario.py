@@ -246,3 +246,13 @@ def test_validate_rejects_a_flight_the_missile_cannot_fly(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2  # ... but a KN-23 cannot fly 5,000 km
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{path}: threat[0].range_km: got 5000.0;")
+
+
+@pytest.mark.parametrize("bearing", ["500", "-1"])
+def test_trajectory_bearing_outside_0_360_is_one_line_exit_2(capsys, bearing):
+    with pytest.raises(SystemExit) as ex:
+        main(["trajectory", "--missile", "icbm-hwasong15", "--launch", "39.0,125.5", "--bearing", bearing,
+              "--range-km", "900", "--apogee-km", "1000"])
+    assert ex.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--bearing" in lines[0] and "[0, 360]" in lines[0]
