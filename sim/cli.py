@@ -100,7 +100,7 @@ def _cmd_run(args) -> int:
     import time
 
     from sim.engine import run_scenario
-    from sim.report import check_out_dir, print_tables, write_outputs
+    from sim.report import check_out_dir, print_tables, trials_text, write_outputs
     from sim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -112,8 +112,7 @@ def _cmd_run(args) -> int:
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-    trials = f"{run.trials:,} trial" + ("" if run.trials == 1 else "s")
-    print(f"{trials} x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
+    print(f"{trials_text(run.trials)} x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
           f"peak memory {peak_mib:.0f} MiB; outputs in {args.out}/ (metrics.json, report.md, *.png)")
     return 0
 

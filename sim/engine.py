@@ -395,11 +395,10 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         or sensor overrides.
     """
     from fusion.metrics import summarize
+    from sim.scenario import MAX_SEED, MAX_TRIALS
 
     trials = scenario.info.trials if trials is None else trials
     seed = scenario.info.seed if seed is None else seed
-    from sim.scenario import MAX_SEED, MAX_TRIALS
-
     if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
         raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

@@ -152,7 +152,7 @@ def print_tables(doc: dict, console=None) -> None:
     console = console or Console(width=200)
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
-        table = Table(title=f"{doc['scenario']}: {target} — median (p10-p90) over {_trials(doc['trials'])}")
+        table = Table(title=f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}")
         for h in header:
             table.add_column(h, overflow="fold")
         for row in rows:
@@ -223,7 +223,7 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
     """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, figures."""
     out = io.StringIO()
     out.write(f"# {doc['scenario']}\n\n")
-    out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {_trials(doc['trials'])}, "
+    out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {trials_text(doc['trials'])}, "
               f"event {doc['event_utc']}.\n\n")
     out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
               "metric never happened (no detection, no firm track, no warning).\n\n")
@@ -335,8 +335,8 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
     return figs
 
 
-def _trials(n: int) -> str:
-    """``"1 trial"``, ``"10 trials"``."""
+def trials_text(n: int) -> str:
+    """``"1 trial"``, ``"1,000 trials"``: a trial count in words."""
     return f"{n:,} trial" + ("" if n == 1 else "s")
 
 
