@@ -230,10 +230,6 @@ def profile_top(scenario, trials: int, seed: int = 1, top: int = 5) -> dict:
                 by_cumulative=best("cumulative_s"), by_own_time=best("own_s"))
 
 
-def _n(k: int) -> str:
-    return f"{k:,} trial" + ("" if k == 1 else "s")
-
-
 def forecast_s(rows, n: int) -> float | None:
     """Wall time of a run at ``n`` trials extrapolated from timed rows (power law through the last two)."""
     if len(rows) < 2:
@@ -270,6 +266,7 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
         The scenario file is missing or invalid.
     """
     from sim.errors import InputError
+    from sim.report import trials_text
     from sim.shaping import nominal_for_threat
 
     say = progress or (lambda text: None)
@@ -288,9 +285,9 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
     for n in trials:
         guess = forecast_s(by_trials, n)
         if guess is not None and guess > 60.0:
-            say(f"scenario: {_n(n)}, {n_all} radars; about {guess / 60:.0f} min from the runs so far")
+            say(f"scenario: {trials_text(n)}, {n_all} radars; about {guess / 60:.0f} min from the runs so far")
         by_trials.append(time_run(scenario, n))
-        say(f"scenario: {_n(n)}, {n_all} radars: {by_trials[-1]['wall_s']:.1f} s")
+        say(f"scenario: {trials_text(n)}, {n_all} radars: {by_trials[-1]['wall_s']:.1f} s")
     by_radars = []
     for k in (3, 6, n_all):
         same = [r for r in by_trials if r["trials"] == radar_trials]
@@ -298,9 +295,9 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
             by_radars.append(same[0])
             continue
         by_radars.append(time_run(with_radars(scenario, k), radar_trials))
-        say(f"scenario: {_n(radar_trials)}, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
+        say(f"scenario: {trials_text(radar_trials)}, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
     prof = profile_top(scenario, min(trials))
-    say(f"scenario: profiled {_n(min(trials))} in {prof['profiled_wall_s']:.1f} s")
+    say(f"scenario: profiled {trials_text(min(trials))} in {prof['profiled_wall_s']:.1f} s")
     what = f"first {duration:.0f} s of the flight, quick mode" if quick else "whole flight"
     note = f"{what}, {'/'.join(map(str, trials))} trials"
     return dict(scenario=scenario.info.name, file=str(Path(path).name), duration_s=duration, note=note,
