@@ -32,7 +32,6 @@ Run ``python benchmarks/bench_scenario.py --quick``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import dataclasses
 import json
@@ -58,7 +57,11 @@ QUICK_TRIALS = (1, 4)  # the tracker's cost per run is mostly per time step, so 
 QUICK_RADAR_TRIALS = 1
 FULL_TRIALS = (10, 100, 1000)
 FULL_RADAR_TRIALS = 10
-CHUNK_TRIALS = 25  # the engine's default
+CHUNK_TRIALS = 25  # the engine's default, for the quick runs and the radar rows
+# Full-mode trial rows: a tracker run costs mostly per (time, sensor) group, which larger chunks
+# share among more trials; two worker processes use both cores of the reference machine.
+FULL_CHUNK_TRIALS = 125
+FULL_WORKERS = 2
 
 # Folders of project code, for picking the project's own functions out of a profile.
 PROJECT_DIRS = tuple(str(REPO / d) + "/" for d in ("sim", "sensors", "fusion"))
@@ -133,65 +136,41 @@ def with_radars(scenario, n: int):
     return dataclasses.replace(scenario, sensors=tuple(keep))
 
 
-@contextlib.contextmanager
-def count_track_steps():
-    """Count live track-steps and track updates of every :func:`fusion.tracker.run_tracker` call.
-
-    Wraps the module attribute the engine imports at call time; restored on exit.
-
-    Yields
-    ------
-    dict
-        ``tracker_runs``, ``track_steps`` (finite states over trials x slots x
-        output times) and ``updates`` (measurement updates), filled as runs end.
-    """
-    import fusion.tracker as tracker
-
-    real = tracker.run_tracker
-    counts = {"tracker_runs": 0, "track_steps": 0, "updates": 0}
-
-    def counted(*args, **kwargs):
-        hist = real(*args, **kwargs)
-        counts["tracker_runs"] += 1
-        counts["track_steps"] += int(np.isfinite(hist.x[..., 0]).sum())
-        counts["updates"] += int(np.sum(hist.stats.get("updates", 0)))
-        return hist
-
-    tracker.run_tracker = counted
-    try:
-        yield counts
-    finally:
-        tracker.run_tracker = real
-
-
-def time_run(scenario, trials: int, seed: int = 1, chunk_trials: int = CHUNK_TRIALS) -> dict:
+def time_run(scenario, trials: int, seed: int = 1, chunk_trials: int = CHUNK_TRIALS, workers: int = 1) -> dict:
     """Run the scenario once (every policy, every nation) and measure it.
 
     Returns
     -------
     dict
-        trials, radars, wall_s, cpu_s (process CPU time; below wall when the
-        machine is shared), peak_rss_mib (peak of this run alone where the
-        kernel allows resetting it, see ``peak_rss_scope``), tracker_runs,
-        track_steps, updates, track_steps_per_s, trial_runs_per_s (trials x
-        policies x nations per second).
+        trials, radars, chunk_trials, workers, wall_s, cpu_s (this process's CPU
+        time; below wall when the machine is shared or the work runs in workers),
+        peak_rss_mib (peak of this process during the run where the kernel allows
+        resetting it, see ``peak_rss_scope``), worker_peak_rss_mib (largest peak
+        of a worker process so far, None with one process), tracker_runs,
+        track_steps, updates (:attr:`sim.engine.TrialResults.work`),
+        track_steps_per_s, trial_runs_per_s (trials x policies x nations per second).
     """
     from sim.engine import run_scenario
 
     scoped = reset_peak_rss()
-    with count_track_steps() as counts:
-        t0, c0 = time.perf_counter(), time.process_time()
-        run = run_scenario(scenario, trials=trials, seed=seed, chunk_trials=chunk_trials)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    run = run_scenario(scenario, trials=trials, seed=seed, chunk_trials=chunk_trials, workers=workers)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     runs = trials * len(run.policies) * 3
-    return dict(trials=trials, radars=len(scenario.sensors), wall_s=round(wall, 3), cpu_s=round(cpu, 3),
-                peak_rss_mib=round(peak_rss_mib(), 1), peak_rss_scope="this run" if scoped else "process",
-                policies=list(run.policies), **counts,
-                track_steps_per_s=round(counts["track_steps"] / wall), trial_runs_per_s=round(runs / wall, 3))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0 if workers > 1 else None
+    return dict(trials=trials, radars=len(scenario.sensors), chunk_trials=chunk_trials, workers=workers,
+                wall_s=round(wall, 3), cpu_s=round(cpu, 3), peak_rss_mib=round(peak_rss_mib(), 1),
+                peak_rss_scope="this run" if scoped else "process",
+                worker_peak_rss_mib=None if children is None else round(children, 1),
+                policies=list(run.policies), **run.work,
+                track_steps_per_s=round(run.work["track_steps"] / wall), trial_runs_per_s=round(runs / wall, 3))
 
 
-def profile_top(scenario, trials: int, seed: int = 1, top: int = 5) -> dict:
-    """Where the time goes: one profiled run, top project functions (``cProfile``).
+def profile_top(scenario, trials: int, seed: int = 1, top: int = 5, chunk_trials: int = CHUNK_TRIALS) -> dict:
+    """Where the time goes: one profiled run in this process, top project functions (``cProfile``).
+
+    To profile a run made of many chunks, profile one chunk of the same size: the
+    chunks of a run are alike (same flight, same radars, trials batched alike).
 
     Project functions are those in ``sim/``, ``sensors/`` and ``fusion/``; the
     engine's pure drivers (``run_scenario``, ``run_chunk``, ``nation_tracks``,
@@ -210,7 +189,7 @@ def profile_top(scenario, trials: int, seed: int = 1, top: int = 5) -> dict:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    run_scenario(scenario, trials=trials, seed=seed)
+    run_scenario(scenario, trials=trials, seed=seed, chunk_trials=chunk_trials)
     prof.disable()
     wall = time.perf_counter() - t0
     st = pstats.Stats(prof)
@@ -226,7 +205,7 @@ def profile_top(scenario, trials: int, seed: int = 1, top: int = 5) -> dict:
         out = sorted(rows, key=lambda r: -r[key])[:top]
         return [dict(r, share=round(r[key] / total, 3)) for r in out]
 
-    return dict(trials=trials, radars=len(scenario.sensors), profiled_wall_s=round(wall, 3),
+    return dict(trials=trials, radars=len(scenario.sensors), chunk_trials=chunk_trials, profiled_wall_s=round(wall, 3),
                 by_cumulative=best("cumulative_s"), by_own_time=best("own_s"))
 
 
@@ -239,7 +218,8 @@ def forecast_s(rows, n: int) -> float | None:
     return float(t1 * (n / n1) ** b)
 
 
-def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> dict:
+def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None, trials=None,
+                   chunk_trials: int | None = None, workers: int | None = None) -> dict:
     """Time the Hwasong-15 scenario against trials and radars, its peak memory, and its profile.
 
     Parameters
@@ -247,11 +227,18 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
     quick : bool
         The first ``QUICK_DURATION_S`` s of the flight, trials 1/4 (12 radars) and
         3/6 radars at 1 trial; profile at 1 trial. Otherwise the whole flight,
-        trials 10/100/1,000 (12 radars), 3/6 radars at 10 trials, profile at 10 trials.
+        trials 10/100/1,000 (12 radars, chunks of ``FULL_CHUNK_TRIALS`` in
+        ``FULL_WORKERS`` processes), 3/6 radars at 10 trials, and a profile of one
+        chunk of the largest run's size.
     path : path-like
         Scenario file.
     progress : callable, optional
         ``progress(text)`` after each run (with a forecast of the next in full mode).
+    trials : sequence of int, optional
+        Trial counts of the 12-radar rows instead of the mode's (e.g. ``(1000,)``
+        for the issue's figure alone); the radar rows are then left out.
+    chunk_trials, workers : int, optional
+        Override the mode's chunk size and worker processes for the trial rows.
 
     Returns
     -------
@@ -263,7 +250,7 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
     Raises
     ------
     sim.errors.InputError
-        The scenario file is missing or invalid.
+        The scenario file is missing or invalid, or a bad trial count, chunk size or worker count.
     """
     from sim.errors import InputError
     from sim.report import trials_text
@@ -278,34 +265,76 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None) -> di
     for threat in scenario.threats:
         nominal_for_threat(threat)
     setup = time.perf_counter() - t0
-    trials = QUICK_TRIALS if quick else FULL_TRIALS
+    chosen = trials is not None
+    trial_rows = tuple(trials) if chosen else (QUICK_TRIALS if quick else FULL_TRIALS)
+    chunk = chunk_trials or (CHUNK_TRIALS if quick else FULL_CHUNK_TRIALS)
+    nproc = workers or (1 if quick else FULL_WORKERS)
     radar_trials = QUICK_RADAR_TRIALS if quick else FULL_RADAR_TRIALS
     n_all = len(scenario.sensors)
     by_trials = []
-    for n in trials:
+    for n in trial_rows:
         guess = forecast_s(by_trials, n)
         if guess is not None and guess > 60.0:
             say(f"scenario: {trials_text(n)}, {n_all} radars; about {guess / 60:.0f} min from the runs so far")
-        by_trials.append(time_run(scenario, n))
+        by_trials.append(time_run(scenario, n, chunk_trials=chunk, workers=nproc))
         say(f"scenario: {trials_text(n)}, {n_all} radars: {by_trials[-1]['wall_s']:.1f} s")
     by_radars = []
-    for k in (3, 6, n_all):
+    for k in () if chosen else (3, 6, n_all):
         same = [r for r in by_trials if r["trials"] == radar_trials]
         if k == n_all and same:
             by_radars.append(same[0])
             continue
         by_radars.append(time_run(with_radars(scenario, k), radar_trials))
         say(f"scenario: {trials_text(radar_trials)}, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
-    prof = profile_top(scenario, min(trials))
-    say(f"scenario: profiled {trials_text(min(trials))} in {prof['profiled_wall_s']:.1f} s")
+    # Quick: the smallest run. Full: one chunk of the runs' size, which is what each worker repeats.
+    prof_trials = min(trial_rows) if quick else min(chunk, max(trial_rows))
+    prof = profile_top(scenario, prof_trials, chunk_trials=max(prof_trials, 1))
+    say(f"scenario: profiled {trials_text(prof_trials)} in {prof['profiled_wall_s']:.1f} s")
     what = f"first {duration:.0f} s of the flight, quick mode" if quick else "whole flight"
-    note = f"{what}, {'/'.join(map(str, trials))} trials"
+    note = f"{what}, {'/'.join(map(str, trial_rows))} trials"
     return dict(scenario=scenario.info.name, file=str(Path(path).name), duration_s=duration, note=note,
-                chunk_trials=CHUNK_TRIALS, setup_s=round(setup, 3), by_trials=by_trials, by_radars=by_radars,
-                profile=prof)
+                chunk_trials=chunk, workers=nproc, setup_s=round(setup, 3), by_trials=by_trials,
+                by_radars=by_radars, profile=prof)
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Plain-text figures of a :func:`bench_scenario` result: per trial row, then the profile's top five."""
+    from sim.report import trials_text
+
+    out = []
+    seen = set()
+    for r in result["by_trials"] + result["by_radars"]:
+        if (r["trials"], r["radars"]) in seen:  # the 12-radar row is in both lists
+            continue
+        seen.add((r["trials"], r["radars"]))
+        mem = f"peak {r['peak_rss_mib']:.0f} MiB in this process"
+        if r.get("worker_peak_rss_mib") is not None:
+            mem += f", {r['worker_peak_rss_mib']:.0f} MiB in the largest of {r['workers']} workers"
+        out.append(f"{trials_text(r['trials'])}, {r['radars']} radars, chunks of {r['chunk_trials']}: "
+                   f"{r['wall_s']:.1f} s wall, {r['track_steps']:,} track-steps, "
+                   f"{r['track_steps_per_s']:,} track-steps/s, {mem}")
+    p = result.get("profile")
+    if p:
+        out.append(f"top five by cumulative time (cProfile, {trials_text(p['trials'])} in one chunk, "
+                   f"{p['profiled_wall_s']:.1f} s with the profiler):")
+        for row in p["by_cumulative"]:
+            out.append(f"  {row['function']} {row['file']}: {row['cumulative_s']:.1f} s ({row['share']:.0%}), "
+                       f"{row['calls']:,} calls")
+    return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help=f"first {QUICK_DURATION_S:.0f} s, few trials")
-    print(json.dumps(bench_scenario(ap.parse_args().quick), indent=2))
+    ap.add_argument("--trials", type=int, nargs="+", help="trial counts to time (12 radars), e.g. 1000")
+    ap.add_argument("--chunk-trials", type=int, help="trials per chunk of the trial rows")
+    ap.add_argument("--workers", type=int, help="worker processes of the trial rows")
+    ap.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    a = ap.parse_args()
+    res = bench_scenario(a.quick, trials=a.trials, chunk_trials=a.chunk_trials, workers=a.workers,
+                         progress=lambda text: print(text, flush=True))
+    print("\n".join(summary_lines(res)))
+    if a.json:
+        from sim.report import write_atomic
+
+        write_atomic(a.json, (json.dumps(res, indent=2) + "\n").encode())

@@ -379,7 +379,8 @@ def headline(doc: dict) -> list[str]:
         lines.append(f"Hwasong-15 scenario, {sc['note']}: {big['trials']:,} trials x {3 * len(big['policies'])} "
                      f"nation-policy runs in "
                      f"{big['wall_s']:.1f} s, {_si(big['track_steps_per_s'])} track-steps/s, peak "
-                     f"{big['peak_rss_mib']:.0f} MiB; time grows as trials^{g.get('trials', {}).get('wall', {}).get('exponent', float('nan')):.2f} "
+                     f"{big.get('worker_peak_rss_mib') or big['peak_rss_mib']:.0f} MiB"
+                     f"{'' if big.get('workers', 1) == 1 else ' per worker (%d workers)' % big['workers']}; time grows as trials^{g.get('trials', {}).get('wall', {}).get('exponent', float('nan')):.2f} "
                      f"and radars^{g.get('radars', {}).get('wall', {}).get('exponent', float('nan')):.2f}.")
     gate = doc.get("gate")
     if gate:
@@ -463,20 +464,22 @@ def markdown(doc: dict) -> str:
         out.append(f"**failed:** {c['error']}")
     elif c:
         out += [f"`{c['file']}`: {c['note']}; every policy ({', '.join(c['by_trials'][0]['policies'])}) for every "
-                f"nation, chunks of {c['chunk_trials']} trials. The nominal-flight solve ({c['setup_s']:.1f} s, "
-                "cached per process) is outside the timings. Track-steps: live track slots x output times x "
-                "trials over the tracker runs made.", "",
-                "| trials | radars | wall s | CPU s | track-steps | track-steps/s | updates | peak MiB |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "nation. The nominal-flight solve ({:.1f} s, cached per process) is outside the timings. "
+                "Track-steps: live track slots x output times x trials over the tracker runs made. With "
+                "worker processes, CPU s is the main process's alone and the peak is that of the largest "
+                "worker.".format(c['setup_s']), "",
+                "| trials | radars | chunk | workers | wall s | CPU s | track-steps | track-steps/s | updates | peak MiB |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         seen = set()
         for r in c["by_trials"] + c["by_radars"]:
             key = (r["trials"], r["radars"])
             if key in seen:
                 continue
             seen.add(key)
-            out.append(f"| {r['trials']:,} | {r['radars']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | "
-                       f"{r['track_steps']:,} | {_si(r['track_steps_per_s'])} | {r['updates']:,} | "
-                       f"{r['peak_rss_mib']:.0f} |")
+            peak = r.get("worker_peak_rss_mib") or r["peak_rss_mib"]
+            out.append(f"| {r['trials']:,} | {r['radars']} | {r.get('chunk_trials', c.get('chunk_trials'))} | "
+                       f"{r.get('workers', 1)} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | "
+                       f"{r['track_steps']:,} | {_si(r['track_steps_per_s'])} | {r['updates']:,} | {peak:.0f} |")
         gr = doc.get("growth", {})
         out += ["", "Growth exponent b of time ~ n^b (least squares on log-log; 1 = linear):", "",
                 f"- against trials ({', '.join(str(r['trials']) for r in c['by_trials'])}; "

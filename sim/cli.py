@@ -107,13 +107,19 @@ def _cmd_run(args) -> int:
     check_out_dir(args.out)  # before the run, not after minutes of work
     start = time.perf_counter()
     with _progress(f"{scenario.info.name}") as advance:
-        run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies, progress=advance)
+        run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies,
+                           chunk_trials=args.chunk_trials, workers=args.workers, progress=advance)
     wall = time.perf_counter() - start
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    if args.workers > 1:
+        child_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        memory = f"peak memory {peak_mib:.0f} MiB here, {child_mib:.0f} MiB in the largest of {args.workers} workers"
+    else:
+        memory = f"peak memory {peak_mib:.0f} MiB"
     print(f"{trials_text(run.trials)} x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
-          f"peak memory {peak_mib:.0f} MiB; outputs in {args.out}/ (metrics.json, report.md, *.png)")
+          f"{memory}; outputs in {args.out}/ (metrics.json, report.md, *.png)")
     return 0
 
 
@@ -174,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override [scenario].seed")
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes running chunks of trials side by side (default 1; same results for any value)")
+    p.add_argument("--chunk-trials", type=int, default=25, metavar="N",
+                   help="trials batched together (default 25); memory grows with it, results do not change")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("trajectory", help="fit a flight of a missile class to a range and apogee; print it")

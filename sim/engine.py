@@ -25,6 +25,9 @@ from sim.errors import InputError
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
+WORK_KEYS = ("tracker_runs", "track_steps", "updates")
+MAX_WORKERS = 64  # processes for run_scenario(workers=)
+CURVE_POINTS = 400  # samples per trial and curve kept for the report's figures
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,28 @@ class TrialResults:
         ``{(policy, nation): list of float}`` mean GOSPA per trial (several objects only).
     trials : int
         Trials gathered so far.
+    work : dict
+        Work done, summed over chunks: ``tracker_runs`` (one per distinct data
+        feed of a chunk), ``track_steps`` (live track slots x output times x
+        trials of those runs) and ``updates`` (measurement updates).
     """
 
     values: dict = dataclasses.field(default_factory=dict)
     gospa: dict = dataclasses.field(default_factory=dict)
     trials: int = 0
+    work: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(WORK_KEYS, 0))
+
+    def merge(self, other: "TrialResults") -> None:
+        """Append the trials of ``other`` (a later chunk) to these, in order."""
+        for key, row in other.values.items():
+            mine = self.values.setdefault(key, {k: [] for k in row})
+            for k, v in row.items():
+                mine[k].extend(v)
+        for key, v in other.gospa.items():
+            self.gospa.setdefault(key, []).extend(v)
+        self.trials += other.trials
+        for k in WORK_KEYS:
+            self.work[k] += other.work[k]
 
 
 def build_radars(scenario: Scenario) -> tuple:
@@ -136,17 +156,60 @@ def chunks(n_trials: int, chunk_trials: int) -> list[np.ndarray]:
     return [idx[i:i + chunk_trials] for i in range(0, n_trials, chunk_trials)]
 
 
+def feed_plan(radars, policy, nation: str):
+    """What one nation receives under one policy: the tracker feeds it needs, before any is run.
+
+    Parameters
+    ----------
+    radars : sequence of Radar
+    policy : fusion.network.Policy
+    nation : str
+
+    Returns
+    -------
+    own : ndarray, shape (S,)
+        Delay of each sensor's detections to the nation's own tracker, s (inf: never).
+    routes : list of (ndarray (S,), float, float)
+        Per track-level sender: the delays of the sender's own-sensor tracker
+        (its sensors' reporting latency, inf elsewhere), the link latency (s)
+        and the report interval (s).
+    arrival_delay : ndarray, shape (S,)
+        When each sensor's detections first reach the nation, directly or
+        inside a reported track, s after measurement (for the detection-time metrics).
+    """
+    from fusion.network import sensor_latency_to_nation, track_routes
+
+    sensor_nations = np.array([r.nation for r in radars])
+    sensor_latency = np.array([r.latency for r in radars], dtype=float)
+    own = np.asarray(sensor_latency_to_nation(policy, nation, list(sensor_nations), list(sensor_latency)),
+                     dtype=float)
+    routes = []
+    arrival_delay = own.copy()
+    for src, latency, interval in track_routes(policy, nation):
+        src_own = np.where(sensor_nations == src, sensor_latency, np.inf)
+        routes.append((src_own, latency, interval))
+        # A nation learns of detections only through the tracks reported to it.
+        arrival_delay = np.minimum(arrival_delay, src_own + latency)
+    return own, routes, arrival_delay
+
+
+def feed_key(delay: np.ndarray) -> tuple:
+    """Cache key of a tracker feed: its per-sensor delays (rounded to 1 ns)."""
+    return tuple(np.round(delay, 9).tolist())
+
+
 def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, nation: str, cache: dict):
     """Track history of one nation under one policy for a chunk of trials.
 
     Measurement-level sharing feeds the nation's tracker every detection that
     reaches it, at its arrival time (radar reporting latency plus link
     latency); track-level sharing fuses the senders' own-sensor tracks into the
-    nation's own (:func:`fusion.track_fusion.fuse_track_histories`).
+    nation's own (:func:`fusion.track_fusion.fuse_track_histories`). The feeds
+    come from :func:`feed_plan`.
 
-    ``cache`` maps a tuple of per-sensor delays to the history already computed
-    for it in this chunk: two (policy, nation) pairs that receive the same data
-    after the same delays get the same tracks, computed once.
+    ``cache`` maps a :func:`feed_key` to the history already computed for it in
+    this chunk: two (policy, nation) pairs that receive the same data after the
+    same delays get the same tracks, computed once.
 
     Returns
     -------
@@ -156,18 +219,15 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     arrival : ndarray, shape (K,)
         Their arrival times, s (inf where they never arrive).
     """
-    from fusion.network import sensor_latency_to_nation, track_routes
     from fusion.track_fusion import fuse_track_histories
     from fusion.tracker import run_tracker
 
-    sensor_nations = [r.nation for r in radars]
-    sensor_latency = [r.latency for r in radars]
     site_ecef = np.stack([r.site_ecef for r in radars])
     R_enu = np.stack([r.R_enu for r in radars])
     revisit = np.array([r.scan_interval for r in radars])
 
     def tracker_for(delay: np.ndarray):
-        key = tuple(np.round(delay, 9).tolist())
+        key = feed_key(delay)
         if key not in cache:
             d = delay[dets.sensor]
             keep = np.isfinite(d)
@@ -176,22 +236,28 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
                                      truth.trial_index, scenario.tracker, revisit=revisit)
         return cache[key]
 
-    delay = np.asarray(sensor_latency_to_nation(policy, nation, sensor_nations, sensor_latency), dtype=float)
-    tracks = tracker_for(delay)
-    routes = track_routes(policy, nation)
+    own, routes, arrival_delay = feed_plan(radars, policy, nation)
+    tracks = tracker_for(own)
     if routes:
-        remote = []
-        for src, latency, interval in routes:
-            own = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float), np.inf)
-            remote.append((tracker_for(own), latency, interval))
+        remote = [(tracker_for(src_own), latency, interval) for src_own, latency, interval in routes]
         tracks = fuse_track_histories(tracks, remote, scenario.sharing.track_fusion,
                                       scenario.tracker.gate_probability, q=scenario.tracker.process_noise**2)
-        # A nation learns of detections only through the tracks reported to it.
-        for src, latency, _ in routes:
-            own_src = np.where(np.array(sensor_nations) == src, np.asarray(sensor_latency, float) + latency, np.inf)
-            delay = np.minimum(delay, own_src)
-    d = delay[dets.sensor]
+    d = arrival_delay[dets.sensor]
     return tracks, np.isfinite(d), dets.time + d
+
+
+class _CountingCache(dict):
+    """The per-chunk tracker-history cache; counts the work of each history stored in it."""
+
+    def __init__(self, work: dict):
+        super().__init__()
+        self.work = work
+
+    def __setitem__(self, key, hist):
+        self.work["tracker_runs"] += 1
+        self.work["track_steps"] += int(np.count_nonzero(np.isfinite(hist.x[..., 0])))
+        self.work["updates"] += int(np.sum(hist.stats.get("updates", 0)))
+        super().__setitem__(key, hist)
 
 
 def _take(dets, mask):
@@ -238,11 +304,25 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             tuple(policies) + tuple(c.name for c in scenario.sharing.custom)))))
     rv = [i for i, kind in enumerate(truth.object_kind) if kind == "rv"]
     targets = [scenario.threats[truth.object_threat[i]].name for i in rv]
-    cache: dict = {}
+    # Plan the feeds first, so each cached tracker history is dropped after its last use (memory).
+    plans = {}
+    uses: dict = {}
+    for policy_name in policies:
+        for nation in NATIONS:
+            own, routes, _ = feed_plan(radars, all_policies[policy_name], nation)
+            keys = [feed_key(own)] + [feed_key(r[0]) for r in routes]
+            plans[(policy_name, nation)] = keys
+            for key in keys:
+                uses[key] = uses.get(key, 0) + 1
+    cache: _CountingCache = _CountingCache(results.work)
     for policy_name in policies:
         policy = all_policies[policy_name]
         for nation in NATIONS:
             tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache)
+            for key in plans[(policy_name, nation)]:
+                uses[key] -= 1
+                if uses[key] == 0:
+                    del cache[key]
             arrivals = _arrivals(dets, mask, arrival)
             got: dict = {}
             m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got,
@@ -257,6 +337,7 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
                 results.gospa.setdefault((policy_name, nation), []).extend(np.asarray(m["gospa_m"]).ravel().tolist())
             if keep is not None:
                 keep(policy_name, nation, truth, dets, tracks, mask, arrival, m)
+            del tracks
     if curves is not None and curves.coverage is None:
         curves.set_coverage(truth, dets, len(radars))
     results.trials += len(trial_indices)
@@ -269,25 +350,27 @@ class Curves:
     Position error (m) of the scored confirmed track on each RV versus time and
     its 2-sigma bound; IPP error (km) versus time to go; and the coverage
     timeline (which radar detects which object, when) of the first trial.
-    Decimation keeps memory to about ``max_points`` values per trial and curve.
+
+    Parameters
+    ----------
+    step : int
+        Keep every ``step``-th output time (:func:`curve_step`: the same for every
+        chunk, so chunks run apart can be merged).
     """
 
-    def __init__(self, max_points: int = 400):
-        self.max_points = max_points
+    def __init__(self, step: int):
+        self.step = int(step)
         self.pos: dict = {}  # (policy, nation, target) -> list of (trials, G) arrays
         self.bound: dict = {}
         self.ipp: dict = {}
         self.t = None
         self.tau = None
-        self.step = None
         self.coverage = None
 
     def add(self, policy, nation, truth, tracks, rv, targets, ipp) -> None:
         from fusion.metrics import position_error_curve
 
         t, err, bound = position_error_curve(truth, tracks)
-        if self.step is None:
-            self.step = max(1, int(np.ceil(t.size / self.max_points)))
         step = self.step
         # Chunks share t0 and dt but end at their own last impact: keep the longest grid (others are prefixes).
         if self.t is None or t[::step].size > self.t.size:
@@ -300,6 +383,20 @@ class Curves:
             self.pos.setdefault(key, []).append(err[:, obj, ::step])
             self.bound.setdefault(key, []).append(bound[:, obj, ::step])
             self.ipp.setdefault(key, []).append(ipp_err[:, obj, :])
+
+    def merge(self, other: "Curves") -> None:
+        """Append the curves of ``other`` (a later chunk, same ``step``) to these, in order."""
+        if other.step != self.step:
+            raise ValueError(f"Curves.merge: step {other.step} differs from {self.step}")
+        for mine, theirs in ((self.pos, other.pos), (self.bound, other.bound), (self.ipp, other.ipp)):
+            for key, parts in theirs.items():
+                mine.setdefault(key, []).extend(parts)
+        if other.t is not None and (self.t is None or other.t.size > self.t.size):
+            self.t = other.t
+        if other.tau is not None and (self.tau is None or other.tau.size > self.tau.size):
+            self.tau = other.tau
+        if self.coverage is None:
+            self.coverage = other.coverage
 
     def set_coverage(self, truth, dets, n_sensors: int) -> None:
         """Keep (sensor, object, time) of the real detections of the first trial of the first chunk."""
@@ -317,6 +414,24 @@ class Curves:
             out[row:row + p.shape[0], :p.shape[1]] = p
             row += p.shape[0]
         return out
+
+
+def curve_step(scenario: Scenario, max_points: int = CURVE_POINTS) -> int:
+    """Decimation step of the report's curves: about ``max_points`` samples over the nominal flight.
+
+    The span is ``[scenario].duration_s`` if set, else from the earliest launch to
+    the latest nominal impact (:func:`sim.shaping.nominal_for_threat`); it does not
+    depend on the trials, so every chunk decimates alike.
+    """
+    from sim.shaping import nominal_for_threat
+
+    info = scenario.info
+    if info.duration is not None:
+        span = info.duration
+    else:
+        span = (max(th.launch_time + nominal_for_threat(th).flight_time for th in scenario.threats)
+                - min(th.launch_time for th in scenario.threats))
+    return max(1, int(np.ceil(span / info.dt / max_points)))
 
 
 def object_rcs(scenario: Scenario, truth) -> np.ndarray:
@@ -357,6 +472,8 @@ class RunOutput:
     policies : tuple of str
     radars : tuple of Radar
     curves : Curves
+    work : dict
+        :attr:`TrialResults.work` summed over all chunks.
     """
 
     rows: list
@@ -365,10 +482,11 @@ class RunOutput:
     policies: tuple
     radars: tuple
     curves: Curves
+    work: dict
 
 
 def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
-                 policies: Sequence[str] | None = None, chunk_trials: int = 25,
+                 policies: Sequence[str] | None = None, chunk_trials: int = 25, workers: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> RunOutput:
     """Run every policy for every nation over all trials, in chunks, and summarize over trials.
 
@@ -380,7 +498,11 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     policies : sequence of str, optional
         Override ``[sharing].policies``.
     chunk_trials : int
-        Trials batched together; bounds memory (results do not depend on it).
+        Trials batched together; bounds memory (results do not depend on it, to the printed digit).
+    workers : int
+        Processes that run chunks side by side (1: all in this process). Chunks are
+        independent and their results are gathered in chunk order, so the results do
+        not depend on ``workers``; memory is about ``workers`` times one chunk's.
     progress : callable, optional
         ``progress(done, total)`` after each chunk.
 
@@ -391,8 +513,8 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     Raises
     ------
     InputError
-        Bad overrides (trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED], unknown policy)
-        or sensor overrides.
+        Bad overrides (trials or chunk_trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED],
+        workers outside [1, MAX_WORKERS], unknown policy) or sensor overrides.
     """
     from fusion.metrics import summarize
     from sim.scenario import MAX_SEED, MAX_TRIALS
@@ -403,15 +525,37 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise InputError.single("--workers", workers, f"a whole number of processes in [1, {MAX_WORKERS}]")
+    if isinstance(chunk_trials, bool) or not isinstance(chunk_trials, int) or not 1 <= chunk_trials <= MAX_TRIALS:
+        raise InputError.single("--chunk-trials", chunk_trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
     check_threats(scenario)
+    step = curve_step(scenario)
     results = TrialResults()
-    curves = Curves()
-    for idx in chunks(trials, chunk_trials):
-        run_chunk(scenario, radars, idx, seed, names, results, curves=curves)
-        if progress is not None:
-            progress(results.trials, trials)
+    curves = Curves(step)
+    parts = chunks(trials, chunk_trials)
+    if workers == 1 or len(parts) == 1:
+        for idx in parts:
+            run_chunk(scenario, radars, idx, seed, names, results, curves=curves)
+            if progress is not None:
+                progress(results.trials, trials)
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn: a fresh interpreter per worker (no forked BLAS threads or locks); chunks are
+        # submitted in order and gathered in order, so the merge is the serial run's.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=ctx) as pool:
+            futures = [pool.submit(_chunk_job, scenario, idx, seed, names, step) for idx in parts]
+            for fut in futures:
+                part_results, part_curves = fut.result()
+                results.merge(part_results)
+                curves.merge(part_curves)
+                if progress is not None:
+                    progress(results.trials, trials)
     rows = []
     for (policy, nation, target), values in results.values.items():
         row = {"policy": policy, "nation": nation, "target": target}
@@ -419,7 +563,15 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         if (policy, nation) in results.gospa:
             row["gospa_m"] = summarize(np.asarray(results.gospa[(policy, nation)]))
         rows.append(row)
-    return RunOutput(rows, trials, seed, names, radars, curves)
+    return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work))
+
+
+def _chunk_job(scenario: Scenario, trial_indices, seed: int, policies, step: int):
+    """One chunk in a worker process: its own results and curves, to be merged in chunk order."""
+    results = TrialResults()
+    curves = Curves(step)
+    run_chunk(scenario, build_radars(scenario), trial_indices, seed, policies, results, curves=curves)
+    return results, curves
 
 
 def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None) -> Replay:

@@ -67,9 +67,18 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     a = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
     a2 = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
     b = run_scenario(sc, policies=["trilateral"], chunk_trials=1)
-    for name, run in (("a", a), ("a2", a2), ("b", b)):
+    b2 = run_scenario(sc, policies=["trilateral"], chunk_trials=1, workers=2)  # chunks in two processes
+    for name, run in (("a", a), ("a2", a2), ("b", b), ("b2", b2)):
         write_outputs(tmp_path / name, sc, run)
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "a2" / "metrics.json").read_bytes()
+    # Worker processes change where chunks run, not what they compute or the order they are gathered in.
+    assert (tmp_path / "b" / "metrics.json").read_bytes() == (tmp_path / "b2" / "metrics.json").read_bytes()
+    assert b.work == b2.work and b.work["tracker_runs"] == 3 * a.work["tracker_runs"] > 0
+    assert a.work["track_steps"] == b.work["track_steps"] > 0
+    assert b.curves.step == b2.curves.step and set(b.curves.pos) == set(b2.curves.pos)
+    for key in b.curves.pos:
+        np.testing.assert_array_equal(b.curves.stacked(b.curves.pos, key), b2.curves.stacked(b2.curves.pos, key))
+        np.testing.assert_array_equal(b.curves.stacked(b.curves.ipp, key), b2.curves.stacked(b2.curves.ipp, key))
     # Trial k does not depend on the batch: the same numbers up to the last printed digit (6 significant).
     # The batched arithmetic may round differently for another batch size (tracker states agree to
     # 1e-11 relative, test_tracker), which can flip the last printed digit.
@@ -168,8 +177,11 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
         (["--seed", "-3"], "--seed"),
         (["--seed", str(2**63)], "--seed"),
         (["--policies", "gsomia"], "--policies"),
+        (["--workers", "0"], "--workers"),
+        (["--chunk-trials", "0"], "--chunk-trials"),
     ],
-    ids=["zero-trials", "too-many-trials", "negative-seed", "seed-over-64-bit", "unknown-policy"],
+    ids=["zero-trials", "too-many-trials", "negative-seed", "seed-over-64-bit", "unknown-policy", "zero-workers",
+         "zero-chunk"],
 )
 def test_cli_run_bad_input_one_line_exit_2_nothing_written(scenarios_dir, tmp_path, capsys, argv_tail, words):
     out_dir = tmp_path / "out"
