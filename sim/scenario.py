@@ -244,9 +244,11 @@ def _read_threats(r: _Reader, doc: dict) -> list[ThreatConfig]:
             r.add(f"{p}.{missing}", MISSING, "required with the other target coordinate")
         elif not by_bearing and not by_target:
             r.add(f"{p}.range_km", MISSING, "give bearing_deg with range_km, or target_lat_deg with target_lon_deg")
-        if shape in ("lofted", "depressed") and "apogee_km" not in t:
+        # A bad shape was reported above; judging apogee_km against its default would add a wrong second error.
+        shape_given = t.get("shape", "minimum-energy") in SHAPES
+        if shape_given and shape in ("lofted", "depressed") and "apogee_km" not in t:
             r.add(f"{p}.apogee_km", MISSING, f"required for shape = '{shape}' (km above the ellipsoid)")
-        if shape == "minimum-energy" and "apogee_km" in t:
+        if shape_given and shape == "minimum-energy" and "apogee_km" in t:
             r.add(f"{p}.apogee_km", t["apogee_km"], "not used with shape = 'minimum-energy'; "
                   "use shape = 'lofted' or 'depressed' to fly to an apogee")
         if maneuver == "pull-up" and missile is not None and not missile.startswith("srbm"):

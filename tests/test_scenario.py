@@ -142,6 +142,15 @@ def test_malformed_input_names_key_path(tmp_path, capsys, case, mutate, key_path
     assert "Traceback" not in errtext
 
 
+def test_bad_shape_is_one_problem_not_also_an_apogee_one(tmp_path):
+    # The apogee is judged against the shape given, not against the default an unknown shape falls back to.
+    path = tmp_path / "s.toml"
+    path.write_text(sub('shape = "lofted"', 'shape = "loftd"')(VALID), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    assert [p.key_path for p in err.value.problems] == ["threat[0].shape"]
+
+
 def test_at_least_25_malformed_cases():
     assert len(MALFORMED) >= 25
 
