@@ -85,13 +85,19 @@ def _cmd_sensors(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Notional sensor catalog (public open-source estimates)")
-    cols = [c for c in rows[0] if c not in ("source",)] if rows else []
-    for c in cols + ["source"]:
+    # The columns an analyst compares at a glance; every field (faces, noise, sources) is in --json.
+    cols = ("name", "nation", "system", "band", "platform", "lat_deg", "lon_deg", "range_max_km", "fov",
+            "scan_interval_s", "latency_s")
+    table = Table(title="Notional sensor catalog (public open-source estimates; all fields: --json)")
+    for c in cols:
         table.add_column(c, overflow="fold")
     for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in cols + ["source"]))
-    Console(width=200).print(table)
+        table.add_row(*(str(row.get(c, "")) for c in cols))
+    console = Console()
+    console.print(table)
+    console.print("Sources (estimates):")
+    for row in rows:
+        console.print(f"- {row['name']}: {row.get('source', '')}", highlight=False)
     return 0
 
 
