@@ -60,7 +60,7 @@ FULL_RADAR_TRIALS = 10
 CHUNK_TRIALS = 25  # the engine's default, for the quick runs and the radar rows
 # Full-mode trial rows: a tracker run costs mostly per (time, sensor) group, which larger chunks
 # share among more trials; two worker processes use both cores of the reference machine.
-FULL_CHUNK_TRIALS = 125
+FULL_CHUNK_TRIALS = 250
 FULL_WORKERS = 2
 
 # Folders of project code, for picking the project's own functions out of a profile.
