@@ -502,7 +502,9 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     workers : int
         Processes that run chunks side by side (1: all in this process). Chunks are
         independent and their results are gathered in chunk order, so the results do
-        not depend on ``workers``; memory is about ``workers`` times one chunk's.
+        not depend on ``workers``; memory is about ``workers`` times one chunk's. The
+        workers are spawned (:mod:`multiprocessing`), so a script calling this with
+        ``workers > 1`` must guard its entry point with ``if __name__ == "__main__":``.
     progress : callable, optional
         ``progress(done, total)`` after each chunk.
 
@@ -550,12 +552,16 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=ctx) as pool:
             futures = [pool.submit(_chunk_job, scenario, idx, seed, names, step) for idx in parts]
-            for fut in futures:
-                part_results, part_curves = fut.result()
-                results.merge(part_results)
-                curves.merge(part_curves)
-                if progress is not None:
-                    progress(results.trials, trials)
+            try:
+                for fut in futures:
+                    part_results, part_curves = fut.result()
+                    results.merge(part_results)
+                    curves.merge(part_curves)
+                    if progress is not None:
+                        progress(results.trials, trials)
+            except BaseException:  # an error or Ctrl-C: do not start the chunks still queued
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     rows = []
     for (policy, nation, target), values in results.values.items():
         row = {"policy": policy, "nation": nation, "target": target}
