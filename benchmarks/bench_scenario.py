@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.scenario import DEFAULT_CHUNK_TRIALS
+
 REPO = Path(__file__).resolve().parents[1]
 _NAME = Path("scenarios") / "hwasong15_2017-11-29.toml"
 # The source checkout's file; from an installed package, the one under the working directory.
@@ -57,7 +59,7 @@ QUICK_TRIALS = (1, 4)  # the tracker's cost per run is mostly per time step, so 
 QUICK_RADAR_TRIALS = 1
 FULL_TRIALS = (10, 100, 1000)
 FULL_RADAR_TRIALS = 10
-CHUNK_TRIALS = 25  # the engine's default, for the quick runs and the radar rows
+CHUNK_TRIALS = DEFAULT_CHUNK_TRIALS  # the engine's default, for the quick runs and the radar rows
 # Full-mode trial rows: a tracker run costs mostly per (time, sensor) group, which larger chunks
 # share among more trials; two worker processes use both cores of the reference machine.
 FULL_CHUNK_TRIALS = 250

@@ -119,8 +119,8 @@ def _cmd_run(args) -> int:
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-    if args.workers > 1:
-        child_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    child_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # 0 if no worker ran
+    if args.workers > 1 and child_mib > 0:
         memory = f"peak memory {peak_mib:.0f} MiB here, {child_mib:.0f} MiB in the largest of {args.workers} workers"
     else:
         memory = f"peak memory {peak_mib:.0f} MiB"
@@ -171,6 +171,8 @@ def _cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gsomia-sim`` command (subcommands and their options)."""
+    from sim.scenario import DEFAULT_CHUNK_TRIALS
+
     parser = _Parser(prog="gsomia-sim",
                      description="Trilateral (US-Japan-ROK) ballistic-missile-defense sensor-fusion concept simulator.")
     parser.add_argument("--version", action="version", version=f"gsomia-sim {__version__}")
@@ -188,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes running chunks of trials side by side (default 1; same results for any value)")
-    p.add_argument("--chunk-trials", type=int, default=25, metavar="N",
-                   help="trials batched together (default 25); memory grows with it, results do not change")
+    p.add_argument("--chunk-trials", type=int, default=DEFAULT_CHUNK_TRIALS, metavar="N",
+                   help=f"trials batched together (default {DEFAULT_CHUNK_TRIALS}); memory grows with it, "
+                        "results change at most in the last printed digit")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("trajectory", help="fit a flight of a missile class to a range and apogee; print it")

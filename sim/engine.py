@@ -22,6 +22,7 @@ import numpy as np
 from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
 from sim.errors import InputError
+from sim.scenario import DEFAULT_CHUNK_TRIALS
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
@@ -486,7 +487,7 @@ class RunOutput:
 
 
 def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
-                 policies: Sequence[str] | None = None, chunk_trials: int = 25, workers: int = 1,
+                 policies: Sequence[str] | None = None, chunk_trials: int = DEFAULT_CHUNK_TRIALS, workers: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> RunOutput:
     """Run every policy for every nation over all trials, in chunks, and summarize over trials.
 

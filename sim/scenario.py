@@ -161,6 +161,7 @@ def _as_utc(value):
 
 MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trials) may ask for
 MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
+DEFAULT_CHUNK_TRIALS = 25  # trials batched together by `run` unless --chunk-trials says otherwise (memory ~ chunk)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
 
 
