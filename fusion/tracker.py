@@ -537,6 +537,50 @@ class _IMM:
         return {"xm": res.x, "Pm": res.P, "mu": mu / np.sum(mu, axis=-1, keepdims=True)}
 
 
+def predict_own_substeps(filt, f: dict, dt) -> dict:
+    """Predict a batch of tracks so that each one takes the RK4 substeps it would take alone.
+
+    The ballistic and drag propagators share one substep count per call, the
+    largest its elements need (:func:`fusion.drag.substeps_needed`). Here the
+    batch is split by the elements' own counts (a handful of distinct values, not
+    tracks), so a track's prediction, to the bit, does not depend on which other
+    tracks or trials share its batch: trial k gives the same numbers whatever the
+    chunk of trials it runs in. Filters without the two-phase ``prepare``/``finish``
+    split (the UKF, whose sigma points share the count) predict the batch as one.
+
+    Parameters
+    ----------
+    filt : the tracker's filter (``_EKF``, ``_IMM`` or ``_UKF``)
+    f : dict of ndarray
+        Filter fields of ``n`` tracks (leading axis ``n``).
+    dt : ndarray, shape (n,)
+        Time steps, s.
+
+    Returns
+    -------
+    dict of ndarray
+        The predicted fields, same shapes as ``f``.
+    """
+    dt = np.asarray(dt, dtype=np.float64)
+    if not hasattr(filt, "prepare"):
+        return filt.predict(f, dt)
+    ctx, x_in = filt.prepare(f, dt)
+    nb, nd = substeps_needed(x_in, dt)
+    key = nb * (int(nd.max(initial=0)) + 1) + nd
+    kinds = np.unique(key)
+    if kinds.size == 1:
+        return filt.finish(ctx, dt)
+    out = None
+    for kv in kinds:  # distinct substep counts (a few), not tracks or times
+        m = np.nonzero(key == kv)[0]
+        pred = filt.finish(filt.sub(ctx, m), dt[m])
+        if out is None:
+            out = {k: np.empty((dt.size,) + v.shape[1:], dtype=v.dtype) for k, v in pred.items()}
+        for k, v in pred.items():
+            out[k][m] = v
+    return out
+
+
 def _make_filter(config: TrackerConfig):
     q = float(config.process_noise) ** 2  # m^2/s^3: PSD whose 1-s accumulation has sigma process_noise m/s^2
     name = config.filter
@@ -723,7 +767,7 @@ class MultiTargetTracker:
                 mv = dt != 0.0 if self.filter.exact_zero_dt else np.ones(dt.shape, dtype=bool)
                 if mv.any():
                     bm, jm = (b, ji) if mv.all() else (b[mv], ji[mv])
-                    pred = self.filter.predict({k: s[k][bm, jm] for k in fn}, dt[mv])
+                    pred = predict_own_substeps(self.filter, {k: s[k][bm, jm] for k in fn}, dt[mv])
                     for k in fn:
                         s[k][bm, jm] = pred[k]
                     s["t"][bm, jm] = tg
@@ -844,13 +888,13 @@ class MultiTargetTracker:
             # tracks already at t need no prediction (a zero step is an exact identity, see process_group)
             mv = dt != 0.0
             if mv.any():
-                pred = self.filter.predict({k: v[mv] for k, v in f.items()}, dt[mv])
+                pred = predict_own_substeps(self.filter, {k: v[mv] for k, v in f.items()}, dt[mv])
                 for k in f:
                     f[k] = f[k].copy()
                     f[k][mv] = pred[k]
             x, P = self.filter.combined(f)
         else:
-            x, P = self.filter.combined(self.filter.predict(f, dt))
+            x, P = self.filter.combined(predict_own_substeps(self.filter, f, dt))
         conf = s["confirmed"][b, j]
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > self.max_var))
         return b[keep], j[keep], x[keep], P[keep], conf[keep]
@@ -868,11 +912,9 @@ class _DeferredEstimates:
     prediction of a handful of tracks, dominated by per-call overhead (and by
     the many short drag substeps of tracks in the atmosphere). Here the live
     tracks' states are copied at each grid time (:meth:`add`) and predicted
-    together later (:meth:`flush`). The predictions are element-wise except for
-    the common RK4 substep counts of a batch (the largest over its elements,
-    :func:`fusion.drag.substeps_needed`), so elements are batched only with
-    those of grid times whose own batch had the same counts: the results are
-    bit for bit those of :meth:`MultiTargetTracker.estimate`.
+    together later (:meth:`flush`). Every prediction takes each element's own
+    RK4 substep counts (:func:`predict_own_substeps`), so the results are bit for
+    bit those of :meth:`MultiTargetTracker.estimate`.
     """
 
     BATCH = 4096  # tracks x grid times per flush (~3 MB of IMM state)
@@ -906,20 +948,9 @@ class _DeferredEstimates:
         f = {k: np.concatenate([it[3][n] for it in items]) for n, k in enumerate(trk._filter_names)}
         mv = np.nonzero(dt != 0.0)[0]  # a zero step is the identity (exact_zero_dt)
         if mv.size:
-            dtm, Im = dt[mv], I[mv]
-            ctx, x_in = filt.prepare({k: v[mv] for k, v in f.items()}, dtm)
-            nb, nd = substeps_needed(x_in, dtm)
-            u, inv = np.unique(Im, return_inverse=True)
-            NB = np.zeros(u.size, dtype=np.int64)
-            ND = np.zeros(u.size, dtype=np.int64)
-            np.maximum.at(NB, inv, nb)
-            np.maximum.at(ND, inv, nd)
-            key = NB[inv] * (int(ND.max()) + 1) + ND[inv]
-            for kv in np.unique(key):  # distinct substep counts (a few), not tracks or times
-                m = np.nonzero(key == kv)[0]
-                pred = filt.finish(filt.sub(ctx, m), dtm[m])
-                for k in f:
-                    f[k][mv[m]] = pred[k]
+            pred = predict_own_substeps(filt, {k: v[mv] for k, v in f.items()}, dt[mv])
+            for k in f:
+                f[k][mv] = pred[k]
         x, P = filt.combined(f)
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > trk.max_var))
         if not keep.all():

@@ -269,7 +269,9 @@ def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, d
     dt_s : float
         Output step, s (> 0).
     duration_s : float, optional
-        Length of the grid from its start, s; None: until the last impact in the batch.
+        Length of the grid from its start, s; None: until the latest impact any trial can
+        have (every threat's corner flights at the dispersion bounds, plus a margin), so the
+        grid does not depend on which trials share the batch.
 
     Returns
     -------
@@ -359,10 +361,9 @@ def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, d
         if T > T_alloc:
             # The corner flights did not bound this batch (not expected): fly again on the full grid.
             return generate_truth(threats, trials, seed, dt_s, (T - 1) * dt_s)
-        # A view of the first T samples (the allocation bound is a few samples longer).
-        state, phase = state[:, :, :T], phase[:, :, :T]
-    else:
-        T = T_alloc
+    # The whole allocated grid, not cut at this batch's last impact: it is fixed by the threats alone,
+    # so trial k sees the same grid, the same radar scans and the same false alarms in any batch.
+    T = T_alloc
     t = t0 + dt_s * np.arange(T)
     return Truth(t=t, state=state, phase=phase, object_threat=np.asarray(owner, dtype=np.int64),
                  object_kind=tuple(kinds), launch_time=launch_time, impact_time=impact_time,
