@@ -545,24 +545,19 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
             if progress is not None:
                 progress(results.trials, trials)
     else:
-        import concurrent.futures
         import multiprocessing
 
-        # spawn: a fresh interpreter per worker (no forked BLAS threads or locks); chunks are
-        # submitted in order and gathered in order, so the merge is the serial run's.
+        # spawn: a fresh interpreter per worker (no forked BLAS threads or locks). imap hands the chunks
+        # out in order and returns them in order, so the merge is the serial run's. Leaving the block
+        # (done, an error, or Ctrl-C, which only this process hears) terminates the workers.
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(parts)), mp_context=ctx) as pool:
-            futures = [pool.submit(_chunk_job, scenario, idx, seed, names, step) for idx in parts]
-            try:
-                for fut in futures:
-                    part_results, part_curves = fut.result()
-                    results.merge(part_results)
-                    curves.merge(part_curves)
-                    if progress is not None:
-                        progress(results.trials, trials)
-            except BaseException:  # an error or Ctrl-C: do not start the chunks still queued
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        jobs = [(scenario, idx, seed, names, step) for idx in parts]
+        with ctx.Pool(processes=min(workers, len(parts)), initializer=_worker_init) as pool:
+            for part_results, part_curves in pool.imap(_chunk_job, jobs):
+                results.merge(part_results)
+                curves.merge(part_curves)
+                if progress is not None:
+                    progress(results.trials, trials)
     rows = []
     for (policy, nation, target), values in results.values.items():
         row = {"policy": policy, "nation": nation, "target": target}
@@ -573,8 +568,19 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work))
 
 
-def _chunk_job(scenario: Scenario, trial_indices, seed: int, policies, step: int):
-    """One chunk in a worker process: its own results and curves, to be merged in chunk order."""
+def _worker_init() -> None:
+    """Worker processes ignore Ctrl-C: the main process hears it and terminates them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _chunk_job(job):
+    """One chunk in a worker process: its own results and curves, to be merged in chunk order.
+
+    ``job`` is ``(scenario, trial_indices, seed, policies, step)``.
+    """
+    scenario, trial_indices, seed, policies, step = job
     results = TrialResults()
     curves = Curves(step)
     run_chunk(scenario, build_radars(scenario), trial_indices, seed, policies, results, curves=curves)

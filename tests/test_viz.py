@@ -348,6 +348,20 @@ def test_main_rejects_bad_input(scenario, tmp_path):
             main(args)
 
 
+def test_main_without_a_display_is_a_clear_error_not_a_qt_abort(scenario, monkeypatch):
+    # Linux with no DISPLAY/WAYLAND_DISPLAY and no platform chosen: Qt would abort the process; the view says why.
+    import sys
+
+    from viz.app import main
+
+    monkeypatch.setattr(sys, "platform", "linux")  # the check is Linux's (X11 / Wayland)
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    args = types.SimpleNamespace(scenario=scenario.path, trial=0, speed=10.0, policy=None, screenshot=None, at=None)
+    with pytest.raises(InputError, match="--screenshot"):
+        main(args)
+
+
 def test_main_screenshot_end_to_end(scenario, tmp_path, monkeypatch, qapp):
     """``gsomia-sim view --screenshot FILE --at T`` through main(), with the synthetic replay as data source."""
     from pyqtgraph.Qt import QtGui

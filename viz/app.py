@@ -822,12 +822,24 @@ def main(args) -> int:
     ------
     sim.errors.InputError
         Bad scenario file, trial out of range, unknown policy, speed <= 0,
-        ``--at`` outside the scenario's time span, screenshot not a .png.
+        ``--at`` outside the scenario's time span, screenshot not a .png, or
+        no display on Linux without ``--screenshot`` (Qt would abort the process).
     """
     from sim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     _check_args(scenario, args)
+    import os
+    import sys
+
+    if args.screenshot is not None:
+        # A screenshot needs no screen: render off-screen unless the user chose a platform.
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif (sys.platform.startswith("linux") and "QT_QPA_PLATFORM" not in os.environ
+          and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        # Qt would abort the process (no platform plugin can start) instead of raising.
+        raise InputError.single("DISPLAY", "unset (and WAYLAND_DISPLAY too)",
+                                "a desktop session, or --screenshot FILE.png --at T to render headless")
     app = _app()
     window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
                         start_time=args.at)
