@@ -347,8 +347,11 @@ def _slug(text: str) -> str:
 def check_out_dir(out_dir) -> Path:
     """Check, before any work, that ``out_dir`` is a folder or a path where one can be made.
 
-    Nothing is created. The path must be non-empty; it must be a folder if it exists,
-    otherwise its nearest existing ancestor must be a writable folder.
+    Nothing is left behind. The path must be non-empty; it must be a folder if it
+    exists, otherwise its nearest existing ancestor must be a folder. That folder is
+    probed by creating and removing a temporary file in it, the only test that also
+    holds for root and for read-only or virtual file systems (``os.access`` says yes
+    to root everywhere, even under ``/proc``).
 
     Returns
     -------
@@ -357,9 +360,11 @@ def check_out_dir(out_dir) -> Path:
     Raises
     ------
     sim.errors.InputError
-        Empty, an existing non-folder, under a non-folder, or under a folder this
-        process cannot write.
+        Empty, an existing non-folder, under a non-folder, or a folder where this
+        process cannot create a file.
     """
+    import tempfile
+
     from sim.errors import InputError
 
     if not str(out_dir).strip():
@@ -368,15 +373,19 @@ def check_out_dir(out_dir) -> Path:
     if out.exists():
         if not out.is_dir():
             raise InputError.single("--out", str(out), "must be a folder (or a path where one can be made)")
-        return out
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError.single("--out", str(out), f"must be a folder (or a path where one can be made); "
-                                f"{parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError.single("--out", str(out), f"cannot be created ({parent} is not writable)")
+        where = out
+    else:
+        where = out.absolute().parent
+        while not where.exists():
+            where = where.parent
+        if not where.is_dir():
+            raise InputError.single("--out", str(out), f"must be a folder (or a path where one can be made); "
+                                    f"{where} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=where, prefix=".gsomia-probe-"):
+            pass
+    except OSError as e:
+        raise InputError.single("--out", str(out), f"cannot be written ({where}: {e.strerror or e})") from None
     return out
 
 

@@ -208,6 +208,24 @@ def test_cli_run_bad_input_one_line_exit_2_nothing_written(scenarios_dir, tmp_pa
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
+def test_out_dir_is_probed_by_writing_not_by_permission_bits(tmp_path, monkeypatch):
+    # Root passes os.access everywhere; a folder where no file can be made must still fail before the run.
+    import tempfile
+
+    from sim.errors import InputError
+    from sim.report import check_out_dir
+
+    assert check_out_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []  # the probe leaves nothing
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(InputError, match="Read-only file system"):
+        check_out_dir(tmp_path / "out")
+
+
 @pytest.mark.parametrize("out", ["file", "file/sub", ""], ids=["a-file", "under-a-file", "empty"])
 def test_cli_run_bad_out_fails_before_the_run(scenarios_dir, tmp_path, capsys, monkeypatch, out):
     import sim.engine
