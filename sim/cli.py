@@ -124,7 +124,8 @@ def _cmd_run(args) -> int:
         memory = f"peak memory {peak_mib:.0f} MiB here, {child_mib:.0f} MiB in the largest of {args.workers} workers"
     else:
         memory = f"peak memory {peak_mib:.0f} MiB"
-    print(f"{trials_text(run.trials)} x {len(run.policies)} policies x 3 nations in {wall:.1f} s; "
+    n_pol = len(run.policies)
+    print(f"{trials_text(run.trials)} x {n_pol} {'policy' if n_pol == 1 else 'policies'} x 3 nations in {wall:.1f} s; "
           f"{memory}; outputs in {args.out}/ (metrics.json, report.md, *.png)")
     return 0
 

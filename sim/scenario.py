@@ -135,12 +135,17 @@ def _kind_words(kind, lo, hi, lo_open, choices) -> str:
     words = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
              "datetime": "a UTC date-time such as 2017-11-28T18:18:00Z"}[kind]
     if lo is not None and hi is not None:
-        return f"{words} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        return f"{words} in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]"
     if lo is not None:
-        return f"{words} {'>' if lo_open else '>='} {lo:g}"
+        return f"{words} {'>' if lo_open else '>='} {_num(lo)}"
     if hi is not None:
-        return f"{words} <= {hi:g}"
+        return f"{words} <= {_num(hi)}"
     return words
+
+
+def _num(v) -> str:
+    """A bound as the user would type it: whole numbers with separators (1,000,000), others to 10 digits."""
+    return f"{v:,}" if isinstance(v, int) else f"{v:.10g}"
 
 
 def _as_utc(value):

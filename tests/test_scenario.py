@@ -232,7 +232,7 @@ def test_console_script_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"{path}: scenario.trials: got -4; out of range; an integer in [1, 1e+06]"
+        f"{path}: scenario.trials: got -4; out of range; an integer in [1, 1,000,000]"
     ]
     assert "Traceback" not in proc.stderr
 
