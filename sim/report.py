@@ -219,6 +219,24 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + " (medians)."
 
 
+def consistency_sentence(doc: dict, target: str) -> str | None:
+    """A reading of the ANEES column for one target: its range of medians against the consistent value 6."""
+    medians = [r["anees"]["median"] for r in doc["results"]
+               if r["target"] == target and isinstance(r.get("anees"), dict) and r["anees"]["median"] is not None]
+    if not medians:
+        return None
+    lo, hi = min(medians), max(medians)
+    parts = []
+    if hi > 12.0:
+        parts.append("values well above 6 mean covariances smaller than the errors (overconfident tracks: "
+                     "their sigma bounds and gates are too tight)")
+    if lo < 3.0:
+        parts.append("values well below 6 mean covariances larger than the errors (conservative tracks)")
+    verdict = "; ".join(parts) or "close to consistent"
+    return (f"Filter consistency: median ANEES from {lo:.3g} to {hi:.3g} across nations and policies, where a "
+            f"consistent 6-state filter gives about 6; {verdict}.")
+
+
 def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") -> str:
     """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, figures."""
     out = io.StringIO()
@@ -239,6 +257,9 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
             s = gain_sentence(doc, nation, target)
             if s:
                 out.write(f"- {s}\n")
+        s = consistency_sentence(doc, target)
+        if s:
+            out.write(f"- {s}\n")
         out.write("\n")
     if figures:
         out.write("## Figures\n\n")

@@ -180,6 +180,7 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert not [n for n in names if n.endswith(".tmp")]
     report = (out_dir / "report.md").read_text()
     assert "trilateral sharing gives" in report
+    assert "Filter consistency: median ANEES from" in report
     for name in names:
         if name.endswith(".png"):
             assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -269,3 +270,15 @@ def test_kn23_japan_gains_custody_with_trilateral_sharing(kn23):
     tri_f = row(out, "trilateral", "JP", "firm_track_time_s")["median"]
     # Japan's own radars see a 50 km apogee flight late, if at all: later or missing firm track alone.
     assert iso_f is None or iso_f > tri_f
+
+
+@pytest.mark.parametrize("medians, words", [((4.0, 50.0), "overconfident"), ((2.0, 5.0), "conservative"),
+                                            ((5.0, 7.5), "close to consistent")])
+def test_report_reads_the_anees_column_against_six(medians, words):
+    from sim.report import consistency_sentence
+
+    doc = {"results": [{"target": "rv", "anees": {"median": m}} for m in medians]
+           + [{"target": "rv", "anees": {"median": None}}, {"target": "other", "anees": {"median": 900.0}}]}
+    text = consistency_sentence(doc, "rv")
+    assert words in text and f"from {medians[0]:.3g} to {medians[1]:.3g}" in text
+    assert consistency_sentence(doc, "nothing") is None
