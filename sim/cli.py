@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes running chunks of trials side by side (default 1; same results for any value)")
     p.add_argument("--chunk-trials", type=int, default=DEFAULT_CHUNK_TRIALS, metavar="N",
                    help=f"trials batched together (default {DEFAULT_CHUNK_TRIALS}); memory grows with it, "
-                        "results change at most in the last printed digit")
+                        "results do not change")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("trajectory", help="fit a flight of a missile class to a range and apogee; print it")

@@ -36,7 +36,7 @@ class ScenarioInfo:
     dt : float
         Truth sampling and tracker output step, s.
     duration : float or None
-        Simulated time span, s; None means until the last impact.
+        Simulated time span, s; None means until the latest impact any trial can have (a bound fixed by the threats).
     sources : tuple of str
         Public sources of the vignette.
     """

@@ -373,7 +373,7 @@ class Curves:
 
         t, err, bound = position_error_curve(truth, tracks)
         step = self.step
-        # Chunks share t0 and dt but end at their own last impact: keep the longest grid (others are prefixes).
+        # Every chunk has the same grid (fixed by the threats); keep the longest in case a chunk had to extend it.
         if self.t is None or t[::step].size > self.t.size:
             self.t = t[::step]
         tau, ipp_err = ipp
@@ -499,7 +499,7 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     policies : sequence of str, optional
         Override ``[sharing].policies``.
     chunk_trials : int
-        Trials batched together; bounds memory (results do not depend on it, to the printed digit).
+        Trials batched together; bounds memory (results do not depend on it, to the bit).
     workers : int
         Processes that run chunks side by side (1: all in this process). Chunks are
         independent and their results are gathered in chunk order, so the results do
