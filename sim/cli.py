@@ -86,14 +86,19 @@ def _cmd_sensors(args) -> int:
     from rich.table import Table
 
     # The columns an analyst compares at a glance; every field (faces, noise, sources) is in --json.
-    cols = ("name", "nation", "system", "band", "platform", "lat_deg", "lon_deg", "range_max_km", "fov",
-            "scan_interval_s", "latency_s")
+    # A narrow terminal gets the ones that fit without breaking names and numbers.
+    console = Console()
+    wide = console.width >= 150
+    cols = (("name", "nation", "system", "band", "platform", "lat_deg", "lon_deg", "range_max_km", "fov",
+             "scan_interval_s", "latency_s") if wide else
+            ("name", "nation", "band", "range_max_km", "scan_interval_s", "latency_s"))
     table = Table(title="Notional sensor catalog (public open-source estimates; all fields: --json)")
+    short = {"range_max_km": "range km", "scan_interval_s": "scan s", "latency_s": "latency s",
+             "lat_deg": "lat", "lon_deg": "lon"}
     for c in cols:
-        table.add_column(c, overflow="fold")
+        table.add_column(short.get(c, c), overflow="fold", no_wrap=c not in ("system", "fov"))
     for row in rows:
         table.add_row(*(str(row.get(c, "")) for c in cols))
-    console = Console()
     console.print(table)
     console.print("Sources (estimates):")
     for row in rows:

@@ -406,7 +406,7 @@ def check_out_dir(out_dir) -> Path:
         with tempfile.TemporaryFile(dir=where, prefix=".gsomia-probe-"):
             pass
     except OSError as e:
-        raise InputError.single("--out", str(out), f"cannot be written ({where}: {e.strerror or e})") from None
+        raise InputError.single("--out", str(out), f"no file can be created in {where} ({e.strerror or e})") from None
     return out
 
 
