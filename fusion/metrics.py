@@ -50,6 +50,7 @@ from fusion.models import ballistic_propagate
 from sim.config import MetricsConfig
 from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
 from sim.errors import InputError
+from sim.truth import PHASE_BOOST
 
 STATE_DIM = 6  # [x, y, z, vx, vy, vz]
 DEFAULT_MAX_GAP_STEPS = 3  # steps a firm track may be off its object (missed scans, a swap glitch)
@@ -624,6 +625,13 @@ def ipp_error_curve(
     the ground points. Only the grid of times to go is propagated (cost: one
     propagation per point), not every step.
 
+    There is no IPP while the object is under thrust (``truth.phase`` boost, when the
+    truth carries phases): the ballistic propagation of a thrusting missile's state
+    is not a prediction of where it will land (impact point prediction is a
+    free-flight computation), and its ground point sweeps downrange past the true
+    impact point, so a lost boost-phase track could otherwise leave a "warning" that
+    was a coincidence standing until impact.
+
     Parameters
     ----------
     truth : Truth
@@ -664,6 +672,8 @@ def ipp_error_curve(
     t = np.asarray(truth.t, float)
     dt = _grid_step(t)
     N, O = launch.shape
+    phase = getattr(truth, "phase", None)
+    phase = None if phase is None else np.asarray(phase)
     err = np.full((N, O, tau.size), np.nan)
     states, where = [], []
     min_run = 1 if hold_s is None else max(1, int(np.ceil(_check_positive("hold_s", hold_s) / dt - 1e-9)))
@@ -674,6 +684,8 @@ def ipp_error_curve(
         k = np.where(ok, k, 0).astype(np.intp)
         n_idx = np.broadcast_to(np.arange(N)[:, None], k.shape)
         ok &= v.tracked[n_idx, k]
+        if phase is not None:
+            ok &= phase[n_idx, o, k] != PHASE_BOOST  # no IPP of a thrusting missile (see the docstring)
         states.append(v.x[n_idx[ok], k[ok]])
         where.append((n_idx[ok], np.full(ok.sum(), o), np.nonzero(ok)[1]))
     if states:

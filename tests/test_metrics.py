@@ -324,6 +324,26 @@ def test_ipp_curve_warning_and_launch_point_on_exact_tracks(arcs):
     assert np.nanmax(lp) < 1e-3
 
 
+def test_no_ipp_and_no_warning_from_the_boost_phase(arcs):
+    # With phases, steps under thrust give no IPP: a warning cannot rest on a thrusting missile's
+    # ballistic extrapolation (e.g. a boost-phase track lost before burnout).
+    from sim.truth import PHASE_BOOST, PHASE_MIDCOURSE
+
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=100.0)
+    t = np.asarray(truth.t)
+    burnout = 400.0  # s on the grid: the exact tracks before it count as boost-phase tracks
+    phase = np.where(t < burnout, PHASE_BOOST, PHASE_MIDCOURSE).astype(np.int8)
+    with_phase = SimpleNamespace(**{**vars(truth), "phase": np.broadcast_to(phase, truth.state.shape[:3]).copy()})
+    tau, err = M.ipp_error_curve(with_phase, tr, step_s=50.0, extra_time_to_go=(120.0,))
+    k_time = np.floor(truth.impact_time[..., None] - tau)
+    np.testing.assert_array_equal(np.isfinite(err), (k_time >= 100.0) & (k_time >= burnout))
+    w = M.warning_time(tau, err, 50.0)
+    assert np.all(truth.impact_time - w >= burnout)  # the warning starts after burnout
+    _, err_all = M.ipp_error_curve(truth, tr, step_s=50.0, extra_time_to_go=(120.0,))
+    assert np.isfinite(err_all).sum() > np.isfinite(err).sum()  # without phases, the boost steps count
+
+
 def test_ipp_error_of_biased_track_matches_independent_propagation(arcs):
     truth, _ = arcs
     dv = np.array([20.0, -10.0, 5.0])
