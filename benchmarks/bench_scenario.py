@@ -269,8 +269,9 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None, trial
     setup = time.perf_counter() - t0
     chosen = trials is not None
     trial_rows = tuple(trials) if chosen else (QUICK_TRIALS if quick else FULL_TRIALS)
-    chunk = chunk_trials or (CHUNK_TRIALS if quick else FULL_CHUNK_TRIALS)
-    nproc = workers or (1 if quick else FULL_WORKERS)
+    # None means the mode's value; anything else (0 included) goes to run_scenario, which checks it.
+    chunk = chunk_trials if chunk_trials is not None else (CHUNK_TRIALS if quick else FULL_CHUNK_TRIALS)
+    nproc = workers if workers is not None else (1 if quick else FULL_WORKERS)
     radar_trials = QUICK_RADAR_TRIALS if quick else FULL_RADAR_TRIALS
     n_all = len(scenario.sensors)
     by_trials = []
