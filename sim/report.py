@@ -193,8 +193,9 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
         w_t, w_o = _median(tri, "warning_time_s"), _median(row, "warning_time_s")
         bits = []
         if ft_t is not None and ft_o is not None:
+            ft_t, ft_o = round(ft_t), round(ft_o)  # the gap of the numbers printed, not of unrounded ones
             d = ft_o - ft_t
-            if abs(d) < 0.5:
+            if d == 0:
                 bits.append(f"the same firm-track time ({ft_t:.0f} s after launch)")
             else:
                 bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
@@ -206,7 +207,9 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
         if c_t is not None and c_o is not None:
             bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}")
         if w_t is not None and w_o is not None:
-            bits.append(f"warning time {w_t:.0f} s vs {w_o:.0f} s")
+            dw = round(w_t) - round(w_o)
+            change = "the same" if dw == 0 else f"{abs(dw)} s {'more' if dw > 0 else 'less'}"
+            bits.append(f"warning time {w_t:.0f} s vs {w_o:.0f} s ({change})")
         elif w_t is not None:
             bits.append(f"warning time {w_t:.0f} s where {other} tracking gives none")
         if bits:

@@ -282,3 +282,18 @@ def test_report_reads_the_anees_column_against_six(medians, words):
     text = consistency_sentence(doc, "rv")
     assert words in text and f"from {medians[0]:.3g} to {medians[1]:.3g}" in text
     assert consistency_sentence(doc, "nothing") is None
+
+
+def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_loss():
+    from sim.report import gain_sentence
+
+    def row(policy, firm, warn):
+        return {"policy": policy, "nation": "JP", "target": "rv", "firm_track_time_s": {"median": firm},
+                "completeness": {"median": 0.2}, "warning_time_s": {"median": warn}}
+
+    doc = {"results": [row("trilateral", 40.64, 2855.0), row("isolated", 46.14, 2910.0),
+                       row("bilateral", 40.9, 2700.0)]}
+    text = gain_sentence(doc, "JP", "rv")
+    assert "a firm track 5 s earlier (41 s vs 46 s after launch)" in text  # 46 - 41, not 5.5 rounded to 6
+    assert "warning time 2855 s vs 2910 s (55 s less)" in text
+    assert "the same firm-track time (41 s after launch)" in text and "(155 s more)" in text
