@@ -1,4 +1,4 @@
-"""Measurement-to-track association: chi-square gating and global nearest neighbour (GNN).
+"""Measurement-to-track association: chi-square gating, global nearest neighbour (GNN) and JPDA.
 
 Batched over trials. The tracker hands in *candidate pairs* (a detection and a
 track of the same trial) with their gating statistic and assignment cost; this
@@ -22,6 +22,18 @@ Gaussian likelihood up to a constant), which keeps a wide tentative track from
 taking a detection that a firm, narrow track explains
 (Blackman & Popoli 1999, eq. 6.11).
 
+Closely spaced confirmed tracks (an RV and its spent stage tens of metres
+apart after separation) share gated detections, and GNN's hard choice then
+pulls each track with the other object's reports: measured on the Hwasong-15
+scenario, both tracks drifted 100-300 m from either object while claiming a
+6-20 m sigma (per-step NEES over 100 for 30-60 s). For those clusters the
+tracker uses joint probabilistic data association instead
+(:func:`jpda_clusters`, :func:`jpda_probabilities`; Fortmann, Bar-Shalom &
+Scheffe 1983), which weighs the feasible joint assignments, in its
+coalescence-avoiding form JPDA* (Blom & Bloem 2000). On that scenario the
+steps with NEES over 100 fell from 95-131 (GNN) through 32-65 (JPDA) to 4-7
+(JPDA*) over 4 trials, as few as with the true associations given (4-10).
+
 The common case, a trial in which every gated track has one gated detection
 and every gated detection one gated track, is decided without any loop (the
 assignment is the gated pairs themselves); only trials with competing pairs go
@@ -30,13 +42,20 @@ through ``linear_sum_assignment``, one call per such trial.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from sim.errors import InputError
 
-__all__ = ["gate_threshold", "gate", "gnn_assign"]
+__all__ = ["gate_threshold", "gate", "gnn_assign", "jpda_clusters", "jpda_probabilities", "JPDA_MAX_CLUSTER"]
+
+JPDA_MAX_CLUSTER = 6  # largest number of tracks, and of detections, of a cluster solved by JPDA: 6 x 6 has
+#                       13,327 joint events; a larger cluster falls back to GNN
 
 
 def gate_threshold(gate_probability: float, dim: int = 3) -> float:
@@ -164,6 +183,174 @@ def gnn_assign(det, track, cost, trial):
         p_i = pair_of[i, rows, cols]
         out[p_i[p_i >= 0]] = True
     return out
+
+
+def jpda_clusters(det, track, eligible, max_size=JPDA_MAX_CLUSTER):
+    """Pairs that belong to a cluster of closely spaced tracks, to be resolved by JPDA.
+
+    The gated pairs of eligible tracks (the tracker passes its confirmed tracks)
+    form a bipartite graph of detections and tracks; its connected components
+    are the clusters (Fortmann, Bar-Shalom & Scheffe 1983, sec. III: a
+    cluster is a set of tracks linked by shared gated measurements). A cluster
+    with two or more tracks is a JPDA cluster when neither its tracks nor its
+    detections number more than ``max_size``; the rest stays with GNN.
+
+    Parameters
+    ----------
+    det, track : array_like of int, shape (p,)
+        Detection and track keys of the gated pairs (as in :func:`gnn_assign`;
+        a key names one detection or track over the whole batch).
+    eligible : array_like of bool, shape (p,)
+        Whether the pair's track may take part in JPDA.
+    max_size : int
+        Largest number of tracks, and of detections, in a JPDA cluster.
+
+    Returns
+    -------
+    cluster : ndarray of int64, shape (p,)
+        Cluster number 0..c-1 of each pair in a JPDA cluster, -1 elsewhere.
+    """
+    det = np.asarray(det, dtype=np.int64)
+    track = np.asarray(track, dtype=np.int64)
+    eligible = np.asarray(eligible, dtype=bool)
+    out = np.full(det.size, -1, dtype=np.int64)
+    idx = np.nonzero(eligible)[0]
+    if idx.size < 2:
+        return out
+    d_inv, t_inv = _dense(det[idx]), _dense(track[idx])
+    n_d, n_t = int(d_inv.max()) + 1, int(t_inv.max()) + 1
+    graph = coo_matrix((np.ones(idx.size), (d_inv, n_d + t_inv)), shape=(n_d + n_t, n_d + n_t))
+    _, label = connected_components(graph, directed=False)
+    comp = label[d_inv]  # a pair's component (its detection's and its track's)
+    # distinct tracks and detections per component
+    trk_first = np.zeros(n_t, dtype=bool)
+    trk_first[t_inv] = True
+    det_comp = np.zeros(n_d, dtype=np.int64)
+    det_comp[d_inv] = comp
+    trk_comp = np.zeros(n_t, dtype=np.int64)
+    trk_comp[t_inv] = comp
+    n_comp = int(label.max()) + 1
+    tracks_in = np.bincount(trk_comp, minlength=n_comp)
+    dets_in = np.bincount(det_comp, minlength=n_comp)
+    ok = (tracks_in >= 2) & (tracks_in <= max_size) & (dets_in <= max_size)
+    keep = ok[comp]
+    if keep.any():
+        out[idx[keep]] = np.unique(comp[keep], return_inverse=True)[1]
+    return out
+
+
+@lru_cache(maxsize=64)
+def _joint_events(n_t: int, n_d: int) -> np.ndarray:
+    """Every feasible joint association event of ``n_t`` tracks and ``n_d`` detections.
+
+    Returns an int array ``(E, n_t)``: entry ``[e, j]`` is the detection given
+    to track ``j`` in event ``e``, or ``n_d`` for none; no detection is given to
+    two tracks. Built once per cluster shape (cached).
+    """
+    events = [[]]
+    for _ in range(n_t):
+        events = [e + [k] for e in events for k in range(n_d + 1) if k == n_d or k not in e]
+    return np.asarray(events, dtype=np.int64).reshape(len(events), n_t)
+
+
+@lru_cache(maxsize=64)
+def _permutation_groups(n_t: int, n_d: int) -> np.ndarray:
+    """Group number of each joint event of :func:`_joint_events`: events that give the same set of
+    detections to the same set of tracks (they differ by a permutation) share a group."""
+    ev = _joint_events(n_t, n_d)
+    assigned = ev < n_d
+    det_mask = (np.where(assigned, np.left_shift(1, np.where(assigned, ev, 0)), 0)).sum(axis=1)
+    trk_mask = (assigned * np.left_shift(1, np.arange(n_t))).sum(axis=1)
+    return np.unique(det_mask * (1 << (n_t + 1)) + trk_mask, return_inverse=True)[1]
+
+
+def jpda_probabilities(cluster, det, track, log_weight, coalescence_avoiding=True):
+    """Marginal association probabilities of the pairs of JPDA clusters, by enumeration.
+
+    With gated pair weights :math:`w_{kj} = P_D\\,\\mathcal N(y_{kj}; 0, S_{kj})
+    / (\\lambda (1 - P_D))` (the tracker's ``log_weight``), a joint event
+    :math:`\\theta` (each detection to at most one track, each track at most
+    one detection) has probability proportional to
+    :math:`\\prod_{(k,j)\\in\\theta} w_{kj}`, and the marginal
+
+    .. math::
+
+        \\beta_{kj} = \\frac{\\sum_{\\theta \\ni (k,j)} \\prod_{(k',j')\\in\\theta} w_{k'j'}}
+                           {\\sum_{\\theta} \\prod_{(k',j')\\in\\theta} w_{k'j'}}
+
+    is the probability that detection *k* originated from track *j*
+    (Fortmann, Bar-Shalom & Scheffe, "Sonar tracking of multiple targets using
+    joint probabilistic data association", IEEE J. Oceanic Eng. 8(3), 1983,
+    eq. 30-34; Bar-Shalom, Willett & Tian, *Tracking and Data Fusion*, 2011,
+    sec. 6.2). The probability that track *j* got no detection is
+    :math:`\\beta_{0j} = 1 - \\sum_k \\beta_{kj}`.
+
+    With ``coalescence_avoiding`` (default) only the most probable of the events
+    that differ by a permutation (the same detections given to the same tracks)
+    is kept: the JPDA* of Blom & Bloem, "Probabilistic data association avoiding
+    track coalescence", IEEE Trans. Automatic Control 45(2), 2000. Plain JPDA
+    lets two tracks on closely spaced objects take the average of both objects'
+    detections and merge; measured on the Hwasong-15 scenario, an RV track so
+    merged with its stage was then left 200-480 m from the RV.
+
+    Clusters of one shape are solved together: the joint events of the shape
+    are enumerated once (:func:`_joint_events`) and weighed for every cluster in
+    one array operation, in log space.
+
+    Parameters
+    ----------
+    cluster : array_like of int, shape (p,)
+        Cluster number of each pair (:func:`jpda_clusters`, all >= 0).
+    det, track : array_like of int, shape (p,)
+        Detection and track keys of each pair.
+    log_weight : array_like of float, shape (p,)
+        :math:`\\log w_{kj}`.
+    coalescence_avoiding : bool
+        Keep only the best event of each permutation group (JPDA*).
+
+    Returns
+    -------
+    ndarray, shape (p,)
+        :math:`\\beta_{kj}` of each pair.
+    """
+    cluster = np.asarray(cluster, dtype=np.int64)
+    det = np.asarray(det, dtype=np.int64)
+    track = np.asarray(track, dtype=np.int64)
+    log_weight = np.asarray(log_weight, dtype=np.float64)
+    beta = np.zeros(cluster.size)
+    if cluster.size == 0:
+        return beta
+    n_c = int(cluster.max()) + 1
+    d_loc, n_d = _local_rank(cluster, det, n_c)
+    t_loc, n_t = _local_rank(cluster, track, n_c)
+    shape_key = n_t * (JPDA_MAX_CLUSTER + 2) + n_d
+    for key in np.unique(shape_key):  # one pass per cluster shape (a handful), not per cluster
+        cs = np.nonzero(shape_key == key)[0]
+        nt, nd = int(n_t[cs[0]]), int(n_d[cs[0]])
+        ev = _joint_events(nt, nd)  # (E, nt), value nd = none
+        pos = np.full(n_c, -1, dtype=np.int64)
+        pos[cs] = np.arange(cs.size)
+        pairs = np.nonzero(pos[cluster] >= 0)[0]
+        # log weights (clusters, detection or none, track); -inf where not gated, 0 for "none"
+        lw = np.full((cs.size, nd + 1, nt), -np.inf)
+        lw[:, nd, :] = 0.0
+        lw[pos[cluster[pairs]], d_loc[pairs], t_loc[pairs]] = log_weight[pairs]
+        le = lw[:, ev, np.arange(nt)].sum(axis=-1)  # (clusters, E): log weight of each event
+        if coalescence_avoiding:
+            grp = _permutation_groups(nt, nd)
+            best = np.full((cs.size, int(grp.max()) + 1), -np.inf)
+            for_max = np.broadcast_to(grp, le.shape)
+            np.maximum.at(best, (np.arange(cs.size)[:, None].repeat(grp.size, 1), for_max), le)
+            le = np.where(le >= best[:, grp], le, -np.inf)
+        top = np.max(le, axis=1, keepdims=True)
+        pe = np.exp(le - top)
+        pe /= pe.sum(axis=1, keepdims=True)
+        # marginal of (detection k, track j): sum of the events giving k to j
+        ind = np.zeros((ev.shape[0], nd + 1, nt))
+        ind[np.arange(ev.shape[0])[:, None], ev, np.arange(nt)[None, :]] = 1.0
+        marg = (pe @ ind.reshape(ev.shape[0], -1)).reshape(cs.size, nd + 1, nt)
+        beta[pairs] = marg[pos[cluster[pairs]], d_loc[pairs], t_loc[pairs]]
+    return beta
 
 
 def _dense(keys):

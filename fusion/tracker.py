@@ -18,18 +18,29 @@ over every trial that has a detection in it:
    whose position sigma :math:`\\sqrt{\\operatorname{tr} P_{rr}}` exceeds
    ``max_position_sigma``.
 3. Gate every (detection, track) pair of a trial with the chi-square gate
-   (:func:`fusion.association.gate_threshold`) and assign by global nearest
-   neighbour with cost :math:`d^2 + \\ln|S|` (:func:`fusion.association.gnn_assign`).
-4. Update the assigned tracks (Kalman algebra of :mod:`fusion.kalman`,
+   (:func:`fusion.association.gate_threshold`).
+4. With ``association = "jpda"`` (default), confirmed tracks linked by shared
+   gated detections (:func:`fusion.association.jpda_clusters`: two or more
+   tracks, at most six, e.g. an RV and its spent stage just after separation)
+   are updated by JPDA* (coalescence-avoiding JPDA): association probabilities
+   by enumeration (:func:`fusion.association.jpda_probabilities`, detection probability
+   :data:`JPDA_DETECTION_PROBABILITY`, nonparametric clutter density of the
+   cluster), then the moment-matched mixture of each track's hypotheses
+   (:func:`_pda_merge`). A JPDA track counts a hit, and takes the label of its
+   most probable detection, when it more likely than not got one; a detection
+   JPDA more likely than not explained starts no track.
+5. The other pairs are assigned by global nearest neighbour with cost
+   :math:`d^2 + \\ln|S|` (:func:`fusion.association.gnn_assign`) and the
+   assigned tracks updated (Kalman algebra of :mod:`fusion.kalman`,
    :mod:`fusion.ukf` or :mod:`fusion.imm`), batched over all of them.
-5. Initiate a tentative track from every detection left unassigned
+6. Initiate a tentative track from every detection left unassigned
    (:func:`initial_state`).
 
 Tracks of trials without a detection in the group are not touched: each track
 keeps the time of its own state, so a trial's result does not depend on which
 other trials share its batch. No Python loop runs over trials or tracks inside a
 group (only trials with competing gated pairs go one by one through
-``linear_sum_assignment``).
+``linear_sum_assignment``; JPDA clusters of one shape are solved together).
 
 Track life
 ----------
@@ -74,7 +85,8 @@ References
 ----------
 Bar-Shalom, Li & Kirubarajan, *Estimation with Applications to Tracking and
 Navigation*, 2001 (EKF, gating); Blackman & Popoli 1999 (initiation,
-confirmation, deletion, GNN).
+confirmation, deletion, GNN); Fortmann, Bar-Shalom & Scheffe 1983 (JPDA);
+Blom & Bloem 2000 (JPDA*).
 """
 
 from __future__ import annotations
@@ -84,7 +96,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion.association import gate, gate_threshold, gnn_assign
+from fusion.association import gate, gate_threshold, gnn_assign, jpda_clusters, jpda_probabilities
 from fusion.drag import drag_process_noise, drag_propagate, drag_transition, substeps_needed
 from fusion.kalman import (
     gaussian_log_likelihood,
@@ -151,6 +163,10 @@ IMM_BALLISTIC_DWELL = 1.0e9  # s, mean time before a ballistic track is seen thr
 #                             ballistic). A shorter dwell is process noise in disguise: the thrust mode's
 #                             share, mixed back into the ballistic mode every step, inflated the covariance
 #                             (1e4 s: midcourse velocity NEES 1.2 of 3 on the Hwasong-15 scenario, measured)
+JPDA_DETECTION_PROBABILITY = 0.9  # P_D of a confirmed track in the JPDA event weights (estimate: the
+#                                  radars' single-look P_D on a ballistic target at mid range, 0.8-0.95)
+_GATE_VOLUME_C3 = 4.0 * np.pi / 3.0  # volume of the unit ball in 3 dimensions (Bar-Shalom et al. 2001, eq. 3.4.4-3)
+
 IMM_MU_MIN = 1e-12  # floor of a mode probability (numerical, keeps both modes alive for the mixing)
 IMM_MU0 = (0.5, 0.5)  # initial (thrust, ballistic) mode probabilities: no prior knowledge of the phase
 
@@ -380,6 +396,14 @@ class _EKF:
     def combined(self, f):
         return f["x"], f["P"]
 
+    # The cost d^2 + ln|S| is -2 log N(y; 0, S) less m ln(2 pi): the constant JPDA adds back.
+    cost_offset = 3.0 * np.log(2.0 * np.pi)
+
+    @staticmethod
+    def log_det_S(d2, cost, aux):
+        """:math:`\\ln|S|` of candidate pairs (for the JPDA gate volume)."""
+        return cost - d2
+
     def pair_stats(self, f, z, R, site, R_enu):
         """Gate statistic, cost, validity and what the update reuses, for candidate pairs."""
         x, P = f["x"], f["P"]
@@ -522,10 +546,19 @@ class _IMM:
             lse = top + np.log(np.sum(np.exp(logl - np.where(ok, top, 0.0)[:, None]), axis=-1))
         cost = np.where(ok, -2.0 * lse, np.inf)
         d2 = np.min(d2_m, axis=-1)
-        return d2, cost, ok, (hx, H)
+        with np.errstate(invalid="ignore"):
+            ld = np.sum(f["mu"] * np.where(ok_m, log_det_spd(S), 0.0), axis=-1)
+        return d2, cost, ok, (hx, H, ld)
+
+    cost_offset = 0.0  # the cost is -2 log of the mode-mixture likelihood, constant included
+
+    @staticmethod
+    def log_det_S(d2, cost, aux):
+        """Mode-probability-weighted :math:`\\ln|S|` of candidate pairs (for the JPDA gate volume)."""
+        return aux[2]
 
     def update(self, f, z, R, aux, first, site, R_enu):
-        hx, H = aux
+        hx, H = aux[0], aux[1]
         if first.any():
             hx, H = hx.copy(), H.copy()
             hx[first], H[first] = iterated_linearization(f["xm"][first], f["Pm"][first], z[first][:, None],
@@ -535,6 +568,67 @@ class _IMM:
         # mixing divide 0 by 0 when the Markov step is the identity (dt = 0).
         mu = np.maximum(res.mu, IMM_MU_MIN)
         return {"xm": res.x, "Pm": res.P, "mu": mu / np.sum(mu, axis=-1, keepdims=True)}
+
+
+def _pda_merge(pred: dict, post: dict, beta, beta0, inv) -> dict:
+    """Moment-matched mixture of a track's association hypotheses (JPDA / PDA combination).
+
+    Track *j* has the hypotheses "no detection" (weight :math:`\\beta_{0j}`,
+    state ``pred``) and "detection *k*" (weight :math:`\\beta_{kj}`, state
+    ``post`` of the pair). For an IMM track the hypotheses are crossed with the
+    modes: the joint weight of (hypothesis *k*, mode *i*) is
+    :math:`\\beta_{kj}\\mu^{k}_{i}` with :math:`\\mu^{k}` the mode probabilities
+    after hypothesis *k* (:math:`\\bar c` for "no detection"), so
+
+    .. math::
+
+        \\mu_i = \\sum_k \\beta_{kj}\\mu^k_i,\\quad
+        \\hat x_i = \\sum_k \\frac{\\beta_{kj}\\mu^k_i}{\\mu_i}\\hat x^k_i,\\quad
+        P_i = \\sum_k \\frac{\\beta_{kj}\\mu^k_i}{\\mu_i}
+              \\big(P^k_i + (\\hat x^k_i - \\hat x_i)(\\hat x^k_i - \\hat x_i)^T\\big)
+
+    (Bar-Shalom, Daum & Huang, "The probabilistic data association filter",
+    IEEE Control Systems 29(6), 2009, eq. 44-46 for one mode; the mode split
+    follows Blom & Bloem, "Probabilistic data association avoiding track
+    coalescence", IEEE Trans. AC 45(2), 2000, sec. II). A single-model filter is
+    the case of one mode.
+
+    Parameters
+    ----------
+    pred : dict of ndarray
+        Predicted filter fields of the ``n`` tracks (``x``/``P`` or ``xm``/``Pm``/``mu``).
+    post : dict of ndarray
+        Updated fields of the ``p`` pairs.
+    beta : ndarray, shape (p,)
+    beta0 : ndarray, shape (n,)
+    inv : ndarray of int, shape (p,)
+        Track (0..n-1) of each pair.
+    """
+    imm = "mu" in pred
+    if imm:
+        x0, P0, mu0 = pred["xm"], pred["Pm"], pred["mu"]
+        xk, Pk, muk = post["xm"], post["Pm"], post["mu"]
+    else:
+        x0, P0, mu0 = pred["x"][:, None], pred["P"][:, None], np.ones((pred["x"].shape[0], 1))
+        xk, Pk, muk = post["x"][:, None], post["P"][:, None], np.ones((post["x"].shape[0], 1))
+    w0 = beta0[:, None] * mu0  # (n, r)
+    wk = beta[:, None] * muk  # (p, r)
+    mu = w0.copy()
+    np.add.at(mu, inv, wk)
+    safe = np.maximum(mu, 1e-300)
+    x = w0[..., None] * x0
+    np.add.at(x, inv, wk[..., None] * xk)
+    x /= safe[..., None]
+    d0 = x0 - x
+    dk = xk - x[inv]
+    P = w0[..., None, None] * (P0 + d0[..., :, None] * d0[..., None, :])
+    np.add.at(P, inv, wk[..., None, None] * (Pk + dk[..., :, None] * dk[..., None, :]))
+    P /= safe[..., None, None]
+    P = 0.5 * (P + np.swapaxes(P, -1, -2))
+    if imm:
+        mu = np.maximum(mu, IMM_MU_MIN)
+        return {"xm": x, "Pm": P, "mu": mu / mu.sum(axis=-1, keepdims=True)}
+    return {"x": x[:, 0], "P": P[:, 0]}
 
 
 def predict_own_substeps(filt, f: dict, dt) -> dict:
@@ -597,6 +691,8 @@ def _check_config(config: TrackerConfig):
     if config.filter not in SUPPORTED_FILTERS:
         raise InputError.single("tracker.filter", config.filter, "allowed: " + ", ".join(SUPPORTED_FILTERS))
     gate_threshold(config.gate_probability)
+    if config.association not in ("jpda", "gnn"):
+        raise InputError.single("tracker.association", config.association, "allowed: jpda, gnn")
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
         raise InputError.single("tracker.confirm_m", (config.confirm_m, config.confirm_n), "1 <= confirm_m <= confirm_n")
     if int(config.delete_after_missed) < 1:
@@ -663,6 +759,7 @@ class MultiTargetTracker:
         if self.revisit.shape[0] != self.site_ecef.shape[0] or not np.all(self.revisit > 0):
             raise InputError.single("revisit", self.revisit.tolist(), "one positive revisit interval (s) per sensor")
         self.gamma = gate_threshold(config.gate_probability, 3)
+        self.jpda = config.association == "jpda"
         self.M = int(config.confirm_m)
         self.window = (int(config.confirm_n) - 1) * (1.0 + _EPS_T)  # revisits inside the M-of-N window
         self.D = int(config.delete_after_missed) * (1.0 + _EPS_T)
@@ -787,6 +884,8 @@ class MultiTargetTracker:
             f_pairs = {k: s[k][pb, pj] for k in fn}
             d2, cost, ok, aux = self.filter.pair_stats(f_pairs, z[pk], R[pk], site, R_enu)
             g = np.nonzero(gate(d2, ok, self.gamma))[0]
+            if g.size and self.jpda:
+                g = self._jpda_step(g, pk, pb, pj, f_pairs, z, R, obj, d2, cost, aux, sensor, tg, assigned_det)
             if g.size:
                 a = g[gnn_assign(pk[g], pb[g] * N + pj[g], cost[g], pb[g])]
                 if a.size:
@@ -854,6 +953,74 @@ class MultiTargetTracker:
                 np.add.at(s["n_initiated"], ru, 1)
                 if conf0:
                     np.add.at(s["n_confirmed"], ru, 1)
+
+    def _jpda_step(self, g, pk, pb, pj, f_pairs, z, R, obj, d2, cost, aux, sensor, tg, assigned_det):
+        """JPDA update of the clusters of confirmed tracks that share gated detections.
+
+        Returns the gated pairs left for GNN: those of tracks outside JPDA
+        clusters whose detection JPDA did not take.
+        """
+        s, fn, N = self.state, self._filter_names, self.N
+        tkey = pb[g] * N + pj[g]
+        cl = jpda_clusters(pk[g], tkey, s["confirmed"][pb[g], pj[g]])
+        jp = cl >= 0
+        if not jp.any():
+            return g
+        q = g[jp]  # JPDA pairs (indices into the candidate-pair arrays)
+        cq = cl[jp]
+        # log pair weight log(P_D N(y; 0, S) / ((1 - P_D) lambda)), lambda the nonparametric clutter density
+        # of the cluster: its m detections over the largest gate volume of its tracks (Bar-Shalom et al.
+        # 2001, sec. 6.4; gate volume c_3 gamma^(3/2) |S|^(1/2), eq. 3.4.4-3)
+        loglik = -0.5 * (cost[q] + self.filter.cost_offset)
+        ld = self.filter.log_det_S(d2[q], cost[q], tuple(v[q] for v in aux))
+        n_c = int(cq.max()) + 1
+        ld_max = np.full(n_c, -np.inf)
+        np.maximum.at(ld_max, cq, ld)
+        m_c = np.zeros(n_c)  # detections per cluster (a detection is in one cluster only)
+        np.add.at(m_c, cq[np.unique(pk[q], return_index=True)[1]], 1.0)
+        log_volume = np.log(_GATE_VOLUME_C3) + 1.5 * np.log(self.gamma) + 0.5 * ld_max
+        log_lambda = np.log(m_c) - log_volume
+        pd = JPDA_DETECTION_PROBABILITY
+        log_w = loglik + np.log(pd / (1.0 - pd)) - log_lambda[cq]
+        beta = jpda_probabilities(cq, pk[q], tkey[jp], log_w)
+
+        # per-pair posteriors, then the moment-matched mixture over each track's hypotheses
+        first = s["hits"][pb[q], pj[q]] == 1
+        post = self.filter.update({k: v[q] for k, v in f_pairs.items()}, z[pk[q]], R[pk[q]],
+                                  tuple(v[q] for v in aux), first, self.site_ecef[sensor], self.R_enu[sensor])
+        uk, first_pair, inv = np.unique(tkey[jp], return_index=True, return_inverse=True)
+        pred = {k: v[q[first_pair]] for k, v in f_pairs.items()}
+        beta_sum = np.zeros(uk.size)
+        np.add.at(beta_sum, inv, beta)
+        beta0 = np.clip(1.0 - beta_sum, 0.0, 1.0)
+        merged = _pda_merge(pred, post, beta, beta0, inv)
+        bt, jt = pb[q[first_pair]], pj[q[first_pair]]
+        for k in fn:
+            s[k][bt, jt] = merged[k]
+
+        # track life: a hit when the track more likely than not got a detection; its label is the
+        # detection it most probably got
+        best = np.full(uk.size, -1, dtype=np.int64)
+        best_beta = np.full(uk.size, -np.inf)
+        np.maximum.at(best_beta, inv, beta)
+        is_best = beta >= best_beta[inv]
+        best[inv[is_best]] = pk[q[is_best]]
+        hit = beta_sum >= 0.5
+        if hit.any():
+            bh, jh = bt[hit], jt[hit]
+            s["t_last"][bh, jh] = tg
+            s["r_last"][bh, jh] = self.revisit[sensor]
+            s["hits"][bh, jh] += 1
+            s["object"][bh, jh] = obj[best[hit]]
+            s["sensors"][bh, jh] |= np.uint64(1) << np.uint64(sensor)
+            np.add.at(s["n_updates"], bh, 1)
+        # a detection JPDA more likely than not explained is used (starts no track)
+        det_sum = np.zeros(assigned_det.size)
+        np.add.at(det_sum, pk[q], beta)
+        assigned_det |= det_sum >= 0.5
+        # what GNN may still assign: pairs of non-JPDA tracks whose detection is not used
+        rest = g[~jp]
+        return rest[~assigned_det[pk[rest]]]
 
     # -- output -----------------------------------------------------------------------------------
     def estimate(self, t):

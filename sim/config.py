@@ -17,6 +17,7 @@ NATIONS = ("US", "JP", "KR")
 BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral")
 SHARED_KINDS = ("measurements", "tracks")
 FILTERS = ("ekf", "ukf", "imm")
+ASSOCIATIONS = ("jpda", "gnn")
 TRACK_FUSION_RULES = ("covariance-intersection", "naive", "best-track")
 
 
@@ -192,6 +193,11 @@ class TrackerConfig:
         White-noise acceleration spectral density sigma, m/s^2 (file ``process_noise_mps2``).
     gate_probability : float
         Chi-square gate probability in (0, 1).
+    association : str
+        ``"jpda"`` (default): confirmed tracks that share gated detections are
+        updated by joint probabilistic data association, the rest by global
+        nearest neighbour; ``"gnn"``: global nearest neighbour only
+        (:mod:`fusion.association`).
     confirm_m, confirm_n : int
         M-of-N confirmation (1 <= M <= N).
     delete_after_missed : int
@@ -207,6 +213,7 @@ class TrackerConfig:
     filter: str = "imm"
     process_noise: float = 1.0
     gate_probability: float = 0.9997
+    association: str = "jpda"
     confirm_m: int = 3
     confirm_n: int = 5
     delete_after_missed: int = 5

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sim.config import (
     BUILTIN_POLICIES,
+    ASSOCIATIONS,
     FILTERS,
     MANEUVERS,
     NATIONS,
@@ -383,7 +384,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
     return cfg
 
 
-_TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "confirm_m", "confirm_n",
+_TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
                  "delete_after_missed", "max_position_sigma_km", "init_max_speed_mps", "max_tracks")
 
 
@@ -405,6 +406,7 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         process_noise=r.get(t, "process_noise_mps2", p, "float", default=d.process_noise, lo=0.0, hi=1000.0),
         gate_probability=r.get(t, "gate_probability", p, "float", default=d.gate_probability,
                                lo=0.0, lo_open=True, hi=0.999999999),
+        association=r.get(t, "association", p, "str", default=d.association, choices=ASSOCIATIONS),
         confirm_m=m,
         confirm_n=n,
         delete_after_missed=r.get(t, "delete_after_missed", p, "int", default=d.delete_after_missed, lo=1, hi=1000),

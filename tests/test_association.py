@@ -92,3 +92,119 @@ def test_gnn_prefers_more_assignments_over_cheaper_single():
     # Track A gates d1 (0.1) and d2 (9); track B gates only d1 (15): GNN takes A-d2, B-d1.
     a = gnn_assign([1, 2, 1], [0, 0, 1], [0.1, 9.0, 15.0], [0, 0, 0])
     assert a.tolist() == [False, True, True]
+
+
+# --------------------------------------------------------------------------- JPDA
+
+
+def test_jpda_one_track_is_the_pdaf_closed_form():
+    # One track, m gated detections: beta_k = w_k / (1 + sum w) (Bar-Shalom, Daum & Huang 2009, eq. 38-39,
+    # with w_k = P_D N_k / (lambda (1 - P_D))); the cluster here has one track, so call the kernel directly.
+    from fusion.association import jpda_probabilities
+
+    w = np.array([0.5, 2.0, 7.0])
+    beta = jpda_probabilities(np.zeros(3, int), np.arange(3), np.zeros(3, int), np.log(w))
+    np.testing.assert_allclose(beta, w / (1.0 + w.sum()), rtol=1e-12)
+
+
+def test_jpda_two_tracks_two_detections_closed_form():
+    # Seven joint events: none; one of four single pairs; the two full assignments (Fortmann et al. 1983, eq. 30).
+    from fusion.association import jpda_probabilities
+
+    w = {(0, 0): 3.0, (0, 1): 0.4, (1, 0): 0.7, (1, 1): 5.0}  # (detection, track): weight
+    d = np.array([k[0] for k in w])
+    t = np.array([k[1] for k in w])
+    beta = jpda_probabilities(np.zeros(4, int), d + 10, t + 20, np.log(list(w.values())),
+                              coalescence_avoiding=False)
+    norm = 1.0 + sum(w.values()) + w[0, 0] * w[1, 1] + w[0, 1] * w[1, 0]
+    expect = {
+        (0, 0): (w[0, 0] + w[0, 0] * w[1, 1]) / norm,
+        (0, 1): (w[0, 1] + w[0, 1] * w[1, 0]) / norm,
+        (1, 0): (w[1, 0] + w[0, 1] * w[1, 0]) / norm,
+        (1, 1): (w[1, 1] + w[0, 0] * w[1, 1]) / norm,
+    }
+    np.testing.assert_allclose(beta, list(expect.values()), rtol=1e-12)
+
+
+def test_jpda_matches_brute_force_over_clusters_of_several_shapes():
+    from fusion.association import jpda_probabilities
+
+    rng = np.random.default_rng(7)
+    clusters, dets, tracks, logw, expect = [], [], [], [], []
+    for c, (nt, nd) in enumerate([(2, 1), (2, 3), (3, 3), (2, 3), (4, 2)]):
+        gated = [(k, j) for k in range(nd) for j in range(nt) if rng.random() < 0.8 or k == j]
+        w = {p: float(np.exp(rng.normal(0.0, 2.0))) for p in gated}
+        # brute force over every subset of gated pairs that is a matching
+        num = {p: 0.0 for p in gated}
+        den = 0.0
+        for r in range(0, min(nt, nd) + 1):
+            for combo in itertools.combinations(gated, r):
+                if len({p[0] for p in combo}) < r or len({p[1] for p in combo}) < r:
+                    continue
+                prod = float(np.prod([w[p] for p in combo])) if combo else 1.0
+                den += prod
+                for p in combo:
+                    num[p] += prod
+        for p in gated:
+            clusters.append(c)
+            dets.append(100 * c + p[0])
+            tracks.append(100 * c + 50 + p[1])
+            logw.append(np.log(w[p]))
+            expect.append(num[p] / den)
+    beta = jpda_probabilities(np.array(clusters), np.array(dets), np.array(tracks), np.array(logw),
+                              coalescence_avoiding=False)
+    np.testing.assert_allclose(beta, expect, rtol=1e-10)
+    # a detection's probabilities over tracks, and a track's over detections, sum to at most one
+    for key in (np.array(dets), np.array(tracks)):
+        sums = np.bincount(np.unique(key, return_inverse=True)[1], weights=beta)
+        assert np.all(sums <= 1.0 + 1e-12)
+
+
+def test_jpda_star_keeps_the_best_of_permuted_events_closed_form():
+    # JPDA* (Blom & Bloem 2000): of {1->A, 2->B} and {2->A, 1->B}, which give the same detections to the
+    # same tracks, only the more probable stays; every other event differs in its sets and stays.
+    from fusion.association import jpda_probabilities
+
+    w = {(0, 0): 3.0, (0, 1): 0.4, (1, 0): 0.7, (1, 1): 5.0}
+    d = np.array([k[0] for k in w])
+    t = np.array([k[1] for k in w])
+    beta = jpda_probabilities(np.zeros(4, int), d, t, np.log(list(w.values())))
+    full = w[0, 0] * w[1, 1]  # > w[0, 1] * w[1, 0]
+    norm = 1.0 + sum(w.values()) + full
+    expect = [(w[0, 0] + full) / norm, w[0, 1] / norm, w[1, 0] / norm, (w[1, 1] + full) / norm]
+    np.testing.assert_allclose(beta, expect, rtol=1e-12)
+    # three tracks, three detections, every pair gated: the brute force with the rule applied
+    rng = np.random.default_rng(3)
+    W = np.exp(rng.normal(0.0, 1.5, size=(3, 3)))
+    groups = {}
+    for r in range(4):
+        for dets in itertools.combinations(range(3), r):
+            for trks in itertools.combinations(range(3), r):
+                best = max(itertools.permutations(trks), key=lambda p: np.prod([W[k, j] for k, j in zip(dets, p)]))
+                groups[(dets, trks)] = list(zip(dets, best))
+    num = np.zeros((3, 3))
+    den = 0.0
+    for ev in groups.values():
+        prod = float(np.prod([W[k, j] for k, j in ev])) if ev else 1.0
+        den += prod
+        for k, j in ev:
+            num[k, j] += prod
+    kk, jj = np.meshgrid(range(3), range(3), indexing="ij")
+    beta = jpda_probabilities(np.zeros(9, int), kk.ravel(), jj.ravel(), np.log(W.ravel()))
+    np.testing.assert_allclose(beta, (num / den).ravel(), rtol=1e-10)
+
+
+def test_jpda_clusters_need_two_eligible_tracks_sharing_a_detection():
+    from fusion.association import jpda_clusters
+
+    # pairs: (det, track). Tracks 1 and 2 share detection 11; track 3 is alone with two detections;
+    # tracks 4 and 5 share detection 14 but track 5 is not eligible (tentative).
+    det = np.array([10, 11, 11, 12, 13, 14, 14])
+    trk = np.array([1, 1, 2, 2, 3, 4, 5])
+    elig = np.array([True, True, True, True, True, True, False])
+    cl = jpda_clusters(det, trk, elig)
+    assert cl[0] == cl[1] == cl[2] == cl[3] >= 0
+    assert cl[4] == -1 and cl[5] == -1 and cl[6] == -1
+    # too large: seven tracks on one detection fall back to GNN
+    cl = jpda_clusters(np.zeros(7, int), np.arange(7), np.ones(7, bool))
+    assert np.all(cl == -1)

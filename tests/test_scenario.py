@@ -115,6 +115,7 @@ MALFORMED = [
      "sharing.policy[0].link[0].latency_s"),
     ("negative-hub-latency", sub("link_latency_s = 2.0", "link_latency_s = -2.0"), "sharing.link_latency_s"),
     ("unknown-filter", sub('filter = "ekf"', 'filter = "pf"'), "tracker.filter"),
+    ("unknown-association", sub('filter = "ekf"', 'filter = "ekf"\nassociation = "mht"'), "tracker.association"),
     ("m-greater-than-n", sub("confirm_m = 3", "confirm_m = 6"), "tracker.confirm_m"),
     ("metrics-threshold-zero", sub("ipp_threshold_km = 50.0", "ipp_threshold_km = 0.0"), "metrics.ipp_threshold_km"),
     ("threat-not-array", sub("[[threat]]", "[threat]"), "threat"),

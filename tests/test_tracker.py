@@ -392,3 +392,107 @@ def test_imm_confirmed_tracks_stay_finite_with_false_alarms(pair):
     assert h.confirmed.any()
     assert np.isfinite(h.x[..., 0][h.confirmed]).all()
     assert np.isfinite(h.P[..., 0, 0][h.confirmed]).all()
+
+
+# -- JPDA: the moment-matched mixture of a track's association hypotheses ---------------------------------
+
+
+def _mixture_moments(weights, means, covs):
+    """Mean and covariance of a Gaussian mixture, term by term (law of total covariance)."""
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum()
+    m = sum(wi * mi for wi, mi in zip(w, means))
+    P = sum(wi * (Pi + np.outer(mi - m, mi - m)) for wi, mi, Pi in zip(w, means, covs))
+    return m, P
+
+
+def _spd(rng, n=6):
+    A = rng.normal(size=(n, n))
+    return A @ A.T + n * np.eye(n)
+
+
+@pytest.mark.parametrize("imm", [False, True])
+def test_pda_merge_equals_the_mixture_of_all_hypotheses(imm):
+    """Two tracks, three and one gated detections: the merged track is the moment-matched mixture of
+    {no detection} and {detection k} (and, for the IMM, of every (hypothesis, mode) term, mixed per mode
+    first and then combined by fusion.imm.imm_combine)."""
+    from fusion.imm import imm_combine
+    from fusion.tracker import _pda_merge
+
+    rng = np.random.default_rng(4)
+    r = 2 if imm else 1
+    n_trk, inv = 2, np.array([0, 0, 0, 1])
+    beta = np.array([0.2, 0.5, 0.1, 0.6])
+    beta0 = np.array([0.2, 0.4])
+    x_pred = rng.normal(size=(n_trk, r, 6)) * 100
+    P_pred = np.array([[_spd(rng) for _ in range(r)] for _ in range(n_trk)])
+    mu_pred = np.array([[0.3, 0.7], [0.9, 0.1]])[:, :r] if imm else np.ones((n_trk, 1))
+    x_post = x_pred[inv] + rng.normal(size=(4, r, 6)) * 30
+    P_post = np.array([[_spd(rng) for _ in range(r)] for _ in range(4)])
+    mu_post = np.array([[0.1, 0.9], [0.5, 0.5], [0.8, 0.2], [0.2, 0.8]])[:, :r] if imm else np.ones((4, 1))
+    if imm:
+        pred = {"xm": x_pred, "Pm": P_pred, "mu": mu_pred}
+        post = {"xm": x_post, "Pm": P_post, "mu": mu_post}
+    else:
+        pred = {"x": x_pred[:, 0], "P": P_pred[:, 0]}
+        post = {"x": x_post[:, 0], "P": P_post[:, 0]}
+    out = _pda_merge(pred, post, beta, beta0, inv)
+    for j in range(n_trk):
+        terms = [(beta0[j] * mu_pred[j, i], x_pred[j, i], P_pred[j, i]) for i in range(r)]
+        terms += [(beta[k] * mu_post[k, i], x_post[k, i], P_post[k, i]) for k in np.nonzero(inv == j)[0]
+                  for i in range(r)]
+        m, P = _mixture_moments(*zip(*terms))
+        if imm:
+            xc, Pc = imm_combine(out["xm"][j], out["Pm"][j], out["mu"][j])
+        else:
+            xc, Pc = out["x"][j], out["P"][j]
+        np.testing.assert_allclose(xc, m, rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(Pc, P, rtol=1e-10, atol=1e-8)
+
+
+def test_pda_merge_with_one_certain_hypothesis_is_that_update():
+    from fusion.tracker import _pda_merge
+
+    rng = np.random.default_rng(5)
+    pred = {"x": rng.normal(size=(1, 6)), "P": _spd(rng)[None]}
+    post = {"x": rng.normal(size=(1, 6)), "P": _spd(rng)[None]}
+    out = _pda_merge(pred, post, np.array([1.0]), np.array([0.0]), np.array([0]))
+    np.testing.assert_allclose(out["x"], post["x"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["P"], post["P"], rtol=1e-14, atol=1e-12)
+
+
+def _outlier_fraction(h, truth, t0_idx=20, level=20.0):
+    """Share of (trial, object, step) samples whose best confirmed track has position NEES above ``level``."""
+    big, n = 0, 0
+    for b in range(h.x.shape[0]):
+        for o in range(truth.shape[0]):
+            on = h.confirmed[b] & (h.object[b] == o) & np.isfinite(h.x[b, :, :, 0])
+            for i in range(t0_idx, truth.shape[1]):
+                js = np.nonzero(on[:, i])[0]
+                if js.size:
+                    j = js[np.argmin(np.trace(h.P[b, js, i, :3, :3], axis1=-2, axis2=-1))]
+                    e = h.x[b, j, i, :3] - truth[o, i, :3]
+                    big += float(e @ np.linalg.solve(h.P[b, j, i, :3, :3], e)) > level
+                    n += 1
+    return big / n
+
+
+@pytest.mark.parametrize("name", ["ekf", "imm"])
+def test_jpda_keeps_closely_spaced_objects_consistent_where_gnn_does_not(name):
+    """An RV and its stage 1 km apart along track, opening at 3 m/s, seen by two radars whose angle noise
+    (1.5 mrad, about a kilometre across the line of sight) does not resolve them: GNN's hard choice pulls
+    each track with the other object's reports, JPDA weighs both. Position NEES above 20 has probability
+    1.7e-4 for a consistent 3-dof estimate (chi-square); JPDA keeps such steps under 1 % and at most a third
+    of GNN's."""
+    t = np.arange(0.0, 201.0)
+    truth = midcourse_pair(t, separation_m=1000.0, relative_speed_mps=3.0)
+    trials = 8
+    d = make_detections(truth, t, [np.arange(0, 201, 2), np.arange(1, 201, 2)], trials=trials, seed=5, pd=0.9,
+                        sigma_range=10.0)
+    se, Re = sites(2)
+    frac = {}
+    for assoc in ("gnn", "jpda"):
+        cfg = TrackerConfig(filter=name, max_tracks=6, association=assoc, process_noise=0.1)
+        h = run_tracker(d, d.time, se, Re, t, np.arange(trials), cfg, revisit=[2.0, 2.0])
+        frac[assoc] = _outlier_fraction(h, truth)
+    assert frac["jpda"] < 0.01 and frac["jpda"] * 3.0 <= frac["gnn"], frac

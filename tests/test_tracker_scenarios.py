@@ -49,17 +49,18 @@ def ballistic_arc(lat_deg, lon_deg, alt_m, v_enu, t):
     return sol.y.T.copy()
 
 
-def midcourse_pair(t, separation_m=4000.0):
+def midcourse_pair(t, separation_m=4000.0, relative_speed_mps=30.0):
     """Two objects (an RV and a spent stage) in midcourse over the Sea of Japan, ``(2, T, 6)``.
 
-    The stage starts ``separation_m`` behind the RV along its velocity and 30 m/s slower.
+    The stage starts ``separation_m`` behind the RV along its velocity and
+    ``relative_speed_mps`` slower.
     """
     v = np.array([2600.0, 600.0, 1500.0])  # m/s ENU at 300 km altitude, eastbound (notional IRBM midcourse)
     rv = ballistic_arc(38.5, 131.0, 300e3, v, t)
     u = rv[0, 3:] / np.linalg.norm(rv[0, 3:])
     x0 = rv[0].copy()
     x0[:3] -= separation_m * u
-    x0[3:] -= 30.0 * u
+    x0[3:] -= relative_speed_mps * u
     sol = solve_ivp(_rhs, (t[0], t[-1]), x0, method="DOP853", t_eval=t, rtol=1e-11, atol=1e-6)
     return np.stack([rv, sol.y.T])
 
