@@ -1,4 +1,4 @@
-"""Batched multi-target tracker: initiation, M-of-N confirmation, deletion, gating, GNN, OOSM replay.
+"""Batched multi-target tracker: initiation, M-of-N confirmation, deletion, gating, GNN/JPDA*, OOSM replay.
 
 One tracker runs per (nation, sharing policy) over a batch of Monte Carlo
 trials. Every trial holds ``max_tracks`` track slots; the slot index is the
@@ -26,9 +26,11 @@ over every trial that has a detection in it:
    by enumeration (:func:`fusion.association.jpda_probabilities`, detection probability
    :data:`JPDA_DETECTION_PROBABILITY`, nonparametric clutter density of the
    cluster), then the moment-matched mixture of each track's hypotheses
-   (:func:`_pda_merge`). A JPDA track counts a hit, and takes the label of its
-   most probable detection, when it more likely than not got one; a detection
-   JPDA more likely than not explained starts no track.
+   (:func:`_pda_merge`). Hits, labels and the detections used follow the most
+   probable joint event of the cluster (so two tracks never claim one
+   detection); a detection that event leaves free may still go to a tentative
+   track or start one (step 5), although it has softly updated the cluster.
+   Larger clusters, and tentative tracks, stay with GNN.
 5. The other pairs are assigned by global nearest neighbour with cost
    :math:`d^2 + \\ln|S|` (:func:`fusion.association.gnn_assign`) and the
    assigned tracks updated (Kalman algebra of :mod:`fusion.kalman`,
@@ -640,7 +642,10 @@ def predict_own_substeps(filt, f: dict, dt) -> dict:
     tracks), so a track's prediction, to the bit, does not depend on which other
     tracks or trials share its batch: trial k gives the same numbers whatever the
     chunk of trials it runs in. Filters without the two-phase ``prepare``/``finish``
-    split (the UKF, whose sigma points share the count) predict the batch as one.
+    split predict the batch as one. The UKF inherits the split from the EKF, but
+    it is grouped by the count of each track's mean, which its sigma points share:
+    its tracks can still differ with the batch in the last bits (about 1e-7 m,
+    measured).
 
     Parameters
     ----------
@@ -968,9 +973,11 @@ class MultiTargetTracker:
             return g
         q = g[jp]  # JPDA pairs (indices into the candidate-pair arrays)
         cq = cl[jp]
-        # log pair weight log(P_D N(y; 0, S) / ((1 - P_D) lambda)), lambda the nonparametric clutter density
-        # of the cluster: its m detections over the largest gate volume of its tracks (Bar-Shalom et al.
-        # 2001, sec. 6.4; gate volume c_3 gamma^(3/2) |S|^(1/2), eq. 3.4.4-3)
+        # log pair weight log(P_D N(y; 0, S) / ((1 - P_D P_G) lambda)). lambda is the clutter density of the
+        # nonparametric PDA, the cluster's m detections over its gate volume (Bar-Shalom, Daum & Huang 2009,
+        # eq. 37 and 41), with two approximations: the gate of the cluster is its largest track gate, not the
+        # union of the gates, and lambda is one constant for all the events of the cluster
+        # (gate volume c_3 gamma^(3/2) |S|^(1/2), Bar-Shalom et al. 2001, eq. 3.4.4-3)
         loglik = -0.5 * (cost[q] + self.filter.cost_offset)
         ld = self.filter.log_det_S(d2[q], cost[q], tuple(v[q] for v in aux))
         n_c = int(cq.max()) + 1
@@ -981,8 +988,9 @@ class MultiTargetTracker:
         log_volume = np.log(_GATE_VOLUME_C3) + 1.5 * np.log(self.gamma) + 0.5 * ld_max
         log_lambda = np.log(m_c) - log_volume
         pd = JPDA_DETECTION_PROBABILITY
-        log_w = loglik + np.log(pd / (1.0 - pd)) - log_lambda[cq]
-        beta = jpda_probabilities(cq, pk[q], tkey[jp], log_w)
+        pg = float(self.config.gate_probability)
+        log_w = loglik + np.log(pd / (1.0 - pd * pg)) - log_lambda[cq]
+        beta, in_map = jpda_probabilities(cq, pk[q], tkey[jp], log_w)
 
         # per-pair posteriors, then the moment-matched mixture over each track's hypotheses
         first = s["hits"][pb[q], pj[q]] == 1
@@ -992,20 +1000,18 @@ class MultiTargetTracker:
         pred = {k: v[q[first_pair]] for k, v in f_pairs.items()}
         beta_sum = np.zeros(uk.size)
         np.add.at(beta_sum, inv, beta)
-        beta0 = np.clip(1.0 - beta_sum, 0.0, 1.0)
+        beta0 = np.clip(1.0 - beta_sum, 0.0, 1.0)  # probability that the track got no detection
         merged = _pda_merge(pred, post, beta, beta0, inv)
         bt, jt = pb[q[first_pair]], pj[q[first_pair]]
         for k in fn:
             s[k][bt, jt] = merged[k]
 
-        # track life: a hit when the track more likely than not got a detection; its label is the
-        # detection it most probably got
+        # track life follows the most probable joint event: a track given a detection there counts a hit
+        # and takes that detection's label (two tracks never claim one detection), the detections given
+        # start no track
         best = np.full(uk.size, -1, dtype=np.int64)
-        best_beta = np.full(uk.size, -np.inf)
-        np.maximum.at(best_beta, inv, beta)
-        is_best = beta >= best_beta[inv]
-        best[inv[is_best]] = pk[q[is_best]]
-        hit = beta_sum >= 0.5
+        best[inv[in_map]] = pk[q[in_map]]
+        hit = best >= 0
         if hit.any():
             bh, jh = bt[hit], jt[hit]
             s["t_last"][bh, jh] = tg
@@ -1014,11 +1020,9 @@ class MultiTargetTracker:
             s["object"][bh, jh] = obj[best[hit]]
             s["sensors"][bh, jh] |= np.uint64(1) << np.uint64(sensor)
             np.add.at(s["n_updates"], bh, 1)
-        # a detection JPDA more likely than not explained is used (starts no track)
-        det_sum = np.zeros(assigned_det.size)
-        np.add.at(det_sum, pk[q], beta)
-        assigned_det |= det_sum >= 0.5
-        # what GNN may still assign: pairs of non-JPDA tracks whose detection is not used
+        assigned_det[pk[q[in_map]]] = True
+        # what GNN may still assign: pairs of non-JPDA tracks (tentative, or confirmed outside the
+        # clusters) whose detection the most probable event left free
         rest = g[~jp]
         return rest[~assigned_det[pk[rest]]]
 

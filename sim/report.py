@@ -106,6 +106,8 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
         "seed": int(seed),
         "trials": int(trials),
         "event_utc": scenario.info.event_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tracker": {"filter": scenario.tracker.filter, "association": scenario.tracker.association,
+                    "process_noise_mps2": scenario.tracker.process_noise},
         "results": results,
     }
 

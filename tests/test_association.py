@@ -103,7 +103,7 @@ def test_jpda_one_track_is_the_pdaf_closed_form():
     from fusion.association import jpda_probabilities
 
     w = np.array([0.5, 2.0, 7.0])
-    beta = jpda_probabilities(np.zeros(3, int), np.arange(3), np.zeros(3, int), np.log(w))
+    beta, _ = jpda_probabilities(np.zeros(3, int), np.arange(3), np.zeros(3, int), np.log(w))
     np.testing.assert_allclose(beta, w / (1.0 + w.sum()), rtol=1e-12)
 
 
@@ -114,7 +114,7 @@ def test_jpda_two_tracks_two_detections_closed_form():
     w = {(0, 0): 3.0, (0, 1): 0.4, (1, 0): 0.7, (1, 1): 5.0}  # (detection, track): weight
     d = np.array([k[0] for k in w])
     t = np.array([k[1] for k in w])
-    beta = jpda_probabilities(np.zeros(4, int), d + 10, t + 20, np.log(list(w.values())),
+    beta, _ = jpda_probabilities(np.zeros(4, int), d + 10, t + 20, np.log(list(w.values())),
                               coalescence_avoiding=False)
     norm = 1.0 + sum(w.values()) + w[0, 0] * w[1, 1] + w[0, 1] * w[1, 0]
     expect = {
@@ -151,7 +151,7 @@ def test_jpda_matches_brute_force_over_clusters_of_several_shapes():
             tracks.append(100 * c + 50 + p[1])
             logw.append(np.log(w[p]))
             expect.append(num[p] / den)
-    beta = jpda_probabilities(np.array(clusters), np.array(dets), np.array(tracks), np.array(logw),
+    beta, _ = jpda_probabilities(np.array(clusters), np.array(dets), np.array(tracks), np.array(logw),
                               coalescence_avoiding=False)
     np.testing.assert_allclose(beta, expect, rtol=1e-10)
     # a detection's probabilities over tracks, and a track's over detections, sum to at most one
@@ -168,7 +168,8 @@ def test_jpda_star_keeps_the_best_of_permuted_events_closed_form():
     w = {(0, 0): 3.0, (0, 1): 0.4, (1, 0): 0.7, (1, 1): 5.0}
     d = np.array([k[0] for k in w])
     t = np.array([k[1] for k in w])
-    beta = jpda_probabilities(np.zeros(4, int), d, t, np.log(list(w.values())))
+    beta, in_map = jpda_probabilities(np.zeros(4, int), d, t, np.log(list(w.values())))
+    assert in_map.tolist() == [True, False, False, True]  # the most probable event: weight 15 against 5, 3, 1
     full = w[0, 0] * w[1, 1]  # > w[0, 1] * w[1, 0]
     norm = 1.0 + sum(w.values()) + full
     expect = [(w[0, 0] + full) / norm, w[0, 1] / norm, w[1, 0] / norm, (w[1, 1] + full) / norm]
@@ -190,7 +191,7 @@ def test_jpda_star_keeps_the_best_of_permuted_events_closed_form():
         for k, j in ev:
             num[k, j] += prod
     kk, jj = np.meshgrid(range(3), range(3), indexing="ij")
-    beta = jpda_probabilities(np.zeros(9, int), kk.ravel(), jj.ravel(), np.log(W.ravel()))
+    beta, _ = jpda_probabilities(np.zeros(9, int), kk.ravel(), jj.ravel(), np.log(W.ravel()))
     np.testing.assert_allclose(beta, (num / den).ravel(), rtol=1e-10)
 
 
@@ -208,3 +209,18 @@ def test_jpda_clusters_need_two_eligible_tracks_sharing_a_detection():
     # too large: seven tracks on one detection fall back to GNN
     cl = jpda_clusters(np.zeros(7, int), np.arange(7), np.ones(7, bool))
     assert np.all(cl == -1)
+
+
+def test_jpda_clusters_of_many_shapes_in_one_call():
+    # Shapes that an arithmetic key could confuse (2 x 9 and 3 x 1): each solved on its own.
+    from fusion.association import jpda_probabilities
+
+    c = np.r_[np.zeros(18, int), np.ones(3, int)]
+    d = np.r_[np.repeat(np.arange(9), 2), np.full(3, 100)]
+    t = np.r_[np.tile([0, 1], 9), [200, 201, 202]]
+    beta, in_map = jpda_probabilities(c, d, t, np.zeros(21))
+    for key in (t[c == 0], d[c == 0]):  # cluster 0: a track's and a detection's probabilities sum to <= 1
+        sums = np.bincount(np.unique(key, return_inverse=True)[1], weights=beta[c == 0])
+        assert np.all(sums <= 1.0 + 1e-12)
+    np.testing.assert_allclose(beta[18:], 1.0 / 4.0)  # one detection, three equal tracks, or none
+    assert in_map[:18].sum() == 2 and in_map[18:].sum() == 1

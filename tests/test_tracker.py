@@ -478,21 +478,23 @@ def _outlier_fraction(h, truth, t0_idx=20, level=20.0):
 
 
 @pytest.mark.parametrize("name", ["ekf", "imm"])
-def test_jpda_keeps_closely_spaced_objects_consistent_where_gnn_does_not(name):
+def test_jpda_has_fewer_outliers_than_gnn_on_closely_spaced_objects(name):
     """An RV and its stage 1 km apart along track, opening at 3 m/s, seen by two radars whose angle noise
-    (1.5 mrad, about a kilometre across the line of sight) does not resolve them: GNN's hard choice pulls
-    each track with the other object's reports, JPDA weighs both. Position NEES above 20 has probability
-    1.7e-4 for a consistent 3-dof estimate (chi-square); JPDA keeps such steps under 1 % and at most a third
-    of GNN's."""
+    (1.5 mrad, about a kilometre across the line of sight) does not resolve them. GNN's hard choice pulls
+    each track with the other object's reports; JPDA* weighs both. Position NEES above 20 has probability
+    1.7e-4 for a consistent 3-dof estimate (chi-square); measured over 8 seeds x 8 trials, the share of such
+    steps is 0.120 (GNN) against 0.065 (JPDA*) with the EKF and 0.091 against 0.078 with the IMM. Neither is
+    consistent in this two-radar geometry, and per seed JPDA* is sometimes the worse (3 of 8 with the IMM);
+    the claim tested is the average."""
     t = np.arange(0.0, 201.0)
     truth = midcourse_pair(t, separation_m=1000.0, relative_speed_mps=3.0)
-    trials = 8
-    d = make_detections(truth, t, [np.arange(0, 201, 2), np.arange(1, 201, 2)], trials=trials, seed=5, pd=0.9,
-                        sigma_range=10.0)
     se, Re = sites(2)
-    frac = {}
-    for assoc in ("gnn", "jpda"):
-        cfg = TrackerConfig(filter=name, max_tracks=6, association=assoc, process_noise=0.1)
-        h = run_tracker(d, d.time, se, Re, t, np.arange(trials), cfg, revisit=[2.0, 2.0])
-        frac[assoc] = _outlier_fraction(h, truth)
-    assert frac["jpda"] < 0.01 and frac["jpda"] * 3.0 <= frac["gnn"], frac
+    frac = {"gnn": [], "jpda": []}
+    for seed in range(8):
+        d = make_detections(truth, t, [np.arange(0, 201, 2), np.arange(1, 201, 2)], trials=8, seed=seed, pd=0.9,
+                            sigma_range=10.0)
+        for assoc in frac:
+            cfg = TrackerConfig(filter=name, max_tracks=6, association=assoc, process_noise=0.1)
+            h = run_tracker(d, d.time, se, Re, t, np.arange(8), cfg, revisit=[2.0, 2.0])
+            frac[assoc].append(_outlier_fraction(h, truth))
+    assert np.mean(frac["jpda"]) < np.mean(frac["gnn"]), frac
