@@ -224,8 +224,6 @@ def jpda_clusters(det, track, eligible, max_size=JPDA_MAX_CLUSTER):
     _, label = connected_components(graph, directed=False)
     comp = label[d_inv]  # a pair's component (its detection's and its track's)
     # distinct tracks and detections per component
-    trk_first = np.zeros(n_t, dtype=bool)
-    trk_first[t_inv] = True
     det_comp = np.zeros(n_d, dtype=np.int64)
     det_comp[d_inv] = comp
     trk_comp = np.zeros(n_t, dtype=np.int64)
@@ -269,7 +267,7 @@ def jpda_probabilities(cluster, det, track, log_weight, coalescence_avoiding=Tru
     """Marginal association probabilities of the pairs of JPDA clusters, by enumeration.
 
     With gated pair weights :math:`w_{kj} = P_D\\,\\mathcal N(y_{kj}; 0, S_{kj})
-    / (\\lambda (1 - P_D))` (the tracker's ``log_weight``), a joint event
+    / (\\lambda (1 - P_D P_G))` (the tracker's ``log_weight``), a joint event
     :math:`\\theta` (each detection to at most one track, each track at most
     one detection) has probability proportional to
     :math:`\\prod_{(k,j)\\in\\theta} w_{kj}`, and the marginal
@@ -316,8 +314,8 @@ def jpda_probabilities(cluster, det, track, log_weight, coalescence_avoiding=Tru
     in_map : ndarray of bool, shape (p,)
         True for the pairs of the most probable joint event of their cluster
         (each detection and each track in at most one): the tracker's hard
-        decisions (hits, labels, detections used) follow it, so two tracks
-        never claim one detection.
+        decisions (hits, labels, detections used) follow it, so within one
+        scan two tracks never take one detection.
     """
     cluster = np.asarray(cluster, dtype=np.int64)
     det = np.asarray(det, dtype=np.int64)

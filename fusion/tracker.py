@@ -27,10 +27,14 @@ over every trial that has a detection in it:
    :data:`JPDA_DETECTION_PROBABILITY`, nonparametric clutter density of the
    cluster), then the moment-matched mixture of each track's hypotheses
    (:func:`_pda_merge`). Hits, labels and the detections used follow the most
-   probable joint event of the cluster (so two tracks never claim one
-   detection); a detection that event leaves free may still go to a tentative
-   track or start one (step 5), although it has softly updated the cluster.
-   Larger clusters, and tentative tracks, stay with GNN.
+   probable joint event of the cluster (so within one scan two tracks never
+   take one detection). A track that event gives no detection keeps its last
+   label, as a missed track does under GNN, although the cluster's detections
+   softly updated it: on the output grid two tracks can then carry one
+   object's label (measured on a 2-trial, 400-s Hwasong-15 run: 764 grid steps
+   with JPDA*, 441 with GNN). A detection the event leaves free may still go to
+   a tentative track or start one (step 5), although it has softly updated the
+   cluster. Larger clusters, and tentative tracks, stay with GNN.
 5. The other pairs are assigned by global nearest neighbour with cost
    :math:`d^2 + \\ln|S|` (:func:`fusion.association.gnn_assign`) and the
    assigned tracks updated (Kalman algebra of :mod:`fusion.kalman`,
@@ -1007,8 +1011,8 @@ class MultiTargetTracker:
             s[k][bt, jt] = merged[k]
 
         # track life follows the most probable joint event: a track given a detection there counts a hit
-        # and takes that detection's label (two tracks never claim one detection), the detections given
-        # start no track
+        # and takes that detection's label (within this scan no two tracks take one detection); the
+        # detections given start no track
         best = np.full(uk.size, -1, dtype=np.int64)
         best[inv[in_map]] = pk[q[in_map]]
         hit = best >= 0

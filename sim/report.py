@@ -106,9 +106,36 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
         "seed": int(seed),
         "trials": int(trials),
         "event_utc": scenario.info.event_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "tracker": {"filter": scenario.tracker.filter, "association": scenario.tracker.association,
-                    "process_noise_mps2": scenario.tracker.process_noise},
+        "tracker": tracker_settings(scenario.tracker),
         "results": results,
+    }
+
+
+def tracker_settings(tracker) -> dict:
+    """The ``[tracker]`` table as the scenario file spells it (keys and units), for ``metrics.json``.
+
+    Parameters
+    ----------
+    tracker : sim.config.TrackerConfig
+
+    Returns
+    -------
+    dict
+        ``filter``, ``association``, ``process_noise_mps2``, ``gate_probability``,
+        ``confirm_m``, ``confirm_n``, ``delete_after_missed``,
+        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``.
+    """
+    return {
+        "filter": tracker.filter,
+        "association": tracker.association,
+        "process_noise_mps2": float(tracker.process_noise),
+        "gate_probability": float(tracker.gate_probability),
+        "confirm_m": int(tracker.confirm_m),
+        "confirm_n": int(tracker.confirm_n),
+        "delete_after_missed": int(tracker.delete_after_missed),
+        "max_position_sigma_km": float(tracker.max_position_sigma) / 1e3,
+        "init_max_speed_mps": float(tracker.init_max_speed),
+        "max_tracks": int(tracker.max_tracks),
     }
 
 

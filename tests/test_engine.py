@@ -178,7 +178,9 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
     assert not [n for n in names if n.endswith(".tmp")]
     doc = json.loads((out_dir / "metrics.json").read_text())
-    assert doc["tracker"] == {"filter": "imm", "association": "jpda", "process_noise_mps2": 1.0}
+    assert doc["tracker"] == {"filter": "imm", "association": "jpda", "process_noise_mps2": 1.0,
+                              "gate_probability": 0.9997, "confirm_m": 3, "confirm_n": 5, "delete_after_missed": 5,
+                              "max_position_sigma_km": 50.0, "init_max_speed_mps": 7500.0, "max_tracks": 6}
     report = (out_dir / "report.md").read_text()
     assert "trilateral sharing gives" in report
     assert "Filter consistency: median ANEES from" in report
