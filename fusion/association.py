@@ -223,14 +223,9 @@ def jpda_clusters(det, track, eligible, max_size=JPDA_MAX_CLUSTER):
     graph = coo_matrix((np.ones(idx.size), (d_inv, n_d + t_inv)), shape=(n_d + n_t, n_d + n_t))
     _, label = connected_components(graph, directed=False)
     comp = label[d_inv]  # a pair's component (its detection's and its track's)
-    # distinct tracks and detections per component
-    det_comp = np.zeros(n_d, dtype=np.int64)
-    det_comp[d_inv] = comp
-    trk_comp = np.zeros(n_t, dtype=np.int64)
-    trk_comp[t_inv] = comp
     n_comp = int(label.max()) + 1
-    tracks_in = np.bincount(trk_comp, minlength=n_comp)
-    dets_in = np.bincount(det_comp, minlength=n_comp)
+    dets_in = np.bincount(label[:n_d], minlength=n_comp)  # graph nodes 0..n_d-1 are the detections
+    tracks_in = np.bincount(label[n_d:], minlength=n_comp)
     ok = (tracks_in >= 2) & (tracks_in <= max_size) & (dets_in <= max_size)
     keep = ok[comp]
     if keep.any():
@@ -250,6 +245,16 @@ def _joint_events(n_t: int, n_d: int) -> np.ndarray:
     for _ in range(n_t):
         events = [e + [k] for e in events for k in range(n_d + 1) if k == n_d or k not in e]
     return np.asarray(events, dtype=np.int64).reshape(len(events), n_t)
+
+
+@lru_cache(maxsize=64)
+def _event_indicator(n_t: int, n_d: int) -> np.ndarray:
+    """``(E, (n_d + 1) * n_t)`` 0/1 matrix: event ``e`` gives detection ``k`` (or none, ``n_d``) to track
+    ``j`` at column ``k * n_t + j``; the marginals are event probabilities times it. Cached per shape."""
+    ev = _joint_events(n_t, n_d)
+    ind = np.zeros((ev.shape[0], n_d + 1, n_t))
+    ind[np.arange(ev.shape[0])[:, None], ev, np.arange(n_t)[None, :]] = 1.0
+    return ind.reshape(ev.shape[0], -1)
 
 
 @lru_cache(maxsize=64)
@@ -351,9 +356,7 @@ def jpda_probabilities(cluster, det, track, log_weight, coalescence_avoiding=Tru
         pe = np.exp(le - top)
         pe /= pe.sum(axis=1, keepdims=True)
         # marginal of (detection k, track j): sum of the events giving k to j
-        ind = np.zeros((ev.shape[0], nd + 1, nt))
-        ind[np.arange(ev.shape[0])[:, None], ev, np.arange(nt)[None, :]] = 1.0
-        marg = (pe @ ind.reshape(ev.shape[0], -1)).reshape(cs.size, nd + 1, nt)
+        marg = (pe @ _event_indicator(nt, nd)).reshape(cs.size, nd + 1, nt)
         beta[pairs] = marg[pos[cluster[pairs]], d_loc[pairs], t_loc[pairs]]
         e_map = np.argmax(pe, axis=1)  # most probable event of each cluster (first on ties)
         in_map[pairs] = ev[e_map[pos[cluster[pairs]]], t_loc[pairs]] == d_loc[pairs]

@@ -905,13 +905,7 @@ class MultiTargetTracker:
                     for k in fn:
                         s[k][ba, ja] = upd[k]
                     assigned_det[ka] = True
-                    s["t_last"][ba, ja] = tg
-                    s["r_last"][ba, ja] = self.revisit[sensor]
-                    hits = s["hits"][ba, ja] + 1
-                    s["hits"][ba, ja] = hits
-                    s["object"][ba, ja] = obj[ka]
-                    s["sensors"][ba, ja] |= np.uint64(1) << np.uint64(sensor)
-                    np.add.at(s["n_updates"], ba, 1)
+                    hits = self._record_hits(ba, ja, obj[ka], sensor, tg)
                     tentative = ~s["confirmed"][ba, ja]
                     if tentative.any():
                         xc, _ = self.filter.combined({k: upd[k][tentative] for k in fn})
@@ -962,6 +956,18 @@ class MultiTargetTracker:
                 np.add.at(s["n_initiated"], ru, 1)
                 if conf0:
                     np.add.at(s["n_confirmed"], ru, 1)
+
+    def _record_hits(self, b, j, labels, sensor, tg):
+        """Book an update of tracks ``(b, j)`` by ``sensor`` at ``tg`` (GNN and JPDA alike); returns the new hit counts."""
+        s = self.state
+        s["t_last"][b, j] = tg
+        s["r_last"][b, j] = self.revisit[sensor]
+        hits = s["hits"][b, j] + 1
+        s["hits"][b, j] = hits
+        s["object"][b, j] = labels
+        s["sensors"][b, j] |= np.uint64(1) << np.uint64(sensor)
+        np.add.at(s["n_updates"], b, 1)
+        return hits
 
     def _jpda_step(self, g, pk, pb, pj, f_pairs, z, R, obj, d2, cost, aux, sensor, tg, assigned_det):
         """JPDA update of the clusters of confirmed tracks that share gated detections.
@@ -1017,13 +1023,7 @@ class MultiTargetTracker:
         best[inv[in_map]] = pk[q[in_map]]
         hit = best >= 0
         if hit.any():
-            bh, jh = bt[hit], jt[hit]
-            s["t_last"][bh, jh] = tg
-            s["r_last"][bh, jh] = self.revisit[sensor]
-            s["hits"][bh, jh] += 1
-            s["object"][bh, jh] = obj[best[hit]]
-            s["sensors"][bh, jh] |= np.uint64(1) << np.uint64(sensor)
-            np.add.at(s["n_updates"], bh, 1)
+            self._record_hits(bt[hit], jt[hit], obj[best[hit]], sensor, tg)
         assigned_det[pk[q[in_map]]] = True
         # what GNN may still assign: pairs of non-JPDA tracks (tentative, or confirmed outside the
         # clusters) whose detection the most probable event left free
