@@ -143,6 +143,39 @@ def test_first_update_is_the_map_estimate(pair):
     assert np.linalg.norm(ekf.x[:3] - ref[:3]) > 10.0
 
 
+@pytest.mark.parametrize("name", ["ekf", "ukf"])
+def test_matched_model_track_is_consistent_step_by_step(pair, name):
+    """With the motion model the truth obeys, the tracker's per-step ANEES sits in its chi-square bounds.
+
+    One radar, a drag-free midcourse arc (integrated by scipy's DOP853, not by the
+    tracker's RK4), detections every 2 s, no false alarms, ``process_noise = 0``:
+    initiation, the iterated first update, M-of-N, gating and the output grid,
+    all of it. Over M = 20 runs, M times the average NEES at a step is
+    chi-square with 6M degrees of freedom (Bar-Shalom, Li & Kirubarajan 2001,
+    sec. 5.4.2). Measured: 95-100 % of the steps inside over four seeds; 65 % at a
+    process noise of only 0.01 m/s^2, 25 % at 0.03 (a conservative filter fails).
+    The IMM is left out: its thrust mode's share keeps it conservative at a zero
+    ballistic noise (84 % inside, measured).
+    """
+    M = 20
+    d = _one_object(pair, [np.arange(0, 301, 2)] * M, seed=1)
+    t = np.arange(0.0, 301.0)
+    h = _run(d, TrackerConfig(filter=name, process_noise=0.0, max_tracks=4), M, t=t)
+    nees = np.full((M, t.size), np.nan)
+    for b in range(M):
+        on = h.confirmed[b] & (h.object[b] == 0)
+        j = int(np.argmax(on.sum(axis=1)))  # the one track of the run
+        e = h.x[b, j] - pair[0]
+        ok = on[j]
+        nees[b, ok] = np.einsum("ti,ti->t", e[ok], np.linalg.solve(h.P[b, j, ok], e[ok][..., None])[..., 0])
+    both = np.isfinite(nees).all(axis=0)
+    assert both.sum() >= 290  # every run holds its track from the first few scans to the end
+    anees_k = nees[:, both].mean(axis=0)
+    lo, hi = chi2.ppf([0.025, 0.975], 6 * M) / M
+    inside = np.mean((anees_k >= lo) & (anees_k <= hi))
+    assert inside >= 0.85, (inside, float(np.median(anees_k)))
+
+
 # -- M-of-N confirmation ------------------------------------------------------------------------------
 
 
