@@ -174,18 +174,26 @@ def targets(doc: dict) -> list[str]:
 
 
 def print_tables(doc: dict, console=None) -> None:
-    """Print one table per target (median over trials, 10th-90th percentile range in brackets)."""
+    """Print one table per target (median over trials, 10th-90th percentile range in brackets).
+
+    On a terminal the table fits its width (cells fold); into a pipe or a log it is
+    200 characters wide, so that each row stays on one line.
+    """
+    import sys
+
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console(width=200)
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
-        table = Table(title=f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}")
+        # Units in brackets ("[s]", "[m/s]") are rich markup tags unless escaped: they would vanish.
+        table = Table(title=escape(f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}"))
         for h in header:
-            table.add_column(h, overflow="fold")
+            table.add_column(escape(h), overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(c) for c in row))
         console.print(table)
 
 

@@ -174,6 +174,8 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert main(["run", str(path), "--out", str(out_dir), "--policies", "isolated", "trilateral"]) == 0
     printed = capsys.readouterr().out
     assert "firm track" in printed and "trilateral" in printed and "peak memory" in printed
+    # units in brackets are rich markup unless escaped; they must reach the reader
+    assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed and "IPP err @120s [km]" in printed
     names = sorted(p.name for p in out_dir.iterdir())
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
     assert not [n for n in names if n.endswith(".tmp")]
