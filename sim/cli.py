@@ -14,6 +14,7 @@ from sim import __version__
 from sim.errors import GsomiaError
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 1  # the output pipe closed early (e.g. ``| head``); not a user error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -263,6 +264,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("gsomia-sim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as a filter does. Point stdout at devnull
+        # so that the interpreter's own flush at exit does not raise again (Python docs, "Note on
+        # SIGPIPE" in the signal module). Outputs already written are complete (atomic renames).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def console_main() -> None:

@@ -210,12 +210,23 @@ def _median(row, key):
     return row[key]["median"]
 
 
+def _gaps(row, key) -> str:
+    """`` [k of n trials none]`` when the metric did not happen in k of the row's n trials, else ``""``."""
+    summary = None if row is None else row.get(key)
+    if not summary or not summary.get("missing"):
+        return ""
+    return f" [{summary['missing']} of {summary['n']} trials none]"
+
+
 def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     """One sentence with the measured gain of trilateral sharing over isolated and over bilateral tracking.
 
     Compares medians of firm-track time, completeness and warning time; says
-    plainly where a policy never produced a firm track. Returns None when the
-    run has no trilateral rows for the nation.
+    plainly where a policy never produced a firm track. A median is over the
+    trials where the metric happened, so a number from a row with such gaps
+    carries the table's count, ``[k of n trials none]``: "warning 2,890 s vs
+    2,910 s" alone would hide that one isolated trial gave no warning at all.
+    Returns None when the run has no trilateral rows for the nation.
     """
     tri = _find(doc, "trilateral", nation, target)
     if tri is None:
@@ -228,27 +239,34 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
         ft_t, ft_o = _median(tri, "firm_track_time_s"), _median(row, "firm_track_time_s")
         c_t, c_o = _median(tri, "completeness"), _median(row, "completeness")
         w_t, w_o = _median(tri, "warning_time_s"), _median(row, "warning_time_s")
+        ft_nt, ft_no = _gaps(tri, "firm_track_time_s"), _gaps(row, "firm_track_time_s")
+        w_nt, w_no = _gaps(tri, "warning_time_s"), _gaps(row, "warning_time_s")
         bits = []
         if ft_t is not None and ft_o is not None:
             ft_t, ft_o = round(ft_t), round(ft_o)  # the gap of the numbers printed, not of unrounded ones
             d = ft_o - ft_t
-            if d == 0:
+            if d == 0 and not (ft_nt or ft_no):
                 bits.append(f"the same firm-track time ({ft_t:.0f} s after launch)")
+            elif d == 0:
+                bits.append(f"the same firm-track time ({ft_t:.0f} s{ft_nt} vs {ft_o:.0f} s{ft_no} after launch)")
             else:
                 bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
-                            f"({ft_t:.0f} s vs {ft_o:.0f} s after launch)")
+                            f"({ft_t:.0f} s{ft_nt} vs {ft_o:.0f} s{ft_no} after launch)")
         elif ft_t is not None:
-            bits.append(f"a firm track at {ft_t:.0f} s after launch where {other} tracking has none in most trials")
+            bits.append(f"a firm track at {ft_t:.0f} s{ft_nt} after launch where {other} tracking has none "
+                        "in any trial")
         elif ft_o is not None:
-            bits.append(f"no firm track in most trials where {other} tracking has one at {ft_o:.0f} s")
+            bits.append(f"no firm track in any trial where {other} tracking has one at {ft_o:.0f} s{ft_no}")
         if c_t is not None and c_o is not None:
             bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}")
         if w_t is not None and w_o is not None:
             dw = round(w_t) - round(w_o)
             change = "the same" if dw == 0 else f"{abs(dw)} s {'more' if dw > 0 else 'less'}"
-            bits.append(f"warning time {w_t:.0f} s vs {w_o:.0f} s ({change})")
+            bits.append(f"warning time {w_t:.0f} s{w_nt} vs {w_o:.0f} s{w_no} ({change})")
         elif w_t is not None:
-            bits.append(f"warning time {w_t:.0f} s where {other} tracking gives none")
+            bits.append(f"warning time {w_t:.0f} s{w_nt} where {other} tracking gives none in any trial")
+        elif w_o is not None:
+            bits.append(f"no warning in any trial where {other} tracking gives {w_o:.0f} s{w_no}")
         if bits:
             parts.append(f"over {other}: " + ", ".join(bits))
         else:
@@ -273,7 +291,7 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
     if lo < 3.0:
         parts.append("values well below 6 mean covariances larger than the errors (conservative tracks)")
     verdict = "; ".join(parts) or "close to consistent"
-    return (f"Filter consistency: median ANEES from {lo:.3g} to {hi:.3g} across nations and policies, where a "
+    return (f"Filter consistency: median ANEES from {lo:.2f} to {hi:.2f} across nations and policies, where a "
             f"consistent 6-state filter gives about 6; {verdict}.")
 
 

@@ -303,7 +303,7 @@ def test_report_reads_the_anees_column_against_six(medians, words):
     doc = {"results": [{"target": "rv", "anees": {"median": m}} for m in medians]
            + [{"target": "rv", "anees": {"median": None}}, {"target": "other", "anees": {"median": 900.0}}]}
     text = consistency_sentence(doc, "rv")
-    assert words in text and f"from {medians[0]:.3g} to {medians[1]:.3g}" in text
+    assert words in text and f"from {medians[0]:.2f} to {medians[1]:.2f}" in text
     assert consistency_sentence(doc, "nothing") is None
 
 
@@ -320,3 +320,22 @@ def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_los
     assert "a firm track 5 s earlier (41 s vs 46 s after launch)" in text  # 46 - 41, not 5.5 rounded to 6
     assert "warning time 2855 s vs 2910 s (55 s less)" in text
     assert "the same firm-track time (41 s after launch)" in text and "(155 s more)" in text
+
+
+def test_gain_sentence_carries_the_trials_where_nothing_happened():
+    """A median over the trials that had the metric must not read as the whole story (new-user trial)."""
+    from sim.report import gain_sentence
+
+    def row(policy, warn, missing, firm=30.0):
+        return {"policy": policy, "nation": "KR", "target": "rv",
+                "firm_track_time_s": {"median": firm, "n": 2, "missing": 0},
+                "completeness": {"median": 0.5, "n": 2, "missing": 0},
+                "warning_time_s": {"median": warn, "n": 2, "missing": missing}}
+
+    doc = {"results": [row("trilateral", 2890.0, 0), row("isolated", 2910.0, 1), row("bilateral", None, 2)]}
+    text = gain_sentence(doc, "KR", "rv")
+    assert "warning time 2890 s vs 2910 s [1 of 2 trials none] (20 s less)" in text
+    assert "warning time 2890 s where bilateral tracking gives none in any trial" in text
+    doc = {"results": [row("trilateral", None, 2), row("isolated", 2910.0, 1)]}
+    assert "no warning in any trial where isolated tracking gives 2910 s [1 of 2 trials none]" in gain_sentence(
+        doc, "KR", "rv")

@@ -238,6 +238,18 @@ def test_console_script_one_line_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["sensors", "validate"])
+def test_closed_output_pipe_stops_quietly(scenarios_dir, command):
+    """``gsomia-sim ... | head``: the reader leaves early; no traceback, exit 1 (not a user error)."""
+    args = ["--json"] if command == "sensors" else [str(p) for p in sorted(scenarios_dir.glob("*.toml"))]
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", command, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
 @pytest.mark.parametrize("sub_command", ["validate", "run", "trajectory", "sensors", "view", "bench"])
 def test_every_subcommand_has_help(capsys, sub_command):
     with pytest.raises(SystemExit) as ex:
