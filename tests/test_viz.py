@@ -342,7 +342,7 @@ def test_main_rejects_bad_input(scenario, tmp_path):
 
     base = dict(scenario=scenario.path, trial=0, speed=10.0, policy=None, screenshot=None, at=None)
     for key, value in [("trial", 99), ("policy", "gsomia-2"), ("speed", 0.0), ("screenshot", str(tmp_path / "a.jpg")),
-                       ("at", -5.0)]:
+                       ("at", -1e4), ("at", 1e6), ("at", float("nan"))]:
         args = types.SimpleNamespace(**{**base, key: value})
         with pytest.raises(InputError, match=f"--{key}"):
             main(args)

@@ -771,8 +771,17 @@ def _check_args(scenario, args) -> None:
         raise InputError.single("--screenshot", args.screenshot, "a file name ending in .png")
     if args.screenshot is not None and not Path(args.screenshot).resolve().parent.is_dir():
         raise InputError.single("--screenshot", args.screenshot, "a .png file in an existing folder")
-    if args.at is not None and args.at < 0:
-        raise InputError.single("--at", args.at, "a scenario time >= 0 s")
+    if args.at is not None and not np.isfinite(args.at):
+        raise InputError.single("--at", args.at, "a finite scenario time, s")
+    if args.at is not None:
+        # The span ends at impact, so it needs the trial's flight (a few seconds), not the minute the
+        # trackers take: check it before the window starts computing.
+        from sim.truth import generate_truth
+
+        info = scenario.info
+        t = generate_truth(scenario.threats, [int(args.trial)], info.seed, info.dt, info.duration).t
+        if not t[0] <= args.at <= t[-1]:
+            raise InputError.single("--at", args.at, f"a scenario time in [{t[0]:g}, {t[-1]:g}] s")
 
 
 def _app() -> QtWidgets.QApplication:
