@@ -370,7 +370,7 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
             ax.set_ylabel(f"{nation} error [m]")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(loc="upper right", fontsize=8)
-        axes[-1, 0].set_xlabel("time since epoch [s]")
+        axes[-1, 0].set_xlabel("time since the scenario epoch, event_utc [s]")
         fig.suptitle(f"{target}: median position error of the confirmed track (faint: median 2-sigma)")
         fig.tight_layout()
         figs.append((f"Position error versus time, {target}", f"position_error_{_slug(target)}.png", figure_png(fig)))
@@ -405,8 +405,9 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
                 tt = time[(sensor == k) & (obj == o)]
                 ax.plot(tt, np.full(tt.shape, k + 0.15 * o), "|", ms=6, color=colors.get(radar.nation), alpha=0.7)
         ax.set_yticks(range(len(run.radars)), [f"{r.name} ({r.nation})" for r in run.radars], fontsize=7)
-        ax.set_xlabel("time since epoch [s]")
-        ax.set_title("Coverage timeline of trial 0: detections per radar (offset rows: objects)")
+        ax.set_xlabel("time since the scenario epoch, event_utc [s]")
+        ax.set_title("Coverage timeline of trial 0: detections per radar "
+                     "(row offsets: each threat's RV, then its spent stage)")
         ax.grid(True, axis="x", alpha=0.3)
         fig.tight_layout()
         figs.append(("Coverage timeline per sensor", "coverage.png", figure_png(fig)))
