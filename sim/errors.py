@@ -36,8 +36,26 @@ class Problem:
 
     def __str__(self) -> str:
         where = ": ".join(p for p in (self.file, self.key_path) if p)
-        shown = "missing" if self.value is _MISSING else f"got {self.value!r}"
+        shown = "missing" if self.value is _MISSING else f"got {shown_value(self.value)}"
         return f"{where}: {shown}; {self.allowed}" if where else f"{shown}; {self.allowed}"
+
+
+def shown_value(value, limit: int = 80) -> str:
+    """A bad value as the user wrote it in TOML, for an error line.
+
+    ``true``/``false`` for booleans, ISO 8601 for date-times, ``a table with keys ...``
+    for a table, quoted strings, numbers as read; cut at ``limit`` characters.
+    """
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif hasattr(value, "isoformat"):  # datetime, date, time (tomllib's types)
+        text = value.isoformat()
+    elif isinstance(value, dict):
+        keys = ", ".join(map(str, value))
+        text = f"a table with keys {keys}" if value else "an empty table"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Missing:

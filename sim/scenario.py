@@ -109,6 +109,9 @@ class _Reader:
             value, ok = _as_utc(value)
         else:  # pragma: no cover - programming error
             raise ValueError(kind)
+        if not ok and kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is None:
+            self.add(path, table[key], f"no time zone; {_kind_words(kind, lo, hi, lo_open, choices)}")
+            return default
         if not ok:
             self.add(path, table[key], f"wrong type; {_kind_words(kind, lo, hi, lo_open, choices)}")
             return default

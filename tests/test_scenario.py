@@ -238,6 +238,22 @@ def test_console_script_one_line_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("old, new, line", [
+    ("event_utc = 2017-11-28T18:18:00Z", "event_utc = 2017-11-28T18:18:00",
+     "scenario.event_utc: got 2017-11-28T18:18:00; no time zone; a UTC date-time such as 2017-11-28T18:18:00Z"),
+    ("seed = 7", "seed = true", "scenario.seed: got true; wrong type; an integer in [0, "),
+    ("[sharing]", "[sharin]\nfoo = 1\n[sharing]",
+     "sharin: got a table with keys foo; unknown key; did you mean 'sharing'?"),
+], ids=["datetime-without-zone", "bool-for-int", "misspelled-table"])
+def test_bad_values_shown_as_written_in_toml(tmp_path, old, new, line):
+    """The value in an error line reads as TOML (new-user trial: it was datetime.datetime(...), True, a dict)."""
+    path = tmp_path / "s.toml"
+    path.write_text(sub(old, new)(VALID), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    assert any(p.startswith(f"{path}: {line}") for p in str(err.value).splitlines()), str(err.value)
+
+
 @pytest.mark.parametrize("command", ["sensors", "validate"])
 def test_closed_output_pipe_stops_quietly(scenarios_dir, command):
     """``gsomia-sim ... | head``: the reader leaves early; no traceback, exit 1 (not a user error)."""
