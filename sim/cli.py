@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=10.0, help="replay speed, simulated s per wall s")
     p.add_argument("--policy", help="sharing policy to show")
     p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
-    p.add_argument("--at", type=float, metavar="T", help="scenario time to start the replay at, s (with --screenshot: the frame)")
+    p.add_argument("--at", type=float, metavar="T",
+                   help="scenario time to start the replay at, s (with --screenshot: the frame)")
     p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("bench", help="run the benchmark suites and write a report")

@@ -189,7 +189,8 @@ def print_tables(doc: dict, console=None) -> None:
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
         # Units in brackets ("[s]", "[m/s]") are rich markup tags unless escaped: they would vanish.
-        table = Table(title=escape(f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}"))
+        title = f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}"
+        table = Table(title=escape(title))
         for h in header:
             table.add_column(escape(h), overflow="fold")
         for row in rows:
