@@ -255,6 +255,37 @@ def test_cli_run_bad_out_fails_before_the_run(scenarios_dir, tmp_path, capsys, m
     assert blocker.read_text() == "not a folder"
 
 
+def test_outputs_are_written_all_or_none(hs15_early, tmp_path, monkeypatch):
+    """A folder where a file goes, or a write failing midway, leaves the folder as it was (new-user trial:
+    a traceback after metrics.json and the figures had been written, report.md not)."""
+    import sim.report
+    from sim.errors import InputError
+
+    sc, run = hs15_early
+    out = tmp_path / "o"
+    (out / "report.md").mkdir(parents=True)
+    with pytest.raises(InputError, match="report.md"):
+        write_outputs(out, sc, run)
+    assert [p.name for p in out.iterdir()] == ["report.md"]
+
+    out2 = tmp_path / "o2"
+    real, calls = sim.report._stage, []
+
+    def full_disk(path, data):
+        calls.append(path.name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(sim.report, "_stage", full_disk)
+    with pytest.raises(InputError, match="No space left on device"):
+        write_outputs(out2, sc, run)
+    assert len(calls) == 3 and list(out2.iterdir()) == []  # no output, no temporary file
+    monkeypatch.setattr(sim.report, "_stage", real)
+    write_outputs(out2, sc, run)
+    assert {"metrics.json", "report.md"} <= {p.name for p in out2.iterdir()}
+
+
 def test_metric_that_never_happened_is_null_and_counted(hs15_early):
     sc, out = hs15_early
     # 300 s of a 53 min flight: no trial reaches impact, so IPP error at 120 s to go never happens.
@@ -299,7 +330,9 @@ def test_kn23_trackers_cover_the_glide_lift(kn23):
 
 
 @pytest.mark.parametrize("medians, words", [((4.0, 50.0), "overconfident"), ((2.0, 5.0), "conservative"),
-                                            ((5.0, 7.5), "close to consistent")])
+                                            ((5.0, 7.5), "close to consistent"),
+                                            ((5.18, 11.95), "above 8 lean overconfident"),
+                                            ((3.4, 7.85), "below 4.5 lean conservative")])
 def test_report_reads_the_anees_column_against_six(medians, words):
     from sim.report import consistency_sentence
 
@@ -307,6 +340,7 @@ def test_report_reads_the_anees_column_against_six(medians, words):
            + [{"target": "rv", "anees": {"median": None}}, {"target": "other", "anees": {"median": 900.0}}]}
     text = consistency_sentence(doc, "rv")
     assert words in text and f"from {medians[0]:.2f} to {medians[1]:.2f}" in text
+    assert ("close to consistent" in text) == (words == "close to consistent")  # new-user trial: 11.95 was "close"
     assert consistency_sentence(doc, "nothing") is None
 
 
@@ -337,8 +371,11 @@ def test_gain_sentence_carries_the_trials_where_nothing_happened():
 
     doc = {"results": [row("trilateral", 2890.0, 0), row("isolated", 2910.0, 1), row("bilateral", None, 2)]}
     text = gain_sentence(doc, "KR", "rv")
-    assert "warning time 2890 s vs 2910 s [1 of 2 trials none] (20 s less)" in text
+    assert "warning time 2890 s vs 2910 s [1 of 2 trials none] (medians over different trials)" in text
     assert "warning time 2890 s where bilateral tracking gives none in any trial" in text
+    doc["results"][1]["firm_track_time_s"].update(median=46.0, missing=1)
+    assert "a firm track at 30 s vs 46 s [1 of 2 trials none] after launch (medians over different trials)" in (
+        gain_sentence(doc, "KR", "rv"))
     doc = {"results": [row("trilateral", None, 2), row("isolated", 2910.0, 1)]}
     assert "no warning in any trial where isolated tracking gives 2910 s [1 of 2 trials none]" in gain_sentence(
         doc, "KR", "rv")
