@@ -540,9 +540,11 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
             staged.append((_stage(out / name, data), out / name))
         for tmp, path in staged:
             os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # a full disk, a permission error, Ctrl-C: no temporary file stays behind
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        raise InputError.single("--out", str(out), f"its files cannot be written ({e.strerror})") from None
+        if isinstance(e, OSError):
+            raise InputError.single("--out", str(out), f"its files cannot be written ({e.strerror})") from None
+        raise
     return doc
