@@ -299,7 +299,7 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + " (medians)."
 
 
-# ANEES medians called "close to consistent": +-30 % about 6. A time average over correlated steps has no
+# ANEES medians called "close to consistent": within a factor 4/3 of 6. A time average over correlated steps has no
 # sharp chi-square bound (the nominal one, chi2(6N)/N over hundreds of steps, is far narrower than the
 # spread of consistent filters), so the band is a reading aid, not a test (the tests use per-step bounds).
 CONSISTENT_BAND = (4.5, 8.0)
