@@ -193,8 +193,11 @@ def targets(doc: dict) -> list[str]:
 def print_tables(doc: dict, console=None) -> None:
     """Print one table per target (median over trials, 10th-90th percentile range in brackets).
 
-    On a terminal the table fits its width (cells fold); into a pipe or a log it is
-    200 characters wide, so that each row stays on one line.
+    On a terminal the table fits its width: when the ranges would make it wider than
+    the terminal, it shows the medians alone and says where the ranges are
+    (``report.md``), rather than fold numbers across lines (below about 100
+    columns the medians fold too). Into a pipe or a log it is 200 characters wide,
+    with the ranges.
     """
     import sys
 
@@ -203,13 +206,26 @@ def print_tables(doc: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)
+
+    def widths(header, rows):
+        # Unfolded width of each column: its longest cell or header word (headers may wrap between words).
+        return [max([len(w) for w in h.split()] + [len(r[k]) for r in rows]) for k, h in enumerate(header)]
+
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
+        w = widths(header, rows)
+        ranges = sum(w) + 3 * len(w) + 1 <= console.width  # + borders and padding
+        if not ranges:
+            header, rows = table_rows(doc, target, ranges=False)
+            w = widths(header, rows)
+            if sum(w) + 3 * len(w) + 1 > console.width:
+                w = [None] * len(w)  # narrower still: let the cells fold rather than crop columns away
         # Units in brackets ("[s]", "[m/s]") are rich markup tags unless escaped: they would vanish.
-        title = f"{doc['scenario']}: {target} — median (p10-p90) over {trials_text(doc['trials'])}"
-        table = Table(title=escape(title))
-        for h in header:
-            table.add_column(escape(h), overflow="fold")
+        what = "median (p10-p90)" if ranges else "median"
+        table = Table(title=escape(f"{doc['scenario']}: {target} — {what} over {trials_text(doc['trials'])}"),
+                      caption=None if ranges else escape("p10-p90 ranges: report.md, or a wider terminal"))
+        for h, width in zip(header, w):
+            table.add_column(escape(h), overflow="fold", min_width=width)
         for row in rows:
             table.add_row(*(escape(c) for c in row))
         console.print(table)

@@ -379,3 +379,30 @@ def test_gain_sentence_carries_the_trials_where_nothing_happened():
     doc = {"results": [row("trilateral", None, 2), row("isolated", 2910.0, 1)]}
     assert "no warning in any trial where isolated tracking gives 2910 s [1 of 2 trials none]" in gain_sentence(
         doc, "KR", "rv")
+
+
+def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
+    """A 100-column terminal gets the medians whole and a pointer to the ranges; a log gets everything."""
+    import io
+
+    from rich.console import Console
+
+    from sim.report import TABLE_KEYS, print_tables
+
+    def summary(m):
+        return {"median": m, "p10": 0.9 * m, "p90": 1.1 * m, "n": 4, "missing": 0}
+
+    doc = {"scenario": "s", "trials": 4, "results": [
+        {"policy": p, "nation": n, "target": "RV", **{k: summary(1234.5 if "time" in k else 0.75)
+                                                     for k in TABLE_KEYS}}
+        for n in ("JP", "KR", "US") for p in ("isolated", "bilateral", "trilateral")]}
+
+    def printed(width):
+        buf = io.StringIO()
+        print_tables(doc, Console(width=width, file=buf))
+        return buf.getvalue()
+
+    narrow, wide = printed(100), printed(200)
+    assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
+    assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
+    assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
