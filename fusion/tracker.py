@@ -988,8 +988,9 @@ class MultiTargetTracker:
         # eq. 37 and 41), with two approximations: the gate of the cluster is its largest track gate, not the
         # union of the gates, and lambda is one constant for all the events of the cluster
         # (gate volume c_3 gamma^(3/2) |S|^(1/2), Bar-Shalom et al. 2001, eq. 3.4.4-3)
+        aux_q = tuple(v[q] for v in aux)
         loglik = -0.5 * (cost[q] + self.filter.cost_offset)
-        ld = self.filter.log_det_S(d2[q], cost[q], tuple(v[q] for v in aux))
+        ld = self.filter.log_det_S(d2[q], cost[q], aux_q)
         n_c = int(cq.max()) + 1
         ld_max = np.full(n_c, -np.inf)
         np.maximum.at(ld_max, cq, ld)
@@ -1005,7 +1006,7 @@ class MultiTargetTracker:
         # per-pair posteriors, then the moment-matched mixture over each track's hypotheses
         first = s["hits"][pb[q], pj[q]] == 1
         post = self.filter.update({k: v[q] for k, v in f_pairs.items()}, z[pk[q]], R[pk[q]],
-                                  tuple(v[q] for v in aux), first, self.site_ecef[sensor], self.R_enu[sensor])
+                                  aux_q, first, self.site_ecef[sensor], self.R_enu[sensor])
         uk, first_pair, inv = np.unique(tkey[jp], return_index=True, return_inverse=True)
         pred = {k: v[q[first_pair]] for k, v in f_pairs.items()}
         beta_sum = np.zeros(uk.size)
