@@ -120,7 +120,7 @@ from fusion.models import (
     radar_residual,
     thrust_transition,
 )
-from sim.config import TrackerConfig
+from sim.config import ASSOCIATIONS, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -700,8 +700,8 @@ def _check_config(config: TrackerConfig):
     if config.filter not in SUPPORTED_FILTERS:
         raise InputError.single("tracker.filter", config.filter, "allowed: " + ", ".join(SUPPORTED_FILTERS))
     gate_threshold(config.gate_probability)
-    if config.association not in ("jpda", "gnn"):
-        raise InputError.single("tracker.association", config.association, "allowed: jpda, gnn")
+    if config.association not in ASSOCIATIONS:
+        raise InputError.single("tracker.association", config.association, "allowed: " + ", ".join(ASSOCIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
         raise InputError.single("tracker.confirm_m", (config.confirm_m, config.confirm_n), "1 <= confirm_m <= confirm_n")
     if int(config.delete_after_missed) < 1:
