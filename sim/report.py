@@ -225,7 +225,7 @@ def print_tables(doc: dict, console=None) -> None:
         table = Table(title=escape(f"{doc['scenario']}: {target} — {what} over {trials_text(doc['trials'])}"),
                       caption=None if ranges else escape("p10-p90 ranges: report.md, or a wider terminal"))
         for h, width in zip(header, w):
-            table.add_column(escape(h), overflow="fold", min_width=width)
+            table.add_column(escape(h), overflow="fold", width=width)
         for row in rows:
             table.add_row(*(escape(c) for c in row))
         console.print(table)

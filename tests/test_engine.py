@@ -406,3 +406,10 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
     assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
     assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
     assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
+    # No width crops the table (third new-user trial: at 106-145 and 192-200 columns the right edge, and the
+    # digits of a wide last column, were cut off): every row of every rendering ends with its border.
+    for r in doc["results"]:
+        r["gospa_m"] = {"median": 82430.0, "p10": 82202.0, "p90": 82659.0, "n": 4, "missing": 1}
+    for width in range(60, 241):
+        rows = [ln for ln in printed(width).splitlines() if ln[:1] in "┏┃┡│└"]
+        assert rows and all(ln.rstrip()[-1] in "┓┃┩│┘" for ln in rows), width
