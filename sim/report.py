@@ -31,7 +31,7 @@ COLUMNS = {
     "vel_rmse_mps": ("vel RMSE", "m/s", "{:.1f}", True),
     "anees": ("ANEES", "", "{:.2f}", None),
     "ipp_error_km_at_120s": ("IPP err @120s", "km", "{:.1f}", True),
-    "warning_time_s": ("warning", "s", "{:.0f}", False),
+    "warning_time_s": ("warning", "s to go", "{:.0f}", False),
     "launch_point_error_km": ("launch pt err", "km", "{:.1f}", True),
     "gospa_m": ("GOSPA", "m", "{:.0f}", True),
 }
@@ -208,18 +208,23 @@ def print_tables(doc: dict, console=None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 200)
 
     def widths(header, rows):
-        # Unfolded width of each column: its longest cell or header word (headers may wrap between words).
-        return [max([len(w) for w in h.split()] + [len(r[k]) for r in rows]) for k, h in enumerate(header)]
+        """Fixed column widths that fit the console, or None: each column as wide as its longest cell and
+        its whole header, else its longest header word (the header wraps between words)."""
+        cells = [max(len(r[k]) for r in rows) if rows else 0 for k in range(len(header))]
+        for head in ([len(h) for h in header], [max(map(len, h.split())) for h in header]):
+            w = [max(c, hw) for c, hw in zip(cells, head)]
+            if sum(w) + 3 * len(w) + 1 <= console.width:  # + borders and padding
+                return w
+        return None
 
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
         w = widths(header, rows)
-        ranges = sum(w) + 3 * len(w) + 1 <= console.width  # + borders and padding
+        ranges = w is not None
         if not ranges:
             header, rows = table_rows(doc, target, ranges=False)
-            w = widths(header, rows)
-            if sum(w) + 3 * len(w) + 1 > console.width:
-                w = [None] * len(w)  # narrower still: let the cells fold rather than crop columns away
+            # narrower still: no fixed widths, the cells fold (rich crops a table whose widths cannot fit)
+            w = widths(header, rows) or [None] * len(header)
         # Units in brackets ("[s]", "[m/s]") are rich markup tags unless escaped: they would vanish.
         what = "median (p10-p90)" if ranges else "median"
         table = Table(title=escape(f"{doc['scenario']}: {target} — {what} over {trials_text(doc['trials'])}"),

@@ -181,7 +181,8 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "firm track" in printed and "trilateral" in printed and "peak memory" in printed
     # units in brackets are rich markup unless escaped; they must reach the reader
-    assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed and "IPP err @120s [km]" in printed
+    assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed
+    assert "IPP err @120s [km]" in printed and "warning [s to go]" in printed  # which seconds each one counts
     names = sorted(p.name for p in out_dir.iterdir())
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
     assert not [n for n in names if n.endswith(".tmp")]
