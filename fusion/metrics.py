@@ -131,17 +131,35 @@ def _exists(tracks) -> np.ndarray:
     return np.isfinite(np.asarray(tracks.x)).all(axis=-1)
 
 
-def _object_view(truth, tracks, o: int, exists=None, min_run: int = 1) -> _ObjectView:
+def _held_on(on, exists, min_run: int, max_gap_steps: int) -> np.ndarray:
+    """Steps at which a track is on its object and has held it for ``min_run`` steps, ``(N, K, T)``.
+
+    Held, as in :func:`firm_track_time`: on the object now, and since the first
+    step of the current holding (``min_run`` steps ago or earlier) never off it for
+    more than ``max_gap_steps`` consecutive steps nor ended (slot empty). Off
+    means present but unconfirmed or labelled with another object. Causal: only
+    steps up to now are looked at.
+    """
+    T = on.shape[-1]
+    idx = np.arange(T)
+    last_on = np.maximum.accumulate(np.where(on, idx, -1), axis=-1)  # last on step <= t
+    broken = ~exists | (idx - last_on > max_gap_steps)  # slot empty, or a gap grown too long
+    last_break = np.maximum.accumulate(np.where(broken, idx, -1), axis=-1)
+    prev_on = np.concatenate([np.full(on.shape[:-1] + (1,), -1), last_on[..., :-1]], axis=-1)
+    start = on & (prev_on <= last_break)  # first on step after a break
+    last_start = np.maximum.accumulate(np.where(start, idx, -1), axis=-1)
+    return on & (idx - last_start + 1 >= min_run)
+
+
+def _object_view(truth, tracks, o: int, exists=None, min_run: int = 1,
+                 max_gap_steps: int = DEFAULT_MAX_GAP_STEPS) -> _ObjectView:
     state = np.asarray(truth.state)[:, o]  # (N, T, 6)
     in_flight = np.isfinite(state).all(axis=-1)
     if exists is None:
         exists = _exists(tracks)
     on = exists & np.asarray(tracks.confirmed, bool) & (np.asarray(tracks.object) == o)
     if min_run > 1:
-        # Only tracks on the object for min_run consecutive steps up to now (run length by cumulative max).
-        idx = np.arange(on.shape[-1])
-        last_off = np.maximum.accumulate(np.where(on, -1, idx), axis=-1)
-        on &= (idx - last_off) >= min_run
+        on = _held_on(on, exists, min_run, max_gap_steps)
     P = np.asarray(tracks.P)
     pos_var_all = np.trace(P[..., :3, :3], axis1=-2, axis2=-1)  # (N, K, T)
     score = np.where(on, pos_var_all, np.inf)
@@ -159,10 +177,10 @@ def _object_view(truth, tracks, o: int, exists=None, min_run: int = 1) -> _Objec
     return _ObjectView(in_flight, on, tracked, x_sel, error, nees, pos_var)
 
 
-def _views(truth, tracks, min_run: int = 1):
+def _views(truth, tracks, min_run: int = 1, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS):
     exists = _exists(tracks)
     for o in range(np.asarray(truth.state).shape[1]):
-        yield o, _object_view(truth, tracks, o, exists, min_run)
+        yield o, _object_view(truth, tracks, o, exists, min_run, max_gap_steps)
 
 
 # --------------------------------------------------------------------------- detection
@@ -608,6 +626,7 @@ def ipp_error_curve(
     time_to_go=None,
     extra_time_to_go=(),
     hold_s: float | None = None,
+    max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
 ):
     """Predicted-impact-point (IPP) error against time to go, per trial and object.
 
@@ -648,6 +667,13 @@ def ipp_error_curve(
         If given, only tracks that have been on the object for ``hold_s`` (the firm
         track hold) count: a warning system acts on firm tracks, so a freshly
         initiated track's first, poor predictions neither give nor break a warning.
+    max_gap_steps : int, default 3
+        With ``hold_s``: longest run of steps a held track may be off the object
+        (unconfirmed or labelled with another object) without starting its hold
+        again, as in :func:`firm_track_time`. Without it, a track that follows the
+        RV but takes the spent stage's detection for one scan now and then never
+        counts (measured: Hwasong-15, KR bilateral, a trial with no IPP between
+        burnout and re-entry and a 140 s warning).
 
     Returns
     -------
@@ -677,7 +703,9 @@ def ipp_error_curve(
     err = np.full((N, O, tau.size), np.nan)
     states, where = [], []
     min_run = 1 if hold_s is None else max(1, int(np.ceil(_check_positive("hold_s", hold_s) / dt - 1e-9)))
-    for o, v in _views(truth, tracks, min_run):
+    if int(max_gap_steps) != max_gap_steps or max_gap_steps < 0:
+        raise InputError.single("max_gap_steps", max_gap_steps, "an integer >= 0")
+    for o, v in _views(truth, tracks, min_run, int(max_gap_steps)):
         with np.errstate(invalid="ignore"):
             k = np.floor((impact[:, o, None] - tau[None, :] - t[0]) / dt + 1e-9)  # (N, G)
         ok = np.isfinite(k) & (k >= 0) & (k < t.size)
@@ -963,7 +991,8 @@ def trial_metrics(
         _fill_launch_error(launch_err, truth, o, v)
     out.update(err)
     tau, curve = ipp_error_curve(
-        truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,), hold_s=hold_s
+        truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,), hold_s=hold_s,
+        max_gap_steps=max_gap_steps,
     )
     if curves is not None:
         curves["ipp"] = (tau, curve)

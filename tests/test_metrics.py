@@ -499,3 +499,28 @@ def test_ipp_curve_with_hold_uses_only_tracks_held_that_long(arcs):
     np.testing.assert_array_equal(np.isfinite(err_h), k_time >= 130.0)
     np.testing.assert_array_equal(err_h[np.isfinite(err_h)], err[np.isfinite(err_h)])
     assert np.isfinite(err).sum() > np.isfinite(err_h).sum()  # the hold removed the fresh-track points
+
+
+def test_ipp_hold_bridges_short_off_object_gaps_as_the_firm_track_rule_does(arcs):
+    """The held-track rule of the IPP curve is the firm-track rule: gaps of up to 3 steps off the
+    object keep the hold, a longer gap or an emptied slot starts it again (closed form on a 1 s grid)."""
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=100.0)
+    ti = {s: int(np.flatnonzero(truth.t == s)[0]) for s in (150.0, 300.0, 400.0)}
+    tr.confirmed[:, 0, ti[150.0]:ti[150.0] + 3] = False  # 3 steps unconfirmed: bridged
+    tr.object[:, 0, ti[300.0]:ti[300.0] + 4] = 1  # 4 steps on the other object: the hold restarts at 304 s
+    tr.x[:, 1, ti[400.0]] = np.nan  # slot empty for one step: the hold restarts at 401 s
+    tr.confirmed[:, 1, ti[400.0]] = False
+    tau, err = M.ipp_error_curve(truth, tr, step_s=1.0, hold_s=30.0)
+    k_time = np.floor(truth.impact_time[..., None] - tau)  # grid time of each prediction
+    # held once on for 30 steps: from 129 s (100-129 s), 333 s (304-333 s) and 430 s (401-430 s)
+    held0 = (k_time >= 129.0) & ~((k_time >= 150.0) & (k_time <= 152.0)) & ~((k_time >= 300.0) & (k_time <= 332.0))
+    held1 = (k_time >= 129.0) & ~((k_time >= 400.0) & (k_time <= 429.0))
+    np.testing.assert_array_equal(np.isfinite(err[:, 0]), held0[:, 0])
+    np.testing.assert_array_equal(np.isfinite(err[:, 1]), held1[:, 1])
+    # zero tolerance, the strictly consecutive rule: the hold restarts at 153 s, so 150-181 s drop out
+    _, err_strict = M.ipp_error_curve(truth, tr, step_s=1.0, hold_s=30.0, max_gap_steps=0)
+    np.testing.assert_array_equal(np.isfinite(err_strict[:, 0]),
+                                  held0[:, 0] & ~((k_time >= 150.0) & (k_time <= 181.0))[:, 0])
+    with pytest.raises(InputError, match="max_gap_steps"):
+        M.ipp_error_curve(truth, tr, hold_s=30.0, max_gap_steps=-1)
