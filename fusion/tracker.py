@@ -69,7 +69,15 @@ Scans are measured in revisit intervals ``r`` of the sensors (``revisit``):
   prior and are governed by M-of-N instead).
 
 The same rules, evaluated read-only, hide a dead track in the output at grid
-times between groups.
+times between groups, on the clock ``t - L``, with ``L`` the longest reporting
+latency of the sensors feeding the tracker: at grid time ``t`` every report
+measured up to ``t - L`` has arrived, so only then is it known that a track
+missed D scans (``t - L - t_last > D r_last``); any later-arriving report could
+still have updated it in time, as the group step would then decide. Judged at
+``t`` itself, a Hwasong-15 RV track fed by TPY-2 data 4 s late (D r = 5 s)
+blinked out of the output for one to three grid steps after missed scans while
+the tracker kept it (measured: KR bilateral, 2 trials), which broke its firm
+hold and cost it its IPP.
 
 Out-of-sequence measurements
 ----------------------------
@@ -739,6 +747,10 @@ class MultiTargetTracker:
         ECEF-to-ENU rotations of the sensors.
     revisit : array_like, shape (S,)
         Revisit (scan) interval of each sensor, s > 0.
+    latency : array_like, shape (S,), optional
+        Reporting latency of each sensor to this tracker, s >= 0 (default 0):
+        only the read-only output rule (:meth:`estimate`) uses it, through its
+        maximum (module notes, "Track life").
 
     Attributes
     ----------
@@ -756,7 +768,7 @@ class MultiTargetTracker:
         Bad configuration (names the ``tracker.`` key).
     """
 
-    def __init__(self, config: TrackerConfig, n_trials: int, site_ecef, R_enu, revisit):
+    def __init__(self, config: TrackerConfig, n_trials: int, site_ecef, R_enu, revisit, latency=None):
         _check_config(config)
         self.config = config
         self.filter = _make_filter(config)
@@ -767,6 +779,11 @@ class MultiTargetTracker:
         self.revisit = np.asarray(revisit, dtype=np.float64).reshape(-1)
         if self.revisit.shape[0] != self.site_ecef.shape[0] or not np.all(self.revisit > 0):
             raise InputError.single("revisit", self.revisit.tolist(), "one positive revisit interval (s) per sensor")
+        S = self.site_ecef.shape[0]
+        self.latency = np.zeros(S) if latency is None else np.asarray(latency, dtype=np.float64).reshape(-1)
+        if self.latency.shape[0] != S or not np.all(np.isfinite(self.latency) & (self.latency >= 0)):
+            raise InputError.single("latency", self.latency.tolist(), "one finite latency >= 0 s per sensor")
+        self.output_lag = float(self.latency.max()) if S else 0.0
         self.gamma = gate_threshold(config.gate_probability, 3)
         self.jpda = config.association == "jpda"
         self.M = int(config.confirm_m)
@@ -802,10 +819,14 @@ class MultiTargetTracker:
 
     # -- life rules -----------------------------------------------------------------------------
     def _live(self, t):
-        """(trial rows, slots) of the tracks the deletion rules keep at ``t`` (read-only)."""
+        """(trial rows, slots) of the tracks the deletion rules keep at ``t`` (read-only).
+
+        The rules run on the clock ``t - output_lag``, the longest sensor latency
+        (see the module notes).
+        """
         b, j = np.nonzero(self.state["active"])
         if b.size:
-            missed, expired = self._dead(t, b, j)
+            missed, expired = self._dead(t - self.output_lag, b, j)
             keep = ~(missed | expired)
             b, j = b[keep], j[keep]
         return b, j
@@ -1181,7 +1202,7 @@ def _column(dets, name, tail, dtype, K):
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None) -> TrackHistory:
+                revisit=None, latency=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -1205,6 +1226,11 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         Revisit interval of each sensor, s (the radars' ``scan_interval``).
         Default: inferred per sensor from the detection times
         (:func:`infer_revisit`, falling back to the grid step).
+    latency : array_like, shape (S,), optional
+        Reporting latency of each sensor to this tracker, s >= 0: the output's
+        read-only deletion rule runs its clock the longest of them behind the grid
+        time (module notes, "Track life"). Default: the shortest
+        ``arrival - time`` of each sensor's detections (0 for a sensor with none).
 
     Returns
     -------
@@ -1258,7 +1284,12 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         revisit = infer_revisit(d_time, d_sensor, S, default)
 
     B, N, T = trial_index.size, int(config.max_tracks), t.size
-    trk = MultiTargetTracker(config, B, site_ecef, R_enu, revisit)
+    if latency is None:  # the shortest delay seen per sensor
+        latency = np.full(S, np.inf)
+        lag_ok = np.isfinite(arrival)
+        np.minimum.at(latency, d_sensor[lag_ok], arrival[lag_ok] - d_time[lag_ok])
+        latency[~np.isfinite(latency)] = 0.0
+    trk = MultiTargetTracker(config, B, site_ecef, R_enu, revisit, latency)
 
     out_x = np.full((B, N, T, 6), np.nan)
     out_P = np.full((B, N, T, 6, 6), np.nan)

@@ -61,10 +61,12 @@ def test_late_data_equals_time_ordered_run_on_data_arrived(scene, latency):
     arrival = d.time + np.asarray(latency)[d.sensor] + rng.uniform(0.0, 1.5, d.time.size)
     h = run_tracker(d, arrival, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     assert h.stats["replays"] > 10 and h.stats["late_detections"] > 0
+    # the output's deletion rule runs each sensor's clock its latency behind: the reference shares those clocks
+    lag = [np.min((arrival - d.time)[d.sensor == s]) for s in (0, 1)]
     for i in (5, 17, 40, 41, 77, 120):
         arrived = arrival <= t[i]
         sub = take(d, arrived)
-        ref = run_tracker(sub, sub.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
+        ref = run_tracker(sub, sub.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=lag)
         _assert_same(_fields(h, i), _fields(ref, i))
     # and the delay matters: the estimates differ from the zero-latency run somewhere
     h0 = run_tracker(d, d.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
@@ -77,7 +79,8 @@ def test_final_state_independent_of_arrival_order(scene):
     arrival = d.time + np.where(d.sensor == 1, 4.0, 0.0)
     t_long = np.arange(0.0, 131.0)
     h = run_tracker(d, arrival, se, Re, t_long, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
-    h0 = run_tracker(d, d.time, se, Re, t_long, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
+    # same output clocks (each sensor's latency behind the grid time); the processing had no delay
+    h0 = run_tracker(d, d.time, se, Re, t_long, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=[0.0, 4.0])
     _assert_same(_fields(h, 130), _fields(h0, 130))
     for k in ("initiated", "confirmed", "updates", "deleted_missed", "deleted_unconfirmed"):
         np.testing.assert_array_equal(h.stats[k], h0.stats[k])
@@ -91,3 +94,46 @@ def test_data_arriving_after_the_grid_is_ignored(scene):
     sub = take(d, d.time <= 60)
     ref = run_tracker(sub, sub.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     _assert_same(_fields(h), _fields(ref))
+
+
+def test_output_hides_a_lost_track_only_once_every_sensor_has_reported_the_missed_scans(scene):
+    """Closed form of the output rule: shown while ``t - L - t_last <= D r_last``, L the longest latency.
+
+    One track, fed by sensor 0 (revisit 2 s) up to 20 s and then never again. The
+    nation receives sensor 1 (revisit 3 s) 4 s late, so until ``t_last + D r + 4`` a
+    report of sensor 1 measured in time could still reach it.
+    """
+    t, d, se, Re, cfg = scene
+    m = (d.trial == 0) & (d.object == 0) & (d.sensor == 0) & (d.time <= 20.0)
+    t_last = float(d.time[m].max())
+    deadline = t_last + cfg.delete_after_missed * 2.0  # D r_last
+    for latency, lag in ((None, 0.0), ([0.0, 4.0], 4.0), ([1.0, 0.5], 1.0)):
+        trk = MultiTargetTracker(cfg, 1, se, Re, [2.0, 3.0], latency)
+        for tm in np.unique(d.time[m]):
+            k = m & (d.time == tm)
+            trk.process_group(tm, 0, np.zeros(k.sum(), int), d.z[k], d.R[k], d.object[k])
+        assert trk.state["confirmed"][0].sum() == 1 and trk.state["t_last"][0].max() == t_last
+        for dt, shown in ((-1.0, True), (-1e-6, True), (1e-3, False), (5.0, False)):
+            b, _, _, _, conf = trk.estimate(deadline + lag + dt)
+            assert bool(conf.sum() == 1) == shown, (latency, dt)
+
+
+@pytest.mark.parametrize("latency", [(0.0, 4.0), (3.0, 6.0), (5.0, 8.0)])
+def test_late_sensor_does_not_make_a_held_track_blink_in_the_output(scene, latency):
+    """A confirmed track shown, hidden for 1-3 grid steps, then shown again (no re-initiation can
+    confirm that fast) is a blink. Judged on the grid time instead of the latency clock, the rule
+    blinks tracks out after missed scans whose late reports are still on their way."""
+    t, d, se, Re, cfg = scene
+    d = make_detections(midcourse_pair(t), t, [np.arange(0, 121, 2), np.arange(1, 121, 3)], trials=TRIALS,
+                        seed=5, pd=0.3, fa_rate=0.7)
+    arrival = d.time + np.asarray(latency)[d.sensor]
+
+    def blinks(h):
+        shown, c = np.isfinite(h.x[..., 0]), h.confirmed
+        return sum(int(np.sum(c[..., i - 1] & ~shown[..., i:i + k].any(-1) & c[..., i + k]))
+                   for k in (1, 2, 3) for i in range(1, t.size - k))
+
+    h = run_tracker(d, arrival, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
+    h_grid_clock = run_tracker(d, arrival, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=[0.0, 0.0])
+    assert blinks(h_grid_clock) >= 4  # the defect this guards against (measured: 5-14)
+    assert blinks(h) == 0
