@@ -72,6 +72,28 @@ class Detections:
         return int(self.trial.shape[0])
 
 
+def effective_scan_interval(scan_interval, dt):
+    """The revisit interval a radar keeps on a grid of step ``dt``, s.
+
+    Scans fall on grid times (:func:`scan_indices`): the interval is rounded to a
+    whole number of steps, at least one.
+
+    Parameters
+    ----------
+    scan_interval : float or array_like
+        Radar revisit interval, s (> 0).
+    dt : float
+        Grid step, s (> 0).
+
+    Returns
+    -------
+    float or ndarray
+        ``max(1, round(scan_interval / dt)) * dt``, s.
+    """
+    steps = np.maximum(1, np.rint(np.asarray(scan_interval, dtype=np.float64) / dt))
+    return steps * dt
+
+
 def scan_indices(t, scan_interval):
     """Indices of the truth grid times at which a radar scans.
 
@@ -92,7 +114,7 @@ def scan_indices(t, scan_interval):
     if t.size == 0:
         return np.zeros(0, dtype=np.int64)
     dt = float(t[1] - t[0]) if t.size > 1 else float(scan_interval)
-    step = max(1, int(round(scan_interval / dt)))
+    step = int(round(float(effective_scan_interval(scan_interval, dt)) / dt))
     n = np.rint(t / dt).astype(np.int64)
     return np.nonzero(n % step == 0)[0]
 

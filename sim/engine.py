@@ -222,10 +222,14 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     """
     from fusion.track_fusion import fuse_track_histories
     from fusion.tracker import run_tracker
+    from sensors.detections import effective_scan_interval
 
     site_ecef = np.stack([r.site_ecef for r in radars])
     R_enu = np.stack([r.R_enu for r in radars])
-    revisit = np.array([r.scan_interval for r in radars])
+    # The revisit the radars keep on the grid (a scan interval shorter than dt_s scans once per step):
+    # the tracker counts missed scans in it.
+    dt = float(truth.t[1] - truth.t[0]) if truth.t.size > 1 else float(scenario.info.dt)
+    revisit = effective_scan_interval(np.array([r.scan_interval for r in radars]), dt)
 
     def tracker_for(delay: np.ndarray):
         key = feed_key(delay)

@@ -414,3 +414,21 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
     for width in range(60, 241):
         rows = [ln for ln in printed(width).splitlines() if ln[:1] in "┏┃┡│└"]
         assert rows and all(ln.rstrip()[-1] in "┓┃┩│┘" for ln in rows), width
+
+
+def test_scan_interval_shorter_than_the_grid_step_counts_missed_scans_per_step(scenarios_dir, tmp_path):
+    """Scans fall on the grid, so a 0.1 ms scan interval scans once per 1 s step, exactly as 1 s does;
+    the tracker must count missed scans in that kept revisit (new-user trial: with the nominal
+    0.1 ms, every track died 0.5 ms after its last update and Japan never got a firm track)."""
+    text = (scenarios_dir / "hwasong15_2017-11-29.toml").read_text()
+    text = text.replace("trials = 10", "trials = 1\nduration_s = 150.0")
+    runs = {}
+    for interval in ("1.0", "0.0001"):
+        path = tmp_path / f"scan_{interval}.toml"
+        path.write_text(text.replace('catalog = "jp-fps5-sado"', f'catalog = "jp-fps5-sado"\nscan_interval_s = {interval}'))
+        sc = load_scenario(path)
+        runs[interval] = run_scenario(sc, policies=["isolated"])
+    for key in ("detect_time_s", "firm_track_time_s", "completeness"):
+        fast, nominal = row(runs["0.0001"], "isolated", "JP", key), row(runs["1.0"], "isolated", "JP", key)
+        assert fast == nominal, key
+    assert row(runs["1.0"], "isolated", "JP", "firm_track_time_s")["median"] is not None
