@@ -81,11 +81,12 @@ class _Reader:
                 self.add(_join(prefix, key), table[key], f"unknown key; {hint}allowed: {', '.join(sorted(allowed))}")
 
     def get(self, table: dict, key: str, prefix: str, kind: str, *, required=False, default=None,
-            lo=None, hi=None, lo_open=False, choices=None):
+            lo=None, hi=None, lo_open=False, choices=None, nonblank=False):
         """Read one key; on any problem record it and return ``default``.
 
         ``kind`` is one of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"datetime"``.
-        ``lo``/``hi`` bound numbers (``lo_open`` makes the lower bound strict).
+        ``lo``/``hi`` bound numbers (``lo_open`` makes the lower bound strict);
+        ``nonblank`` rejects a string that is empty or only spaces (names).
         """
         path = _join(prefix, key)
         if key not in table:
@@ -114,6 +115,9 @@ class _Reader:
             return default
         if not ok:
             self.add(path, table[key], f"wrong type; {_kind_words(kind, lo, hi, lo_open, choices)}")
+            return default
+        if nonblank and not value.strip():
+            self.add(path, value, "blank; a name with at least one visible character")
             return default
         if choices is not None and value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
@@ -170,6 +174,8 @@ def _as_utc(value):
 
 MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trials) may ask for
 MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
+MIN_DT_S = 0.1  # s, finest truth and output grid: radar revisits are 0.1 s or longer, and the grid's memory
+#                 grows as 1/dt (1e-9 s asked for a 62 TiB array: new-user trial)
 DEFAULT_CHUNK_TRIALS = 25  # trials batched together by `run` unless --chunk-trials says otherwise (memory ~ chunk)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
 
@@ -183,12 +189,12 @@ def _read_info(r: _Reader, doc: dict) -> ScenarioInfo | None:
         return None
     r.unknown_keys(t, _SCENARIO_KEYS, "scenario")
     n0 = len(r.problems)
-    name = r.get(t, "name", "scenario", "str", required=True)
+    name = r.get(t, "name", "scenario", "str", required=True, nonblank=True)
     description = r.get(t, "description", "scenario", "str", required=True)
     event = r.get(t, "event_utc", "scenario", "datetime", required=True)
     seed = r.get(t, "seed", "scenario", "int", required=True, lo=0, hi=MAX_SEED)
     trials = r.get(t, "trials", "scenario", "int", required=True, lo=1, hi=MAX_TRIALS)
-    dt_s = r.get(t, "dt_s", "scenario", "float", default=1.0, lo=0.0, lo_open=True, hi=60.0)
+    dt_s = r.get(t, "dt_s", "scenario", "float", default=1.0, lo=MIN_DT_S, hi=60.0)
     duration = r.get(t, "duration_s", "scenario", "float", default=None, lo=0.0, lo_open=True, hi=86400.0)
     sources = t.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
@@ -225,7 +231,7 @@ def _read_threats(r: _Reader, doc: dict) -> list[ThreatConfig]:
         p = f"threat[{i}]"
         n0 = len(r.problems)
         r.unknown_keys(t, _THREAT_KEYS, p)
-        name = r.get(t, "name", p, "str", default=f"threat-{i}")
+        name = r.get(t, "name", p, "str", default=f"threat-{i}", nonblank=True)
         if name in names:
             r.add(f"{p}.name", name, "must be unique among threats")
         names.add(name)
@@ -304,7 +310,7 @@ def _read_sensors(r: _Reader, doc: dict) -> list[SensorConfig]:
         p = f"sensor[{i}]"
         n0 = len(r.problems)
         cat = r.get(t, "catalog", p, "str", required=True, choices=tuple(CATALOG))
-        name = r.get(t, "name", p, "str", default=cat)
+        name = r.get(t, "name", p, "str", default=cat, nonblank=True)
         if name is not None and name in names:
             r.add(f"{p}.name", name, "must be unique among sensors (set name = '...' to use one catalog radar twice)")
         names.add(name)
@@ -334,7 +340,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
     for i, pt in enumerate(r.table_list(t.get("policy", []), "sharing.policy")):
         pp = f"sharing.policy[{i}]"
         r.unknown_keys(pt, _POLICY_KEYS, pp)
-        pname = r.get(pt, "name", pp, "str", required=True)
+        pname = r.get(pt, "name", pp, "str", required=True, nonblank=True)
         if pname in BUILTIN_POLICIES:
             r.add(f"{pp}.name", pname, f"must differ from the built-in policies {', '.join(BUILTIN_POLICIES)}")
         links = []
@@ -455,7 +461,7 @@ def _read_document(path: Path) -> dict:
     except OSError as e:
         raise InputError.single("", file, f"cannot be read ({e.strerror}); give a readable .toml file", file) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark (Windows editors) is not content
     except UnicodeDecodeError as e:
         raise InputError.single("", f"byte 0x{raw[e.start]:02x} at offset {e.start}",
                                 "not UTF-8; scenario files must be UTF-8 text", file) from None

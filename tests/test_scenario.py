@@ -120,6 +120,11 @@ MALFORMED = [
     ("metrics-threshold-zero", sub("ipp_threshold_km = 50.0", "ipp_threshold_km = 0.0"), "metrics.ipp_threshold_km"),
     ("threat-not-array", sub("[[threat]]", "[threat]"), "threat"),
     ("bad-schema-version", sub("schema_version = 1", "schema_version = 2"), "schema_version"),
+    # new-user trial: a 1e-9 s step passed validation and asked the run for a 62 TiB array
+    ("grid-step-too-fine", sub("trials = 3", "trials = 3\ndt_s = 1e-9"), "scenario.dt_s"),
+    # new-user trial: a blank threat name ran and wrote 'ipp_error_.png'
+    ("blank-threat-name", sub('name = "A"', 'name = ""'), "threat[0].name"),
+    ("blank-scenario-name", sub('name = "t"', 'name = "  "'), "scenario.name"),
 ]
 
 
@@ -194,6 +199,15 @@ def test_file_level_problems(tmp_path, capsys, content, words):
     assert main(["validate", str(path)]) == 2
     errtext = capsys.readouterr().err
     assert len(errtext.strip().splitlines()) == 1 and str(path) in errtext
+
+
+def test_byte_order_mark_is_not_content(tmp_path, capsys):
+    """Windows editors may save UTF-8 with a byte-order mark; it is read as the text after it
+    (new-user trial: rejected as 'not TOML ... line 1, column 1')."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode("utf-8"))
+    assert load_scenario(path).info.seed == 7
+    assert main(["validate", str(path)]) == 0
 
 
 def test_missing_file(tmp_path, capsys):
