@@ -512,6 +512,36 @@ def markdown(doc: dict) -> str:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
+def check_output_file(flag: str, path) -> None:
+    """Check that a report file can be written at ``path`` before the suites run.
+
+    The path must be non-empty, not a folder, in an existing folder, and that folder
+    must take a new file (probed with a temporary file, removed at once: the only
+    test that holds for root too).
+
+    Raises
+    ------
+    sim.errors.InputError
+        Naming ``flag``, the path and what is allowed.
+    """
+    import tempfile
+
+    from sim.errors import InputError
+
+    p = Path(path)
+    if not str(path).strip():
+        raise InputError.single(flag, str(path), "a file path (not empty)")
+    if p.is_dir():
+        raise InputError.single(flag, str(path), "is a folder; give a file path")
+    if not p.absolute().parent.is_dir():
+        raise InputError.single(flag, str(path), "a file in an existing folder")
+    try:
+        with tempfile.TemporaryFile(dir=p.absolute().parent, prefix=".gsomia-probe-"):
+            pass
+    except OSError as e:
+        raise InputError.single(flag, str(path), f"no file can be created there ({e.strerror or e})") from None
+
+
 def write_report(doc: dict, json_path=None, markdown_path=None) -> None:
     """Write the report atomically (temporary file + rename, :func:`sim.report.write_atomic`)."""
     from sim.report import write_atomic
@@ -539,13 +569,12 @@ def main(args) -> int:
     Raises
     ------
     sim.errors.InputError
-        An output file whose folder does not exist (checked before any suite runs).
+        An output path that is a folder, in a folder that does not exist, or where
+        no file can be created (checked before any suite runs).
     """
-    from sim.errors import InputError
-
     for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise InputError.single(flag, path, "a file in an existing folder")
+        if path is not None:
+            check_output_file(flag, path)
     doc = run_suites(bool(args.quick))
     write_report(doc, args.json, args.markdown)
     print(markdown(doc), flush=True)

@@ -165,14 +165,28 @@ def test_runner_report_files_and_exit_status(tmp_path, monkeypatch, capsys):
         assert ("suite(s) failed" in err) == (not suites_ok)
 
 
-def test_output_folder_checked_before_running(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, where, words", [
+    ("--markdown", "missing/b.md", "existing folder"),
+    ("--json", ".", "is a folder"),  # new-user trial: a traceback after the whole run
+    ("--json", "", "not empty"),
+], ids=["folder-missing", "a-folder", "empty"])
+def test_output_file_checked_before_running(tmp_path, monkeypatch, capsys, flag, where, words):
+    from sim.cli import main
+
     monkeypatch.setattr(report, "run_suites", lambda quick: pytest.fail("suites ran"))
+    path = str(tmp_path / where) if where else ""
 
     class Args:
-        quick, json, markdown = True, None, str(tmp_path / "missing" / "b.md")
+        quick = True
+        json = path if flag == "--json" else None
+        markdown = path if flag == "--markdown" else None
 
-    with pytest.raises(InputError, match="--markdown"):
+    with pytest.raises(InputError, match=flag) as err:
         report.main(Args)
+    assert words in str(err.value)
+    assert main(["bench", "--quick", flag, path]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0]
 
 
 def test_radar_subsets_keep_all_three_nations():
