@@ -190,6 +190,26 @@ def targets(doc: dict) -> list[str]:
     return list(dict.fromkeys(r["target"] for r in doc["results"]))
 
 
+def undetected_sentence(doc: dict, target: str) -> str | None:
+    """Which rows never saw ``target``: every cell of such a row is ``none`` (or 0), and this says why.
+
+    Returns None when every row detected the target in some trial. New-user trial: a scenario
+    whose only radar could not see the flight ran and reported "completeness 0% vs 0%" without
+    saying that nothing was ever detected.
+    """
+    rows = [r for r in doc["results"] if r["target"] == target]
+    never = [r for r in rows if _median(r, "detect_time_s") is None]
+    if not never:
+        return None
+    if len(never) == len(rows):
+        return (f"No radar detected {target} in any trial, so no row has data: check the radars' positions, "
+                f"faces and ranges against the flight (coverage.png; gsomia-sim view), or the scenario's "
+                f"duration_s.")
+    names = ", ".join(f"{r['nation']} {r['policy']}" for r in never)
+    return (f"Never detected {target} in any trial: {names} (none of the radars whose data reach the nation "
+            f"under that policy sees the flight), so those rows are empty.")
+
+
 def print_tables(doc: dict, console=None) -> None:
     """Print one table per target (median over trials, 10th-90th percentile range in brackets).
 
@@ -234,6 +254,9 @@ def print_tables(doc: dict, console=None) -> None:
         for row in rows:
             table.add_row(*(escape(c) for c in row))
         console.print(table)
+        note = undetected_sentence(doc, target)
+        if note:
+            console.print(escape(note))
 
 
 def _find(doc, policy, nation, target):
@@ -344,8 +367,13 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
     elif lo < CONSISTENT_BAND[0]:
         parts.append(f"values below {CONSISTENT_BAND[0]:g} lean conservative")
     verdict = "; ".join(parts) or (f"all within {CONSISTENT_BAND[0]:g}-{CONSISTENT_BAND[1]:g}, close to consistent")
+    from fusion.metrics import anees_bounds
+
+    b_lo, b_hi = anees_bounds(600)
     return (f"Filter consistency: median ANEES from {lo:.2f} to {hi:.2f} across nations and policies, where a "
-            f"consistent 6-state filter gives about 6; {verdict}.")
+            f"consistent 6-state filter gives about 6; {verdict}. This is a reading, not a test: the nominal "
+            f"chi-square 95 % bounds of one trial's time average, chi2(6N)/N (README), are {b_lo:.2f}-{b_hi:.2f} "
+            f"at N = 600 steps, but they assume independent steps, and successive filter errors are not.")
 
 
 def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") -> str:
@@ -355,7 +383,11 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
     out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {trials_text(doc['trials'])}, "
               f"event {doc['event_utc']}.\n\n")
     out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
-              "metric never happened (no detection, no firm track, no warning).\n\n")
+              "metric never happened (no detection, no firm track, no warning), `none` = it happened in no "
+              "trial. Completeness counts the whole flight from launch to impact, observed or not; RMSE and "
+              "ANEES run over each row's own tracked steps, so a row that also holds the re-entry (often "
+              "only with shared data) includes its fresh re-entry tracks' larger errors: compare RMSE "
+              "between rows with their completeness in view.\n\n")
     for target in targets(doc):
         out.write(f"## {target}\n\n")
         header, rows = table_rows(doc, target, ranges=True)
@@ -368,9 +400,9 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
             s = gain_sentence(doc, nation, target)
             if s:
                 out.write(f"- {s}\n")
-        s = consistency_sentence(doc, target)
-        if s:
-            out.write(f"- {s}\n")
+        for s in (consistency_sentence(doc, target), undetected_sentence(doc, target)):
+            if s:
+                out.write(f"- {s}\n")
         out.write("\n")
     if figures:
         out.write("## Figures\n\n")

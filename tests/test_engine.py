@@ -345,6 +345,26 @@ def test_report_reads_the_anees_column_against_six(medians, words):
     assert consistency_sentence(doc, "nothing") is None
 
 
+def test_report_says_which_rows_never_detected_the_target():
+    """New-user trial: a scenario whose only radar could not see the flight printed rows of 'none' and
+    'completeness 0% vs 0%' with no word that nothing was ever detected."""
+    from sim.report import undetected_sentence
+
+    def row(policy, nation, detect):
+        return {"policy": policy, "nation": nation, "target": "rv", "detect_time_s": {"median": detect}}
+
+    doc = {"results": [row("isolated", "JP", None), row("trilateral", "JP", 40.0), row("isolated", "KR", None),
+                       row("isolated", "US", 35.0)]}
+    text = undetected_sentence(doc, "rv")
+    assert "Never detected rv in any trial: JP isolated, KR isolated" in text
+    for r in doc["results"]:
+        r["detect_time_s"]["median"] = None
+    assert undetected_sentence(doc, "rv").startswith("No radar detected rv in any trial")
+    for r in doc["results"]:
+        r["detect_time_s"]["median"] = 30.0
+    assert undetected_sentence(doc, "rv") is None
+
+
 def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_loss():
     from sim.report import gain_sentence
 
