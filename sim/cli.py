@@ -7,11 +7,12 @@ each on standard error and exit with status 2, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from sim import __version__
-from sim.errors import GsomiaError
+from sim.errors import GsomiaError, InputError
 
 EXIT_USER_ERROR = 2
 EXIT_BROKEN_PIPE = 1  # the output pipe closed early (e.g. ``| head``); not a user error
@@ -60,13 +61,24 @@ def _cmd_trajectory(args) -> int:
     from sim.shaping import flight_summary
 
     shape = "minimum-energy" if args.minimum_energy else ("depressed" if args.depressed else "lofted")
-    summary = flight_summary(
-        args.missile, args.launch[0], args.launch[1],
-        bearing_deg=args.bearing, range_km=args.range_km,
-        target_lat_deg=None if args.target is None else args.target[0],
-        target_lon_deg=None if args.target is None else args.target[1],
-        shape=shape, apogee_km=args.apogee_km,
-    )
+    flags = {"range_km": "--range-km", "bearing_deg": "--bearing", "apogee_km": "--apogee-km", "missile": "--missile",
+             "launch_lat_deg": "--launch", "launch_lon_deg": "--launch"}
+    try:
+        summary = flight_summary(
+            args.missile, args.launch[0], args.launch[1],
+            bearing_deg=args.bearing, range_km=args.range_km,
+            target_lat_deg=None if args.target is None else args.target[0],
+            target_lon_deg=None if args.target is None else args.target[1],
+            shape=shape, apogee_km=args.apogee_km,
+        )
+    except InputError as e:  # name the flags typed, not the scenario keys behind them (new-user trial)
+        problems = []
+        for p in e.problems:
+            if p.key_path == "range_km" and args.target is not None:
+                p = dataclasses.replace(p, key_path="--target",
+                                        allowed=f"the target is that many km from --launch; {p.allowed}")
+            problems.append(dataclasses.replace(p, key_path=flags.get(p.key_path, p.key_path)))
+        raise InputError(problems) from None
     if args.json:
         print(json.dumps(summary))
     else:
@@ -238,24 +250,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_trajectory_args(parser, args) -> None:
+def _check_trajectory_args(args) -> None:
     if args.command != "trajectory":
         return
+    error = _Parser(prog="gsomia-sim trajectory").error  # the prefix argparse gives the sub-command's own errors
     if args.bearing is not None and args.range_km is None:
-        parser.error("--bearing needs --range-km")
+        error("--bearing needs --range-km")
     if args.bearing is not None and not 0.0 <= args.bearing <= 360.0:
-        parser.error(f"--bearing: got {args.bearing:g}; degrees from north in [0, 360] (as bearing_deg in a scenario)")
+        error(f"--bearing: got {args.bearing:g}; degrees from north in [0, 360] (as bearing_deg in a scenario)")
     if args.target is not None and args.range_km is not None:
-        parser.error("--range-km goes with --bearing, not with --target")
+        error("--range-km goes with --bearing, not with --target")
     if args.depressed and args.apogee_km is None:
-        parser.error("--depressed needs --apogee-km")
+        error("--depressed needs --apogee-km")
+
+
+_LAT_LON_FLAGS = ("--launch", "--target")
+
+
+def _attach_negative_points(argv: list[str]) -> list[str]:
+    """``--target -39,-55`` -> ``--target=-39,-55``: argparse takes a value starting with '-' that is
+    not a plain number for an option and reports "expected one argument" (new-user trial)."""
+    out = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _LAT_LON_FLAGS and i + 1 < len(argv) and argv[i + 1][:1] == "-" and "," in argv[i + 1]:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def main(argv=None) -> int:
     """Run the command line; return the exit status (0 ok, 2 user error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_trajectory_args(parser, args)
+    args = parser.parse_args(_attach_negative_points(list(sys.argv[1:] if argv is None else argv)))
+    _check_trajectory_args(args)
     try:
         return args.func(args)
     except GsomiaError as e:

@@ -124,8 +124,12 @@ def check_threats(scenario: Scenario) -> None:
         try:
             nominal_for_threat(threat)  # cached: the run reuses it
         except InputError as e:
-            problems.extend(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}")
-                            for p in e.problems)
+            for p in e.problems:
+                if p.key_path == "range_km" and threat.target_lat is not None:
+                    # the file gave a target point, not range_km: name what was written (new-user trial)
+                    p = dataclasses.replace(p, key_path="target_lat_deg/target_lon_deg",
+                                            allowed=f"the target is that many km from the launch point; {p.allowed}")
+                problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
         raise InputError(problems)
 

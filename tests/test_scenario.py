@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -308,3 +309,34 @@ def test_trajectory_bearing_outside_0_360_is_one_line_exit_2(capsys, bearing):
     assert ex.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--bearing" in lines[0] and "[0, 360]" in lines[0]
+    assert lines[0].startswith("gsomia-sim trajectory: error:")  # the sub-command's prefix, as argparse's own
+
+
+def test_validate_names_the_target_point_not_a_range_key_the_file_lacks(tmp_path, capsys):
+    text = sub('"icbm-hwasong15"', '"srbm-kn23"')(VALID)
+    text = sub('shape = "lofted"\napogee_km = 4475.0\n', 'shape = "minimum-energy"\n')(text)
+    text = sub("bearing_deg = 76.0\nrange_km = 950.0", "target_lat_deg = -33.9\ntarget_lon_deg = 151.2")(text)
+    path = tmp_path / "sydney.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "threat[0].target_lat_deg/target_lon_deg" in lines[0] and "range_km" not in lines[0]
+
+
+@pytest.mark.parametrize("argv_tail, flag", [
+    (["--target", "39.0,125.5", "--minimum-energy"], "--target"),  # the launch point itself: 0 km
+    (["--bearing", "90", "--range-km", "2000", "--minimum-energy"], "--range-km"),
+    (["--bearing", "90", "--range-km", "500", "--apogee-km", "5000"], "--apogee-km"),
+])
+def test_trajectory_errors_name_the_flags_typed(capsys, argv_tail, flag):
+    assert main(["trajectory", "--missile", "srbm-kn23", "--launch", "39.0,125.5"] + argv_tail) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gsomia-sim trajectory: {flag}: got"), lines
+
+
+def test_trajectory_takes_negative_coordinates_after_a_space(capsys):
+    """argparse reads '-39,-55' as an option unless attached (new-user trial: 'expected one argument')."""
+    assert main(["trajectory", "--missile", "srbm-kn23", "--launch", "-33.0,-70.5", "--target", "-34.5,-68.0",
+                 "--minimum-energy", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["impact_lat_deg"] + 34.5) < 0.2 and abs(out["impact_lon_deg"] + 68.0) < 0.2
