@@ -477,7 +477,8 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
         ax.set_ylabel("IPP error [km]")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
-        ax.set_title(f"{target}: median predicted-impact-point error (line: warning threshold)")
+        ax.set_title(f"{target}: median predicted-impact-point error "
+                     f"(line: warning threshold, {scenario.metrics.ipp_threshold / 1e3:g} km)")
         fig.tight_layout()
         figs.append((f"IPP error versus time to go, {target}", f"ipp_error_{_slug(target)}.png", figure_png(fig)))
         plt.close(fig)
