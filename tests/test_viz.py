@@ -424,3 +424,17 @@ def test_screenshot_into_missing_folder_is_a_user_error(tmp_path, scenarios_dir)
     with pytest.raises(InputError, match="existing folder"):
         view_main(args)
     assert not (tmp_path / "no").exists()
+
+
+def test_offscreen_plugin_notice_is_not_printed_other_qt_messages_are(qapp, capfd):
+    """A successful headless ``view --screenshot`` printed only Qt's harmless "This plugin does not support
+    propagateSizeHints()" (new-user trials); the view's message handler drops that notice and nothing else."""
+    from pyqtgraph.Qt import QtCore
+
+    import viz.app
+
+    viz.app._app()
+    QtCore.qWarning("This plugin does not support propagateSizeHints()")
+    QtCore.qWarning("a real Qt problem")
+    err = capfd.readouterr().err
+    assert "propagateSizeHints" not in err and "a real Qt problem" in err

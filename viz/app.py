@@ -784,8 +784,18 @@ def _check_args(scenario, args) -> None:
             raise InputError.single("--at", args.at, f"a scenario time in [{t[0]:g}, {t[-1]:g}] s")
 
 
+_QT_NOISE = ("does not support propagateSizeHints",)  # offscreen platform plugin, harmless (new-user trials)
+
+
+def _qt_messages(mode, context, message) -> None:
+    """Qt's messages to standard error, less the off-screen plugin's harmless notices."""
+    if not any(n in message for n in _QT_NOISE):
+        print(message, file=sys.stderr)
+
+
 def _app() -> QtWidgets.QApplication:
     pg.setConfigOptions(antialias=False)  # 30 fps on software rendering
+    QtCore.qInstallMessageHandler(_qt_messages)
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
 
 
