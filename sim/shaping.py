@@ -12,15 +12,25 @@ to the ground range :math:`R(\\kappa, t_c)` and the apogee height
     kick at that cut-off time).
 ``lofted``, ``depressed``
     :math:`R = R^*` and :math:`A = A^*`, with the apogee above (lofted) or
-    below (depressed) the minimum-energy apogee. For a given range the apogee
-    is bounded by the full-burn (:math:`t_c` = burn time) lofted and depressed
-    trajectories; outside that interval the request cannot be flown.
+    below (depressed) the minimum-energy apogee :math:`A_{me}(R^*)`. A lofted
+    apogee is bounded above by the full-burn (:math:`t_c` = burn time) lofted
+    trajectory. A depressed apogee lies in :math:`[A_{min}(R^*), A_{me}(R^*)]`,
+    where :math:`A_{min}` is the lowest apogee on the contour
+    :math:`R(\\kappa, t_c) = R^*` of the depressed (pitch-and-hold) program:
+    for a multi-stage class the lowest apogee at a given range comes from a cut
+    before full burn at the largest hold angle, not from the full burn (a full
+    burn with the thrust held horizontal overshoots the range of the class). The
+    pitch-and-hold boost climbs while it pitches down, and the held attitude is
+    fixed in the launch frame, so a long burn still ends climbing: beyond some
+    range :math:`A_{min} > A_{me}` and the class cannot fly a depressed
+    trajectory there (the error names the ranges where it can).
 
 Both are solved with :func:`scipy.optimize.least_squares` (bounded
 trust-region reflective) on the batched RK4 flights, the Jacobian by finite
 differences evaluated as extra members of the same batch. The start point
 comes from a coarse grid scan over :math:`(\\kappa, t_c)`, which also gives
-the feasible intervals named in the errors. The aim azimuth is then
+the feasible intervals named in the errors (linear interpolation along the
+grid edges that the contour :math:`R = R^*` crosses). The aim azimuth is then
 corrected once so that the impact lies on the requested bearing (Coriolis
 deflects the gravity turn).
 
@@ -145,9 +155,14 @@ def _scan(key: str, lat: float, lon: float, az: float, lift_glide: float, lift_p
     if pitch_program:
         # Pitch-and-hold: the hold attitude spans the whole quadrant (90 deg: thrust horizontal).
         kicks = np.radians(np.linspace(10.0, 90.0, 21))
+        # Cut-off rows from early cuts (short ranges at a low apogee) and dense near full burn,
+        # where the range of a multi-stage class grows several-fold within a few seconds of
+        # cut-off: the lowest depressed apogee at a range is interpolated between rows (rows at
+        # 0.85 and 1.0 alone put it 10 % high at 12,000 km for the Hwasong-15).
+        fr = np.array([0.3, 0.42, 0.55, 0.65, 0.75, 0.83, 0.89, 0.93, 0.96, 0.98, 1.0])
     else:
         kicks = np.concatenate([np.radians(np.geomspace(0.05, 3.0, 8)), np.radians(np.linspace(4.0, 85.0, 19))])
-    fr = np.array([0.55, 0.7, 0.85, 1.0])
+        fr = np.array([0.55, 0.7, 0.85, 1.0])
     t_cuts = np.maximum(_t_cut_min(m), fr * m.burn_time)
     K, Tc = np.meshgrid(kicks, t_cuts)
     rng, apo, _, _, _ = _fly_batch(m, lat, lon, az, K.ravel(), Tc.ravel(), lift_glide, lift_pullup, pitch_program)
@@ -178,6 +193,118 @@ def _envelope(kicks, rng_row, apo_row, R):
         else:
             lo = apo_row[-1]
     return r[i], kicks[i], lo, hi
+
+
+def _minimum_energy_curve(kicks, t_cuts, rng, apo, R):
+    """Minimum-energy apogee, cut-off and kick at range ``R`` from a scan grid.
+
+    The maximum range of each cut-off row over the kick is the minimum-energy
+    flight of that energy; the three are interpolated in that maximum range
+    (``R`` may be an array).
+    """
+    r_rows = np.where(np.isfinite(rng), rng, 0.0)
+    imax = np.argmax(r_rows, axis=1)
+    rmax_rows = r_rows[np.arange(len(t_cuts)), imax]
+    amax_rows = apo[np.arange(len(t_cuts)), imax]
+    order = np.argsort(rmax_rows)
+    a_me = np.interp(R, rmax_rows[order], amax_rows[order])
+    t_me = np.interp(R, rmax_rows[order], t_cuts[order])
+    k_me = np.interp(R, rmax_rows[order], kicks[imax][order])
+    return a_me, t_me, k_me, imax
+
+
+def _contour_apogees(rng, apo, R):
+    """Apogees (m) where the range crosses ``R`` along the edges of a scan grid.
+
+    Each edge between neighbouring grid points, along the kick (within a row)
+    and along the cut-off (within a column), whose end ranges bracket ``R``
+    gives one apogee by linear interpolation in range. Ends that do not come
+    down (infinite range) or land behind the launch point (negative: a flight
+    past the antipode) are left out, so no edge spans a wrap-around.
+    """
+    out = []
+    for ra, rb, aa, ab in ((rng[:, :-1], rng[:, 1:], apo[:, :-1], apo[:, 1:]),
+                           (rng[:-1], rng[1:], apo[:-1], apo[1:])):
+        ok = np.isfinite(ra) & np.isfinite(rb) & (ra >= 0) & (rb >= 0) & (ra != rb)
+        ok &= (np.minimum(ra, rb) <= R) & (R <= np.maximum(ra, rb))
+        w = (R - ra[ok]) / (rb[ok] - ra[ok])
+        out.append(aa[ok] + w * (ab[ok] - aa[ok]))
+    return np.concatenate(out)
+
+
+def _depressed_floor(rng, apo, R):
+    """Lowest apogee (m) of the depressed program's grid at range ``R``; NaN if no grid flight brackets it."""
+    a = _contour_apogees(rng, apo, R)
+    return float(a.min()) if a.size else np.nan
+
+
+def _minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, R):
+    """Apogee (m) of the solved ``minimum-energy`` flight to ``R``, the one ``--minimum-energy`` prints.
+
+    The coarse grid's minimum-energy curve is too coarse here: for a multi-stage class
+    its maximum range jumps between the last two cut-off rows (Hwasong-15: 5,900 km to
+    near-orbital), so interpolating it puts the apogee at 12,000 km at 2,300 km against
+    1,070 km solved. NaN if that flight cannot be solved.
+    """
+    try:
+        # Same positional arguments as flight_summary's call, so both share the cache.
+        return solve_nominal(missile, launch_lat, launch_lon, bearing, R, "minimum-energy", None, "none").apogee
+    except InputError:
+        return np.nan
+
+
+def _depressed_reach(missile, launch_lat, launch_lon, bearing, rng, apo, R):
+    """Largest ground range (m) below ``R`` where the depressed program flies below the minimum-energy apogee.
+
+    The root of :math:`g = A_{min}/A_{me} - 1` in the log of the range, by
+    regula falsi (Illinois variant) from ``R`` (where it is not below) and
+    the largest feasible one of ``R/2, R/4, ...``, to about 1-2 % of range
+    (:math:`|g| < 0.01`; :math:`A_{min}` grows about as the range there, the
+    minimum-energy apogee slowly); :math:`g` is smooth, so 2-4 minimum-energy
+    solves suffice. NaN if no such range is found down to ``R/32``.
+    """
+    def g(r):
+        a_me = _minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, r)
+        f = _depressed_floor(rng, apo, r) / a_me - 1.0
+        return f if np.isfinite(f) else np.inf  # no depressed flight brackets r: not feasible
+
+    x_hi, g_hi = np.log(R), g(R)
+    x_lo = x_hi
+    for _ in range(5):
+        x_lo -= np.log(2.0)
+        g_lo = g(np.exp(x_lo))
+        if g_lo < 0:
+            break
+        x_hi, g_hi = x_lo, g_lo
+    else:
+        return np.nan
+    moved = 0  # which end the last step moved (-1 lower, +1 upper), for the Illinois halving
+    for _ in range(6):
+        # Bisect while the upper end has no finite value (no depressed flight brackets that range).
+        x = x_lo - g_lo * (x_hi - x_lo) / (g_hi - g_lo) if np.isfinite(g_hi) else 0.5 * (x_lo + x_hi)
+        gx = g(np.exp(x))
+        if gx < 0:
+            x_lo, g_lo = x, gx
+            g_hi = g_hi * 0.5 if moved == -1 else g_hi
+            moved = -1
+        else:
+            x_hi, g_hi = x, gx
+            g_lo = g_lo * 0.5 if moved == 1 else g_lo
+            moved = 1
+        if abs(gx) < 0.01 or x_hi - x_lo < 0.02:
+            break
+    return float(np.exp(x if abs(gx) < 0.01 else x_lo))
+
+
+def _raise_no_depressed(missile, launch_lat, launch_lon, bearing, rng, apo, R, why):
+    """Raise the error of a range the depressed program cannot fly, with the reason and the ranges it can."""
+    reach = _depressed_reach(missile, launch_lat, launch_lon, bearing, rng, apo, R)
+    where = (f"from this site and bearing it flies depressed only to about {reach / 1e3:.0f} km"
+             if np.isfinite(reach) else "it flies no depressed trajectory from this site and bearing")
+    other = ("; shapes 'minimum-energy' and 'lofted' reach this range"
+             if np.isfinite(_minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, R)) else "")
+    raise _bad("shape", "depressed",
+               f"{missile} cannot fly a depressed trajectory to {R / 1e3:.0f} km (model): {why}; {where}{other}")
 
 
 def _bad(key, value, allowed):
@@ -298,7 +425,9 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     sim.errors.InputError
         Unknown class, shape or manoeuvre; a range outside (0, max range] of
         the class; an apogee outside the interval the class can fly at that
-        range (the error names the interval); a solve that does not converge.
+        range (the error names the interval); a depressed shape at a range
+        where the class flies none (the error says why and names the farthest
+        range it can); a solve that does not converge.
     """
     if missile not in MISSILES:
         raise _bad("missile", missile, f"one of {', '.join(MISSILES)}")
@@ -326,27 +455,40 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     kicks, t_cuts, rng, apo = _scan(missile, launch_lat, launch_lon, round(az, 4), lift_glide, lift_pullup,
                                     pitch_program)
     r_max, k_max, a_dep, a_loft = _envelope(kicks, rng[-1], apo[-1], R)
+    if r_max < R and shape == "depressed":
+        _raise_no_depressed(missile, launch_lat, launch_lon, bearing, rng, apo, R,
+                            f"its pitch-and-hold boost reaches at most about {r_max / 1e3:.0f} km")
     if r_max < R:
         raise _bad("range_km", R / 1e3,
                    f"{missile} reaches at most about {r_max / 1e3:.0f} km from this site and bearing (model)")
     # Approximate minimum-energy curve: max over kick of each cut-off row.
-    r_rows = np.where(np.isfinite(rng), rng, 0.0)
-    imax = np.argmax(r_rows, axis=1)
-    rmax_rows = r_rows[np.arange(len(t_cuts)), imax]
-    amax_rows = apo[np.arange(len(t_cuts)), imax]
-    order = np.argsort(rmax_rows)
-    a_me = float(np.interp(R, rmax_rows[order], amax_rows[order]))
-    t_me = float(np.interp(R, rmax_rows[order], t_cuts[order]))
-    k_me = float(np.interp(R, rmax_rows[order], kicks[imax][order]))
+    a_me, t_me, k_me, imax = _minimum_energy_curve(kicks, t_cuts, rng, apo, R)
+    a_me, t_me, k_me = float(a_me), float(t_me), float(k_me)
 
     if shape == "lofted" and not (a_me * 0.97 <= apogee <= a_loft * 1.0):
         raise _bad("apogee_km", apogee / 1e3,
                    f"{missile} lofted to {R / 1e3:.0f} km needs an apogee in about "
                    f"[{a_me / 1e3:.0f}, {a_loft / 1e3:.0f}] km")
-    if shape == "depressed" and not (a_dep * 1.0 <= apogee <= a_me * 1.03):
-        raise _bad("apogee_km", apogee / 1e3,
-                   f"{missile} depressed to {R / 1e3:.0f} km needs an apogee in about "
-                   f"[{a_dep / 1e3:.0f}, {a_me / 1e3:.0f}] km")
+    if shape == "depressed":
+        # Depressed means below the apogee of the minimum-energy flight (the gravity turn without
+        # lift, as shape 'minimum-energy' flies it), not below the maximum-range apogee of the
+        # pitch-and-hold program, which lies higher for a long burn (Hwasong-15 at 5000 km: about
+        # 1015 km against 865 km). The lowest apogee is the lowest on the range contour of the
+        # pitch-and-hold grid (not the full-burn row's: that one overshoots every range).
+        a_me_solved = _minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, R)
+        a_me = a_me_solved if np.isfinite(a_me_solved) else a_me
+        a_dep = _depressed_floor(rng, apo, R)
+        if not a_dep < a_me:
+            _raise_no_depressed(missile, launch_lat, launch_lon, bearing, rng, apo, R,
+                                f"its pitch-and-hold boost, even with the thrust held horizontal, climbs to an "
+                                f"apogee of at least about {a_dep / 1e3:.0f} km at that range, above the "
+                                f"minimum-energy apogee of about {a_me / 1e3:.0f} km" if np.isfinite(a_dep) else
+                                "no pitch-and-hold boost of the scan comes down at that range")
+        if not (a_dep <= apogee <= a_me * 1.03):
+            hint = " (above the minimum-energy apogee the flight is lofted)" if apogee > a_me else ""
+            raise _bad("apogee_km", apogee / 1e3,
+                       f"{missile} depressed to {R / 1e3:.0f} km needs an apogee in about "
+                       f"[{a_dep / 1e3:.0f}, {a_me / 1e3:.0f}] km{hint}")
 
     if shape == "minimum-energy":
         p0 = np.array([k_me, t_me])
@@ -376,7 +518,8 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
         raise _bad("apogee_km" if shape != "minimum-energy" else "range_km",
                    (apogee if apogee is not None else R) / 1e3,
                    f"{missile} {shape} to {R / 1e3:.0f} km could not be fitted (best: {what}); "
-                   f"feasible apogees about [{a_dep / 1e3:.0f}, {a_loft / 1e3:.0f}] km")
+                   f"feasible apogees about [{a_dep / 1e3:.0f}, "
+                   f"{(a_me if shape == 'depressed' else a_loft) / 1e3:.0f}] km")
     ilat, ilon, _ = ecef_to_geodetic(res.impact_state[0, :3])
     return Nominal(
         missile=missile, launch_lat=float(launch_lat), launch_lon=float(launch_lon), azimuth=float(az),
