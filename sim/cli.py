@@ -62,7 +62,7 @@ def _cmd_trajectory(args) -> int:
 
     shape = "minimum-energy" if args.minimum_energy else ("depressed" if args.depressed else "lofted")
     flags = {"range_km": "--range-km", "bearing_deg": "--bearing", "apogee_km": "--apogee-km", "missile": "--missile",
-             "launch_lat_deg": "--launch", "launch_lon_deg": "--launch"}
+             "launch_lat_deg": "--launch", "launch_lon_deg": "--launch", "shape": "--depressed"}
     try:
         summary = flight_summary(
             args.missile, args.launch[0], args.launch[1],
