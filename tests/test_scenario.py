@@ -289,10 +289,14 @@ def test_every_subcommand_has_help(capsys, sub_command):
     assert "usage: gsomia-sim " + sub_command in capsys.readouterr().out
 
 
+def _kn23_minimum_energy(text: str) -> str:
+    """VALID's threat as a KN-23 on a minimum-energy flight (the schema stays valid)."""
+    text = sub('"icbm-hwasong15"', '"srbm-kn23"')(text)
+    return sub('shape = "lofted"\napogee_km = 4475.0\n', 'shape = "minimum-energy"\n')(text)
+
+
 def test_validate_rejects_a_flight_the_missile_cannot_fly(tmp_path, capsys):
-    text = sub('"icbm-hwasong15"', '"srbm-kn23"')(VALID)
-    text = sub('shape = "lofted"\napogee_km = 4475.0\n', 'shape = "minimum-energy"\n')(text)
-    text = sub("range_km = 950.0", "range_km = 5000.0")(text)
+    text = sub("range_km = 950.0", "range_km = 5000.0")(_kn23_minimum_energy(VALID))
     path = tmp_path / "far.toml"
     path.write_text(text, encoding="utf-8")
     load_scenario(path)  # the schema is fine ...
@@ -313,9 +317,8 @@ def test_trajectory_bearing_outside_0_360_is_one_line_exit_2(capsys, bearing):
 
 
 def test_validate_names_the_target_point_not_a_range_key_the_file_lacks(tmp_path, capsys):
-    text = sub('"icbm-hwasong15"', '"srbm-kn23"')(VALID)
-    text = sub('shape = "lofted"\napogee_km = 4475.0\n', 'shape = "minimum-energy"\n')(text)
-    text = sub("bearing_deg = 76.0\nrange_km = 950.0", "target_lat_deg = -33.9\ntarget_lon_deg = 151.2")(text)
+    text = sub("bearing_deg = 76.0\nrange_km = 950.0", "target_lat_deg = -33.9\ntarget_lon_deg = 151.2")(
+        _kn23_minimum_energy(VALID))
     path = tmp_path / "sydney.toml"
     path.write_text(text, encoding="utf-8")
     assert main(["validate", str(path)]) == 2

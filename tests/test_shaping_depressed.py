@@ -75,30 +75,16 @@ def test_cli_trajectory_depressed_icbm(capsys, minimum_energy_5000):
 
 def test_scenario_depressed_beyond_reach_says_so_plainly(tmp_path, capsys):
     """At 12,000 km the pitch-and-hold boost climbs above the minimum-energy apogee: no depressed flight."""
+    from test_scenario import VALID, sub
+
+    text = VALID
+    for old, new in (("launch_lat_deg = 39.25", f"launch_lat_deg = {LAT}"),
+                     ("launch_lon_deg = 125.86", f"launch_lon_deg = {LON}"),
+                     ("range_km = 950.0", "range_km = 12000.0"),
+                     ('shape = "lofted"\napogee_km = 4475.0', 'shape = "depressed"\napogee_km = 1000.0')):
+        text = sub(old, new)(text)
     path = tmp_path / "hs15_depressed.toml"
-    path.write_text(f"""\
-schema_version = 1
-
-[scenario]
-name = "hs15-depressed"
-description = "Hwasong-15 depressed to 12,000 km"
-event_utc = 2017-11-28T18:18:00Z
-seed = 1
-trials = 1
-
-[[threat]]
-name = "A"
-missile = "{KEY}"
-launch_lat_deg = {LAT}
-launch_lon_deg = {LON}
-bearing_deg = {BEARING}
-range_km = 12000.0
-shape = "depressed"
-apogee_km = 1000.0
-
-[[sensor]]
-catalog = "jp-fps5-sado"
-""")
+    path.write_text(text, encoding="utf-8")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
