@@ -351,6 +351,8 @@ CONSISTENT_BAND = (4.5, 8.0)
 
 def consistency_sentence(doc: dict, target: str) -> str | None:
     """A reading of the ANEES column for one target: its range of medians against the consistent value 6."""
+    from fusion.metrics import anees_bounds
+
     medians = [r["anees"]["median"] for r in doc["results"]
                if r["target"] == target and isinstance(r.get("anees"), dict) and r["anees"]["median"] is not None]
     if not medians:
@@ -367,8 +369,6 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
     elif lo < CONSISTENT_BAND[0]:
         parts.append(f"values below {CONSISTENT_BAND[0]:g} lean conservative")
     verdict = "; ".join(parts) or (f"all within {CONSISTENT_BAND[0]:g}-{CONSISTENT_BAND[1]:g}, close to consistent")
-    from fusion.metrics import anees_bounds
-
     b_lo, b_hi = anees_bounds(600)
     return (f"Filter consistency: median ANEES from {lo:.2f} to {hi:.2f} across nations and policies, where a "
             f"consistent 6-state filter gives about 6; {verdict}. This is a reading, not a test: the nominal "
