@@ -570,11 +570,17 @@ def main(args) -> int:
     ------
     sim.errors.InputError
         An output path that is a folder, in a folder that does not exist, or where
-        no file can be created (checked before any suite runs).
+        no file can be created, or the same file for both (checked before any suite runs).
     """
+    from sim.errors import InputError
+
     for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
         if path is not None:
             check_output_file(flag, path)
+    if args.json is not None and args.markdown is not None and Path(args.json).absolute() == Path(
+            args.markdown).absolute():
+        raise InputError.single("--markdown", args.markdown, "a different file from --json (one would overwrite "
+                                "the other)")
     doc = run_suites(bool(args.quick))
     write_report(doc, args.json, args.markdown)
     print(markdown(doc), flush=True)

@@ -126,9 +126,10 @@ def check_threats(scenario: Scenario) -> None:
         except InputError as e:
             for p in e.problems:
                 if p.key_path == "range_km" and threat.target_lat is not None:
-                    # the file gave a target point, not range_km: name what was written (new-user trial)
-                    p = dataclasses.replace(p, key_path="target_lat_deg/target_lon_deg",
-                                            allowed=f"the target is that many km from the launch point; {p.allowed}")
+                    # the file gave a target point, not range_km: name and show what was written (new-user trial)
+                    point = tuple(round(float(np.degrees(a)), 6) for a in (threat.target_lat, threat.target_lon))
+                    p = dataclasses.replace(p, key_path="target_lat_deg/target_lon_deg", value=point,
+                                            allowed=f"it is {p.value:,.0f} km from the launch point; {p.allowed}")
                 problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
         raise InputError(problems)

@@ -198,13 +198,13 @@ def undetected_sentence(doc: dict, target: str) -> str | None:
     saying that nothing was ever detected.
     """
     rows = [r for r in doc["results"] if r["target"] == target]
-    never = [r for r in rows if _median(r, "detect_time_s") is None]
+    never = [r for r in rows if _never_detected(r)]
     if not never:
         return None
     if len(never) == len(rows):
-        return (f"No radar detected {target} in any trial, so no row has data: check the radars' positions, "
-                f"faces and ranges against the flight (coverage.png; gsomia-sim view), or the scenario's "
-                f"duration_s.")
+        return (f"No radar detected {target} in any trial, so no row has tracking data (GOSPA then charges "
+                f"the missed objects only): check the radars' positions, faces and ranges against the flight "
+                f"(coverage.png; gsomia-sim view), or the scenario's duration_s.")
     names = ", ".join(f"{r['nation']} {r['policy']}" for r in never)
     return (f"Never detected {target} in any trial: {names} (none of the radars whose data reach the nation "
             f"under that policy sees the flight), so those rows are empty.")
@@ -272,6 +272,11 @@ def _median(row, key):
     return row[key]["median"]
 
 
+def _never_detected(row) -> bool:
+    """The row has a detection-time summary and no trial detected the target."""
+    return row is not None and "detect_time_s" in row and row["detect_time_s"]["median"] is None
+
+
 def _gaps(row, key) -> str:
     """`` [k of n trials none]`` when the metric did not happen in k of the row's n trials, else ``""``."""
     summary = None if row is None else row.get(key)
@@ -298,6 +303,9 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     for other in ("isolated", "bilateral"):
         row = _find(doc, other, nation, target)
         if row is None:
+            continue
+        if _never_detected(tri) and _never_detected(row):
+            parts.append(f"over {other}: nothing to compare (neither policy detects {target} in any trial)")
             continue
         ft_t, ft_o = _median(tri, "firm_track_time_s"), _median(row, "firm_track_time_s")
         c_t, c_o = _median(tri, "completeness"), _median(row, "completeness")
@@ -372,8 +380,9 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
     b_lo, b_hi = anees_bounds(600)
     return (f"Filter consistency: median ANEES from {lo:.2f} to {hi:.2f} across nations and policies, where a "
             f"consistent 6-state filter gives about 6; {verdict}. This is a reading, not a test: the nominal "
-            f"chi-square 95 % bounds of one trial's time average, chi2(6N)/N (README), are {b_lo:.2f}-{b_hi:.2f} "
-            f"at N = 600 steps, but they assume independent steps, and successive filter errors are not.")
+            f"chi-square 95 % bounds of one trial's time average over N steps, chi2(6N)/N (README), are narrow "
+            f"(for example {b_lo:.2f}-{b_hi:.2f} at N = 600), but they assume independent steps, and successive "
+            f"filter errors are not.")
 
 
 def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") -> str:
@@ -384,10 +393,14 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
               f"event {doc['event_utc']}.\n\n")
     out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
               "metric never happened (no detection, no firm track, no warning), `none` = it happened in no "
-              "trial. Completeness counts the whole flight from launch to impact, observed or not; RMSE and "
-              "ANEES run over each row's own tracked steps, so a row that also holds the re-entry (often "
-              "only with shared data) includes its fresh re-entry tracks' larger errors: compare RMSE "
-              "between rows with their completeness in view.\n\n")
+              "trial (the IPP error at 120 s to go also needs a firm track at that moment, and a flight cut "
+              "short by `duration_s` has none). Completeness counts every step from launch to impact inside "
+              "the simulated span, observed or not; RMSE and ANEES run over each row's own tracked steps, so "
+              "a row that also holds the re-entry (often only with shared data) includes its fresh re-entry "
+              "tracks' larger errors: compare RMSE between rows with their completeness in view. Warning "
+              "time starts when the IPP error settles below the threshold for good; a nation that loses the "
+              "track keeps its last warning, so a row whose track ends early can show a few seconds more "
+              "warning than a row that holds the object longer.\n\n")
     for target in targets(doc):
         out.write(f"## {target}\n\n")
         header, rows = table_rows(doc, target, ranges=True)

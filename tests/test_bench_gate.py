@@ -169,22 +169,28 @@ def test_runner_report_files_and_exit_status(tmp_path, monkeypatch, capsys):
     ("--markdown", "missing/b.md", "existing folder"),
     ("--json", ".", "is a folder"),  # new-user trial: a traceback after the whole run
     ("--json", "", "not empty"),
-], ids=["folder-missing", "a-folder", "empty"])
+    ("--markdown", "same", "different file"),  # new-user trial: --json b.json --markdown b.json ran, JSON lost
+], ids=["folder-missing", "a-folder", "empty", "same-as-json"])
 def test_output_file_checked_before_running(tmp_path, monkeypatch, capsys, flag, where, words):
     from sim.cli import main
 
     monkeypatch.setattr(report, "run_suites", lambda quick: pytest.fail("suites ran"))
     path = str(tmp_path / where) if where else ""
 
+    same = where == "same"
+    if same:
+        path = str(tmp_path / "b.out")
+
     class Args:
         quick = True
-        json = path if flag == "--json" else None
+        json = path if flag == "--json" or same else None
         markdown = path if flag == "--markdown" else None
 
     with pytest.raises(InputError, match=flag) as err:
         report.main(Args)
     assert words in str(err.value)
-    assert main(["bench", "--quick", flag, path]) == 2
+    argv = ["bench", "--quick", flag, path] + (["--json", path] if same else [])
+    assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0]
 

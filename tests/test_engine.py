@@ -359,6 +359,13 @@ def test_report_says_which_rows_never_detected_the_target():
     for r in doc["results"]:
         r["detect_time_s"]["median"] = None
     assert undetected_sentence(doc, "rv").startswith("No radar detected rv in any trial")
+    # and the gain sentence compares nothing where neither policy saw it (not "completeness 0% vs 0%")
+    from sim.report import gain_sentence
+
+    for r in doc["results"]:
+        r["completeness"] = {"median": 0.0}
+    assert gain_sentence(doc, "JP", "rv") == ("For Japan, trilateral sharing gives, over isolated: nothing to "
+                                              "compare (neither policy detects rv in any trial) (medians).")
     for r in doc["results"]:
         r["detect_time_s"]["median"] = 30.0
     assert undetected_sentence(doc, "rv") is None
