@@ -98,3 +98,28 @@ def test_scenario_depressed_beyond_reach_says_so_plainly(tmp_path, capsys):
     reach = float(re.search(r"flies depressed only to about (\d+) km", line).group(1))
     assert 5000 < reach < 12000
     assert "'minimum-energy' and 'lofted' reach this range" in line
+
+
+def test_depressed_floor_as_printed_is_accepted(capsys):
+    """The floor is interpolated on the scan grid and printed rounded: a request just under the printed
+    value is tried, not refused (new-user trial: "[1080, 1081] km" refused 1080)."""
+    assert main(["trajectory", *LAUNCH, "--range-km", "5000", "--apogee-km", "100", "--depressed"]) == 2
+    lo, _ = _interval(capsys.readouterr().err)
+    A = lo - 0.49
+    assert main(["trajectory", *LAUNCH, "--range-km", "5000", "--apogee-km", f"{A}", "--depressed", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["apogee_km"] / A - 1) < 0.005 and abs(out["range_km"] / 5000 - 1) < 0.002
+
+
+def test_lofted_refuses_an_apogee_below_the_minimum_energy_one(capsys):
+    """Hwasong-14 at 8000 km: the coarse grid put the minimum-energy apogee at 682 km against 873 km
+    solved, so 'lofted' took 700 km, a depressed flight that --depressed refused (new-user trial)."""
+    me = flight_summary("icbm-hwasong14", LAT, LON, bearing_deg=BEARING, range_km=8000.0)
+    argv = ["trajectory", "--missile", "icbm-hwasong14", "--launch", f"{LAT:g},{LON:g}", "--bearing", f"{BEARING:g}",
+            "--range-km", "8000"]
+    assert main(argv + ["--apogee-km", f"{0.8 * me['apogee_km']:.0f}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gsomia-sim trajectory: --apogee-km:") and "depressed" in err[0]
+    lo, hi = _interval(err[0])
+    assert abs(lo - me["apogee_km"]) <= 1.0 and hi > lo
+    assert main(argv + ["--apogee-km", f"{1.1 * me['apogee_km']:.0f}", "--json"]) == 0
