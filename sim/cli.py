@@ -75,8 +75,9 @@ def _cmd_trajectory(args) -> int:
         problems = []
         for p in e.problems:
             if p.key_path == "range_km" and args.target is not None:
+                far = f"it is {p.value:,.0f} km from --launch; " if isinstance(p.value, (int, float)) else ""
                 p = dataclasses.replace(p, key_path="--target", value=f"{args.target[0]:g},{args.target[1]:g}",
-                                        allowed=f"it is {p.value:,.0f} km from --launch; {p.allowed}")
+                                        allowed=far + p.allowed)
             problems.append(dataclasses.replace(p, key_path=flags.get(p.key_path, p.key_path)))
         raise InputError(problems) from None
     if args.json:

@@ -128,8 +128,10 @@ def check_threats(scenario: Scenario) -> None:
                 if p.key_path == "range_km" and threat.target_lat is not None:
                     # the file gave a target point, not range_km: name and show what was written (new-user trial)
                     point = tuple(round(float(np.degrees(a)), 6) for a in (threat.target_lat, threat.target_lon))
+                    far = (f"it is {p.value:,.0f} km from the launch point; "
+                           if isinstance(p.value, (int, float)) else "")
                     p = dataclasses.replace(p, key_path="target_lat_deg/target_lon_deg", value=point,
-                                            allowed=f"it is {p.value:,.0f} km from the launch point; {p.allowed}")
+                                            allowed=far + p.allowed)
                 problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
         raise InputError(problems)
