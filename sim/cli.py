@@ -58,7 +58,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_trajectory(args) -> int:
-    from sim.shaping import flight_summary
+    from sim.shaping import flight_summary, target_range_problem
 
     shape = "minimum-energy" if args.minimum_energy else ("depressed" if args.depressed else "lofted")
     flags = {"range_km": "--range-km", "bearing_deg": "--bearing", "apogee_km": "--apogee-km", "missile": "--missile",
@@ -74,10 +74,8 @@ def _cmd_trajectory(args) -> int:
     except InputError as e:  # name the flags typed, not the scenario keys behind them (new-user trial)
         problems = []
         for p in e.problems:
-            if p.key_path == "range_km" and args.target is not None:
-                far = f"it is {p.value:,.0f} km from --launch; " if isinstance(p.value, (int, float)) else ""
-                p = dataclasses.replace(p, key_path="--target", value=f"{args.target[0]:g},{args.target[1]:g}",
-                                        allowed=far + p.allowed)
+            if args.target is not None:
+                p = target_range_problem(p, f"{args.target[0]:g},{args.target[1]:g}", "--target", "--launch")
             problems.append(dataclasses.replace(p, key_path=flags.get(p.key_path, p.key_path)))
         raise InputError(problems) from None
     if args.json:

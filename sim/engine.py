@@ -117,7 +117,7 @@ def check_threats(scenario: Scenario) -> None:
         Every infeasible threat, with the scenario file and the key path
         (``threat[i].range_km``, ...) and the feasible interval in words.
     """
-    from sim.shaping import nominal_for_threat
+    from sim.shaping import nominal_for_threat, target_range_problem
 
     problems = []
     for i, threat in enumerate(scenario.threats):
@@ -125,13 +125,9 @@ def check_threats(scenario: Scenario) -> None:
             nominal_for_threat(threat)  # cached: the run reuses it
         except InputError as e:
             for p in e.problems:
-                if p.key_path == "range_km" and threat.target_lat is not None:
-                    # the file gave a target point, not range_km: name and show what was written (new-user trial)
+                if threat.target_lat is not None:  # the file gave a target point, not range_km
                     point = tuple(round(float(np.degrees(a)), 6) for a in (threat.target_lat, threat.target_lon))
-                    far = (f"it is {p.value:,.0f} km from the launch point; "
-                           if isinstance(p.value, (int, float)) else "")
-                    p = dataclasses.replace(p, key_path="target_lat_deg/target_lon_deg", value=point,
-                                            allowed=far + p.allowed)
+                    p = target_range_problem(p, point, "target_lat_deg/target_lon_deg", "the launch point")
                 problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
         raise InputError(problems)

@@ -51,7 +51,7 @@ trajectory); Wright, Postol et al., UCS analyses of lofted North Korean tests (2
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -305,6 +305,29 @@ def _raise_no_depressed(missile, launch_lat, launch_lon, bearing, rng, apo, R, w
              if np.isfinite(_minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, R)) else "")
     raise _bad("shape", "depressed",
                f"{missile} cannot fly a depressed trajectory to {R / 1e3:.0f} km (model): {why}; {where}{other}")
+
+
+def target_range_problem(problem, target, key_path: str, launch: str):
+    """A ``range_km`` problem re-worded for a flight given by its target point.
+
+    The range is computed from the target, so the user never wrote it: the problem
+    names ``key_path`` (the flag or keys typed), shows ``target`` as typed and puts
+    the distance in the words (new-user trials). Other problems pass unchanged.
+
+    Parameters
+    ----------
+    problem : sim.errors.Problem
+    target : object
+        The target as the user gave it (e.g. ``"-34.5,-68"`` or ``(-33.9, 151.2)``).
+    key_path : str
+        What to name, e.g. ``--target`` or ``target_lat_deg/target_lon_deg``.
+    launch : str
+        The launch point's name in the words, e.g. ``--launch``.
+    """
+    if problem.key_path != "range_km":
+        return problem
+    far = f"it is {problem.value:,.0f} km from {launch}; " if isinstance(problem.value, (int, float)) else ""
+    return replace(problem, key_path=key_path, value=target, allowed=far + problem.allowed)
 
 
 def _bad(key, value, allowed):
