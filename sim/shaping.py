@@ -492,9 +492,10 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
         # Lofted means above the minimum-energy apogee. Near it the coarse grid's value can be 30 %
         # low (Hwasong-14 at 8000 km: 682 km against 873 km solved), which let a lofted request
         # through that 'depressed' refused (new-user trial); the solved flight settles it. Far above
-        # (twice the grid value) no solve is needed.
+        # (twice the grid value) and inside the top no solve is needed; an error always quotes the
+        # solved value (a third new-user trial saw [225, 6086] km for one request, [429, 6086] km for another).
         a_lo = a_me
-        if apogee < 2.0 * a_me:
+        if apogee < 2.0 * a_me or apogee > a_loft:
             a_solved = _minimum_energy_apogee(missile, launch_lat, launch_lon, bearing, R)
             a_lo = a_solved if np.isfinite(a_solved) else a_me
         if not a_loft > a_lo:

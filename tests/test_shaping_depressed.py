@@ -123,3 +123,13 @@ def test_lofted_refuses_an_apogee_below_the_minimum_energy_one(capsys):
     lo, hi = _interval(err[0])
     assert abs(lo - me["apogee_km"]) <= 1.0 and hi > lo
     assert main(argv + ["--apogee-km", f"{1.1 * me['apogee_km']:.0f}", "--json"]) == 0
+
+
+@pytest.mark.parametrize("apogee", ["50", "100000"])
+def test_lofted_interval_is_the_same_whichever_side_the_request_misses(capsys, apogee):
+    """Third new-user trial: Hwasong-15 at 950 km quoted [225, 6086] km below and [429, 6086] km above
+    (the coarse grid's minimum-energy apogee), and 230-428 km flew. Both now quote the solved one."""
+    me = flight_summary(KEY, LAT, LON, bearing_deg=BEARING, range_km=950.0)
+    assert main(["trajectory", *LAUNCH, "--range-km", "950", "--apogee-km", apogee]) == 2
+    lo, hi = _interval(capsys.readouterr().err)
+    assert abs(lo - me["apogee_km"]) <= 1.0 and hi > 10 * lo
