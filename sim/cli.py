@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from sim import __version__
@@ -36,6 +37,30 @@ def _lat_lon(text: str) -> tuple[float, float]:
     if not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0:
         raise argparse.ArgumentTypeError(f"latitude must be in [-90, 90] and longitude in [-180, 180], got {text!r}")
     return lat, lon
+
+
+def _whole(allowed: str):
+    """argparse type: an integer; a value that is not one is reported with what is allowed."""
+
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
+
+    return parse
+
+
+def _real(allowed: str):
+    """argparse type: a number; a value that is not one is reported with what is allowed."""
+
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
+
+    return parse
 
 
 def _cmd_validate(args) -> int:
@@ -189,7 +214,7 @@ def _cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gsomia-sim`` command (subcommands and their options)."""
-    from sim.scenario import DEFAULT_CHUNK_TRIALS
+    from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_SEED, MAX_TRIALS, MAX_WORKERS
 
     parser = _Parser(prog="gsomia-sim",
                      description="Trilateral (US-Japan-ROK) ballistic-missile-defense sensor-fusion concept simulator.")
@@ -202,13 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a scenario: every policy for every nation, Monte Carlo, metrics and report")
     p.add_argument("scenario", help="scenario TOML file")
-    p.add_argument("--trials", type=int, help="override [scenario].trials")
-    p.add_argument("--seed", type=int, help="override [scenario].seed")
+    p.add_argument("--trials", type=_whole(f"a whole number of trials in [1, {MAX_TRIALS:,}]"), help="override [scenario].trials")
+    p.add_argument("--seed", type=_whole(f"a whole number in [0, {MAX_SEED}]"), help="override [scenario].seed")
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=_whole(f"a whole number of processes in [1, {MAX_WORKERS}]"), default=1,
                    help="processes running chunks of trials side by side (default 1; same results for any value)")
-    p.add_argument("--chunk-trials", type=int, default=DEFAULT_CHUNK_TRIALS, metavar="N",
+    p.add_argument("--chunk-trials", type=_whole(f"a whole number of trials in [1, {MAX_TRIALS:,}]"), default=DEFAULT_CHUNK_TRIALS, metavar="N",
                    help=f"trials batched together (default {DEFAULT_CHUNK_TRIALS}); memory grows with it, "
                         "results do not change")
     p.set_defaults(func=_cmd_run)
@@ -217,11 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missile", required=True, help="missile class, e.g. icbm-hwasong15")
     p.add_argument("--launch", required=True, type=_lat_lon, metavar="LAT,LON", help="launch point, degrees")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--bearing", type=float, metavar="DEG", help="launch bearing, degrees from north")
+    where.add_argument("--bearing", type=_real("degrees from north in [0, 360]"), metavar="DEG", help="launch bearing, degrees from north")
     where.add_argument("--target", type=_lat_lon, metavar="LAT,LON", help="aim point, degrees")
-    p.add_argument("--range-km", type=float, metavar="R", help="ground range with --bearing, km")
+    p.add_argument("--range-km", type=_real("a ground range, km, > 0"), metavar="R", help="ground range with --bearing, km")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--apogee-km", type=float, metavar="A", help="apogee, km (lofted unless --depressed)")
+    how.add_argument("--apogee-km", type=_real("an apogee, km, > 0"), metavar="A", help="apogee, km (lofted unless --depressed)")
     how.add_argument("--minimum-energy", action="store_true", help="minimum-energy flight")
     p.add_argument("--depressed", action="store_true", help="with --apogee-km: depressed instead of lofted")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -233,11 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="live pyqtgraph view of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
-    p.add_argument("--trial", type=int, default=0, help="trial to show")
-    p.add_argument("--speed", type=float, default=10.0, help="replay speed, simulated s per wall s")
+    p.add_argument("--trial", type=_whole("a trial index from 0"), default=0, help="trial to show")
+    p.add_argument("--speed", type=_real("simulated seconds per wall second, > 0"), default=10.0, help="replay speed, simulated s per wall s")
     p.add_argument("--policy", help="sharing policy to show")
     p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
-    p.add_argument("--at", type=float, metavar="T",
+    p.add_argument("--at", type=_real("a scenario time, s"), metavar="T",
                    help="scenario time to start the replay at, s (with --screenshot: the frame)")
     p.set_defaults(func=_cmd_view)
 
@@ -261,6 +286,10 @@ def _check_trajectory_args(args) -> None:
         error("--range-km goes with --bearing, not with --target")
     if args.depressed and args.apogee_km is None:
         error("--depressed needs --apogee-km")
+    if args.apogee_km is not None and not (args.apogee_km > 0 and math.isfinite(args.apogee_km)):
+        error(f"--apogee-km: got {args.apogee_km:g}; an apogee, km, > 0")
+    if args.range_km is not None and not (args.range_km > 0 and math.isfinite(args.range_km)):
+        error(f"--range-km: got {args.range_km:g}; a ground range, km, > 0")
 
 
 _LAT_LON_FLAGS = ("--launch", "--target")

@@ -22,12 +22,11 @@ import numpy as np
 from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
 from sim.errors import InputError
-from sim.scenario import DEFAULT_CHUNK_TRIALS
+from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
 WORK_KEYS = ("tracker_runs", "track_steps", "updates")
-MAX_WORKERS = 64  # processes for run_scenario(workers=)
 CURVE_POINTS = 400  # samples per trial and curve kept for the report's figures
 
 

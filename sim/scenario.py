@@ -176,6 +176,7 @@ MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trial
 MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
 MIN_DT_S = 0.1  # s, finest truth and output grid: radar revisits are 0.1 s or longer, and the grid's memory
 #                 grows as 1/dt (1e-9 s asked for a 62 TiB array: new-user trial)
+MAX_WORKERS = 64  # processes for run_scenario(workers=) and `run --workers`
 DEFAULT_CHUNK_TRIALS = 25  # trials batched together by `run` unless --chunk-trials says otherwise (memory ~ chunk)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
 

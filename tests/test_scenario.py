@@ -343,3 +343,27 @@ def test_trajectory_takes_negative_coordinates_after_a_space(capsys):
                  "--minimum-energy", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert abs(out["impact_lat_deg"] + 34.5) < 0.2 and abs(out["impact_lon_deg"] + 68.0) < 0.2
+
+
+@pytest.mark.parametrize("argv, flag, allowed", [
+    (["run", "s.toml", "--trials", "abc"], "--trials", "[1, 1,000,000]"),
+    (["run", "s.toml", "--seed", "1.5"], "--seed", "[0, 9223372036854775807]"),
+    (["run", "s.toml", "--workers", "two"], "--workers", "[1, 64]"),
+    (["run", "s.toml", "--chunk-trials", "2.5"], "--chunk-trials", "[1, 1,000,000]"),
+    (["view", "s.toml", "--at", "noon"], "--at", "a scenario time"),
+    (["trajectory", "--missile", "srbm-kn23", "--launch", "39.0,125.5", "--bearing", "x", "--range-km", "500",
+      "--minimum-energy"], "--bearing", "[0, 360]"),
+    (["trajectory", "--missile", "srbm-kn23", "--launch", "39.0,125.5", "--bearing", "90", "--range-km", "500",
+      "--apogee-km", "-5"], "--apogee-km", "> 0"),
+    (["trajectory", "--missile", "srbm-kn23", "--launch", "39.0,125.5", "--bearing", "90", "--range-km", "inf",
+      "--minimum-energy"], "--range-km", "> 0"),
+], ids=["trials-word", "seed-fraction", "workers-word", "chunk-fraction", "at-word", "bearing-word",
+        "negative-apogee", "infinite-range"])
+def test_cli_values_that_do_not_parse_say_what_is_allowed(capsys, argv, flag, allowed):
+    """argparse's own 'invalid int value' names neither the range nor the unit (new-user trial)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and allowed in lines[0] and "got" in lines[0], lines
+    assert "apogee_km" not in lines[0]  # the flag the user typed, not the scenario key
