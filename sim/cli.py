@@ -148,11 +148,11 @@ def _cmd_run(args) -> int:
     import time
 
     from sim.engine import run_scenario
-    from sim.report import check_out_dir, print_tables, trials_text, write_outputs
+    from sim.report import check_out_dir, output_names, print_tables, trials_text, write_outputs
     from sim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
-    check_out_dir(args.out)  # before the run, not after minutes of work
+    check_out_dir(args.out, output_names(scenario))  # before the run, not after minutes of work
     start = time.perf_counter()
     with _progress(f"{scenario.info.name}") as advance:
         run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies,

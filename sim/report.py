@@ -523,14 +523,24 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def check_out_dir(out_dir) -> Path:
+def output_names(scenario) -> list[str]:
+    """File names :func:`write_outputs` writes for ``scenario``: metrics, report and one figure set per threat."""
+    names = ["metrics.json", "report.md", "coverage.png"]
+    for threat in scenario.threats:
+        names += [f"position_error_{_slug(threat.name)}.png", f"ipp_error_{_slug(threat.name)}.png"]
+    return names
+
+
+def check_out_dir(out_dir, names=()) -> Path:
     """Check, before any work, that ``out_dir`` is a folder or a path where one can be made.
 
     Nothing is left behind. The path must be non-empty; it must be a folder if it
     exists, otherwise its nearest existing ancestor must be a folder. That folder is
     probed by creating and removing a temporary file in it, the only test that also
     holds for root and for read-only or virtual file systems (``os.access`` says yes
-    to root everywhere, even under ``/proc``).
+    to root everywhere, even under ``/proc``). Each of ``names`` (e.g.
+    :func:`output_names`) that already exists in the folder must be a file the run
+    can replace, not a folder.
 
     Returns
     -------
@@ -539,8 +549,8 @@ def check_out_dir(out_dir) -> Path:
     Raises
     ------
     sim.errors.InputError
-        Empty, an existing non-folder, under a non-folder, or a folder where this
-        process cannot create a file.
+        Empty, an existing non-folder, under a non-folder, a folder where this
+        process cannot create a file, or one of ``names`` taken by a non-file.
     """
     import tempfile
 
@@ -565,7 +575,16 @@ def check_out_dir(out_dir) -> Path:
             pass
     except OSError as e:
         raise InputError.single("--out", str(out), f"no file can be created in {where} ({e.strerror or e})") from None
+    for name in names:
+        _check_replaceable(out / name)
     return out
+
+
+def _check_replaceable(path: Path) -> None:
+    from sim.errors import InputError
+
+    if path.exists() and not path.is_file():
+        raise InputError.single("--out", str(path), "a file the run can replace (this is a folder or a special file)")
 
 
 def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
@@ -598,9 +617,7 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     payload = [("metrics.json", json_bytes(doc))] + [(name, data) for _, name, data in figs]
     payload.append(("report.md", markdown_report(doc, [(t, n) for t, n, _ in figs], extra_markdown).encode()))
     for name, _ in payload:
-        if (out / name).exists() and not (out / name).is_file():
-            raise InputError.single("--out", str(out / name), "a file the run can replace (this is a folder "
-                                    "or a special file)")
+        _check_replaceable(out / name)
     staged = []
     try:
         for name, data in payload:

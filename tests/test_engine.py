@@ -184,6 +184,9 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert "IPP err @120s [km]" in printed and "warning [s to go]" in printed  # which seconds each one counts
     names = sorted(p.name for p in out_dir.iterdir())
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
+    from sim.report import output_names  # the names checked before the run are the names written
+
+    assert sorted(output_names(load_scenario(path))) == names
     assert not [n for n in names if n.endswith(".tmp")]
     doc = json.loads((out_dir / "metrics.json").read_text())
     assert doc["tracker"] == {"filter": "imm", "association": "jpda", "process_noise_mps2": 1.0,
@@ -238,7 +241,8 @@ def test_out_dir_is_probed_by_writing_not_by_permission_bits(tmp_path, monkeypat
         check_out_dir(tmp_path / "out")
 
 
-@pytest.mark.parametrize("out", ["file", "file/sub", ""], ids=["a-file", "under-a-file", "empty"])
+@pytest.mark.parametrize("out", ["file", "file/sub", "", "taken"],
+                         ids=["a-file", "under-a-file", "empty", "report-md-is-a-folder"])
 def test_cli_run_bad_out_fails_before_the_run(scenarios_dir, tmp_path, capsys, monkeypatch, out):
     import sim.engine
 
@@ -248,6 +252,7 @@ def test_cli_run_bad_out_fails_before_the_run(scenarios_dir, tmp_path, capsys, m
     monkeypatch.setattr(sim.engine, "run_scenario", no_run)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
+    (tmp_path / "taken" / "report.md").mkdir(parents=True)  # third new-user trial: failed only after the run
     target = str(tmp_path / out) if out else ""
     assert main(["run", str(scenarios_dir / "hwasong15_2017-11-29.toml"), "--out", target]) == 2
     err = capsys.readouterr().err.strip().splitlines()
