@@ -465,6 +465,7 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
                     bnd = np.nanmedian(curves.stacked(curves.bound, key), axis=0)
                 line, = ax.semilogy(curves.t, med, styles[policy], color=colors.get(nation), label=f"{policy}")
                 ax.semilogy(curves.t, bnd, styles[policy], color=line.get_color(), alpha=0.3, lw=0.8)
+            _say_if_empty(ax, f"{nation}: no confirmed track on {target} in any trial", curves.t)
             ax.set_ylabel(f"{nation} error [m]")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(loc="upper right", fontsize=8)
@@ -484,6 +485,7 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     med = np.nanmedian(curves.stacked(curves.ipp, key), axis=0)
                 ax.semilogy(curves.tau, med, styles[policy], color=colors.get(nation), label=f"{nation} {policy}")
+        _say_if_empty(ax, f"no predicted impact point for {target}: no confirmed track on it in any trial", curves.tau)
         ax.axhline(scenario.metrics.ipp_threshold / 1e3, color="k", lw=0.8, alpha=0.5)
         ax.invert_xaxis()
         ax.set_xlabel("time to go [s]")
@@ -503,6 +505,9 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
             for o in np.unique(obj[sensor == k]):
                 tt = time[(sensor == k) & (obj == o)]
                 ax.plot(tt, np.full(tt.shape, k + 0.15 * o), "|", ms=6, color=colors.get(radar.nation), alpha=0.7)
+        if sensor.size == 0:
+            ax.text(0.5, 0.5, "no radar detected any threat in trial 0", transform=ax.transAxes, ha="center",
+                    va="center")
         ax.set_yticks(range(len(run.radars)), [f"{r.name} ({r.nation})" for r in run.radars], fontsize=7)
         ax.set_xlabel("time since the scenario epoch, event_utc [s]")
         ax.set_title("Coverage timeline of trial 0: detections per radar\n"
@@ -512,6 +517,17 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
         figs.append(("Coverage timeline per sensor", "coverage.png", figure_png(fig)))
         plt.close(fig)
     return figs
+
+
+def _say_if_empty(ax, text: str, x) -> None:
+    """Write ``text`` across an axes none of whose lines has a finite point (a blank plot says nothing),
+    over the span of ``x`` (s) rather than matplotlib's default of 0 +- 0.05."""
+    if not any(np.isfinite(line.get_ydata()).any() for line in ax.get_lines()):
+        ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9)
+        x = np.asarray(x, dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size and x.min() < x.max():
+            ax.set_xlim(x.min(), x.max())
 
 
 def trials_text(n: int) -> str:
@@ -524,7 +540,7 @@ def _slug(text: str) -> str:
 
 
 def output_names(scenario) -> list[str]:
-    """File names :func:`write_outputs` writes for ``scenario``: metrics, report and one figure set per threat."""
+    """File names :func:`write_outputs` may write for ``scenario``: metrics, report, coverage and two figures per threat."""
     names = ["metrics.json", "report.md", "coverage.png"]
     for threat in scenario.threats:
         names += [f"position_error_{_slug(threat.name)}.png", f"ipp_error_{_slug(threat.name)}.png"]

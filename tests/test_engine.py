@@ -463,3 +463,26 @@ def test_scan_interval_shorter_than_the_grid_step_counts_missed_scans_per_step(s
         fast, nominal = row(runs["0.0001"], "isolated", "JP", key), row(runs["1.0"], "isolated", "JP", key)
         assert fast == nominal, key
     assert row(runs["1.0"], "isolated", "JP", "firm_track_time_s")["median"] is not None
+
+
+def test_figures_say_so_when_nothing_was_seen(scenarios_dir, monkeypatch):
+    """Before any radar can see the RV (its first 5 s), every figure states that it is empty instead of
+    showing blank axes (new-user trial: empty PNGs)."""
+    import sim.report
+
+    sc = shortened(scenarios_dir / "hwasong15_2017-11-29.toml", duration_s=5.0, trials=1)
+    run = run_scenario(sc, policies=["isolated"])
+    said = {}
+
+    def capture(fig):
+        said[fig] = [t.get_text() for ax in fig.axes for t in ax.texts]
+        return b""
+
+    monkeypatch.setattr(sim.report, "figure_png", capture)
+    names = [name for _, name, _ in sim.report._figures(run, sc)]
+    assert "coverage.png" in names and len(said) == len(names) == 3
+    texts = [t for ts in said.values() for t in ts]
+    assert "no radar detected any threat in trial 0" in texts
+    for nation in ("US", "JP", "KR"):
+        assert any(t.startswith(f"{nation}: no confirmed track on") for t in texts), texts
+    assert any(t.startswith("no predicted impact point for") for t in texts), texts
