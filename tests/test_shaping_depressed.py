@@ -98,6 +98,10 @@ def test_scenario_depressed_beyond_reach_says_so_plainly(tmp_path, capsys):
     reach = float(re.search(r"flies depressed only to about (\d+) km", line).group(1))
     assert 5000 < reach < 12000
     assert "'minimum-energy' and 'lofted' reach this range" in line
+    # One reach per site and bearing, whatever the request (a trial saw 3,167 and 3,279 km for one site).
+    assert main(["trajectory", *LAUNCH, "--range-km", "11500", "--apogee-km", "1000", "--depressed"]) == 2
+    again = float(re.search(r"flies depressed only to about (\d+) km", capsys.readouterr().err).group(1))
+    assert again == reach
 
 
 def test_depressed_floor_as_printed_is_accepted(capsys):
