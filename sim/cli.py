@@ -39,24 +39,12 @@ def _lat_lon(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def _whole(allowed: str):
-    """argparse type: an integer; a value that is not one is reported with what is allowed."""
+def _value(convert, allowed: str):
+    """argparse type: ``convert(text)`` (``int`` or ``float``); a value it rejects is reported with what is allowed."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
-
-    return parse
-
-
-def _real(allowed: str):
-    """argparse type: a number; a value that is not one is reported with what is allowed."""
-
-    def parse(text: str) -> float:
-        try:
-            return float(text)
+            return convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
 
@@ -227,13 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a scenario: every policy for every nation, Monte Carlo, metrics and report")
     p.add_argument("scenario", help="scenario TOML file")
-    p.add_argument("--trials", type=_whole(f"a whole number of trials in [1, {MAX_TRIALS:,}]"), help="override [scenario].trials")
-    p.add_argument("--seed", type=_whole(f"a whole number in [0, {MAX_SEED}]"), help="override [scenario].seed")
+    trials = _value(int, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    p.add_argument("--trials", type=trials, help="override [scenario].trials")
+    p.add_argument("--seed", type=_value(int, f"a whole number in [0, {MAX_SEED}]"), help="override [scenario].seed")
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.add_argument("--policies", nargs="+", help="policies to run (default: [sharing].policies)")
-    p.add_argument("--workers", type=_whole(f"a whole number of processes in [1, {MAX_WORKERS}]"), default=1,
+    p.add_argument("--workers", type=_value(int, f"a whole number of processes in [1, {MAX_WORKERS}]"), default=1,
                    help="processes running chunks of trials side by side (default 1; same results for any value)")
-    p.add_argument("--chunk-trials", type=_whole(f"a whole number of trials in [1, {MAX_TRIALS:,}]"), default=DEFAULT_CHUNK_TRIALS, metavar="N",
+    p.add_argument("--chunk-trials", type=trials, default=DEFAULT_CHUNK_TRIALS, metavar="N",
                    help=f"trials batched together (default {DEFAULT_CHUNK_TRIALS}); memory grows with it, "
                         "results do not change")
     p.set_defaults(func=_cmd_run)
@@ -242,11 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missile", required=True, help="missile class, e.g. icbm-hwasong15")
     p.add_argument("--launch", required=True, type=_lat_lon, metavar="LAT,LON", help="launch point, degrees")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--bearing", type=_real("degrees from north in [0, 360]"), metavar="DEG", help="launch bearing, degrees from north")
+    where.add_argument("--bearing", type=_value(float, "degrees from north in [0, 360]"), metavar="DEG",
+                       help="launch bearing, degrees from north")
     where.add_argument("--target", type=_lat_lon, metavar="LAT,LON", help="aim point, degrees")
-    p.add_argument("--range-km", type=_real("a ground range, km, > 0"), metavar="R", help="ground range with --bearing, km")
+    p.add_argument("--range-km", type=_value(float, "a ground range, km, > 0"), metavar="R",
+                   help="ground range with --bearing, km")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--apogee-km", type=_real("an apogee, km, > 0"), metavar="A", help="apogee, km (lofted unless --depressed)")
+    how.add_argument("--apogee-km", type=_value(float, "an apogee, km, > 0"), metavar="A",
+                     help="apogee, km (lofted unless --depressed)")
     how.add_argument("--minimum-energy", action="store_true", help="minimum-energy flight")
     p.add_argument("--depressed", action="store_true", help="with --apogee-km: depressed instead of lofted")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -258,11 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="live pyqtgraph view of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
-    p.add_argument("--trial", type=_whole("a trial index from 0"), default=0, help="trial to show")
-    p.add_argument("--speed", type=_real("simulated seconds per wall second, > 0"), default=10.0, help="replay speed, simulated s per wall s")
+    p.add_argument("--trial", type=_value(int, "a trial index from 0"), default=0, help="trial to show")
+    p.add_argument("--speed", type=_value(float, "simulated seconds per wall second, > 0"), default=10.0,
+                   help="replay speed, simulated s per wall s")
     p.add_argument("--policy", help="sharing policy to show")
     p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
-    p.add_argument("--at", type=_real("a scenario time, s"), metavar="T",
+    p.add_argument("--at", type=_value(float, "a scenario time, s"), metavar="T",
                    help="scenario time to start the replay at, s (with --screenshot: the frame)")
     p.set_defaults(func=_cmd_view)
 
