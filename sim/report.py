@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import __version__
+from sim.scenario import file_stem
 
 NATION_NAMES = {"US": "the United States", "JP": "Japan", "KR": "the Republic of Korea"}
 
@@ -472,7 +473,7 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
         axes[-1, 0].set_xlabel("time since the scenario epoch, event_utc [s]")
         fig.suptitle(f"{target}: median position error of the confirmed track (faint: median 2-sigma)")
         fig.tight_layout()
-        figs.append((f"Position error versus time, {target}", f"position_error_{_slug(target)}.png", figure_png(fig)))
+        figs.append((f"Position error versus time, {target}", f"position_error_{file_stem(target)}.png", figure_png(fig)))
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(9, 4))
@@ -495,7 +496,7 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
         ax.set_title(f"{target}: median predicted-impact-point error "
                      f"(line: warning threshold, {scenario.metrics.ipp_threshold / 1e3:g} km)")
         fig.tight_layout()
-        figs.append((f"IPP error versus time to go, {target}", f"ipp_error_{_slug(target)}.png", figure_png(fig)))
+        figs.append((f"IPP error versus time to go, {target}", f"ipp_error_{file_stem(target)}.png", figure_png(fig)))
         plt.close(fig)
 
     if curves.coverage is not None:
@@ -535,15 +536,11 @@ def trials_text(n: int) -> str:
     return f"{n:,} trial" + ("" if n == 1 else "s")
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
 def output_names(scenario) -> list[str]:
     """File names :func:`write_outputs` may write for ``scenario``: metrics, report, coverage and two figures per threat."""
     names = ["metrics.json", "report.md", "coverage.png"]
     for threat in scenario.threats:
-        names += [f"position_error_{_slug(threat.name)}.png", f"ipp_error_{_slug(threat.name)}.png"]
+        names += [f"position_error_{file_stem(threat.name)}.png", f"ipp_error_{file_stem(threat.name)}.png"]
     return names
 
 

@@ -107,7 +107,12 @@ class _Reader:
         elif kind == "bool":
             ok = isinstance(value, bool)
         elif kind == "datetime":
-            value, ok = _as_utc(value)
+            try:
+                value, ok = _as_utc(value)
+            except OverflowError:  # 9999-12-31T23:59:59-14:00 is in year 10000 in UTC (new-user trial: a traceback)
+                self.add(path, table[key], f"out of range in UTC; {_kind_words(kind, lo, hi, lo_open, choices)} "
+                                           "within years 1-9999 once converted to UTC")
+                return default
         else:  # pragma: no cover - programming error
             raise ValueError(kind)
         if not ok and kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is None:
@@ -156,6 +161,12 @@ def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:.10g}"
 
 
+def file_stem(name: str) -> str:
+    """File-name form of a threat name in the report's figure names: lower case, each character other
+    than a letter or digit as '-', no leading or trailing '-' ("HS-15 #2" -> "hs-15--2")."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
 def _as_utc(value):
     """TOML date-time or ISO-8601 string with a UTC offset -> aware datetime."""
     if isinstance(value, str):
@@ -176,6 +187,7 @@ MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trial
 MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
 MIN_DT_S = 0.1  # s, finest truth and output grid: radar revisits are 0.1 s or longer, and the grid's memory
 #                 grows as 1/dt (1e-9 s asked for a 62 TiB array: new-user trial)
+MAX_THREAT_NAME_CHARS = 64  # a threat's name is part of its figures' file names (255 bytes at most on Linux)
 MAX_WORKERS = 64  # processes for run_scenario(workers=) and `run --workers`
 DEFAULT_CHUNK_TRIALS = 25  # trials batched together by `run` unless --chunk-trials says otherwise (memory ~ chunk)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
@@ -228,14 +240,25 @@ def _read_threats(r: _Reader, doc: dict) -> list[ThreatConfig]:
     missiles = _missile_names()
     out = []
     names = set()
+    stems = {}  # file-name form -> the threat that has it
     for i, t in enumerate(tables):
         p = f"threat[{i}]"
         n0 = len(r.problems)
         r.unknown_keys(t, _THREAT_KEYS, p)
         name = r.get(t, "name", p, "str", default=f"threat-{i}", nonblank=True)
+        stem = file_stem(name)
         if name in names:
             r.add(f"{p}.name", name, "must be unique among threats")
+        elif len(name) > MAX_THREAT_NAME_CHARS:
+            r.add(f"{p}.name", name[:20] + "...", f"{len(name):,} characters; a name of at most "
+                  f"{MAX_THREAT_NAME_CHARS} (figure files are named after it)")
+        elif not stem:
+            r.add(f"{p}.name", name, "a name with at least one letter or digit (figure files are named after it)")
+        elif stem in stems:
+            r.add(f"{p}.name", name, f"names the same figure files as {stems[stem]} ('{stem}'); threat names "
+                  "must differ in their letters or digits, not only in spaces and punctuation")
         names.add(name)
+        stems.setdefault(stem, f"threat[{i}] '{name}'")
         missile = r.get(t, "missile", p, "str", required=True, choices=missiles)
         lat = r.get(t, "launch_lat_deg", p, "float", required=True, lo=-90.0, hi=90.0)
         lon = r.get(t, "launch_lon_deg", p, "float", required=True, lo=-180.0, hi=180.0)

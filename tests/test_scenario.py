@@ -367,3 +367,46 @@ def test_cli_values_that_do_not_parse_say_what_is_allowed(capsys, argv, flag, al
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and allowed in lines[0] and "got" in lines[0], lines
     assert "apogee_km" not in lines[0]  # the flag the user typed, not the scenario key
+
+
+SECOND_THREAT = """
+[[threat]]
+name = "{name}"
+missile = "srbm-kn23"
+launch_lat_deg = 39.0
+launch_lon_deg = 125.5
+bearing_deg = 76.0
+range_km = 600.0
+shape = "minimum-energy"
+"""
+
+
+@pytest.mark.parametrize("first, second, words", [
+    ("A/B", "A?B", "names the same figure files as threat[0] 'A/B' ('a-b')"),
+    ("A", "???", "a name with at least one letter or digit"),
+    ("A", "x" * 5000, "5,000 characters; a name of at most 64"),
+], ids=["same-file-name", "no-letter-or-digit", "too-long"])
+def test_threat_names_must_make_distinct_file_names(tmp_path, first, second, words):
+    """Figures are named after threats (new-user trial: 'A/B' and 'A?B' overwrote each other's figures
+    silently; a 5,000-character name died with 'File name too long' after the run)."""
+    text = sub('name = "A"', f'name = "{first}"')(VALID)
+    text = sub("[[sensor]]", SECOND_THREAT.format(name=second) + "\n[[sensor]]")(text)
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: threat[1].name: got ") and words in lines[0], lines
+    assert len(lines[0]) < 300  # the long name is shown cut short
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:30:00+01:00"])
+def test_event_time_outside_utc_years_is_one_line(tmp_path, when):
+    """A legal TOML date-time whose UTC form leaves years 1-9999 (new-user trial: OverflowError traceback)."""
+    path = tmp_path / "s.toml"
+    path.write_text(sub("2017-11-28T18:18:00Z", when)(VALID), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    assert str(err.value).splitlines() == [
+        f"{path}: scenario.event_utc: got {when}; out of range in UTC; a UTC date-time such as "
+        "2017-11-28T18:18:00Z within years 1-9999 once converted to UTC"]
