@@ -502,17 +502,23 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
     if curves.coverage is not None:
         sensor, obj, time, n_sensors = curves.coverage
         fig, ax = plt.subplots(figsize=(9, 0.35 * n_sensors + 1.2))
+        # Each radar's band is [k - 0.25, k + 0.25], one sub-row per object in it, bands ruled apart; a fixed
+        # 0.15 per object spilled into the next radars' bands with five threats (new-user trial, salvo).
+        n_obj = sum(2 if th.stage_object else 1 for th in scenario.threats)  # truth's object order
+        step = 0.5 / max(n_obj - 1, 1)
         for k, radar in enumerate(run.radars):
             for o in np.unique(obj[sensor == k]):
                 tt = time[(sensor == k) & (obj == o)]
-                ax.plot(tt, np.full(tt.shape, k + 0.15 * o), "|", ms=6, color=colors.get(radar.nation), alpha=0.7)
+                ax.plot(tt, np.full(tt.shape, k - 0.25 + step * o), "|", ms=max(2.0, min(6.0, 30.0 * step)),
+                        color=colors.get(radar.nation), alpha=0.7)
+            ax.axhline(k + 0.5, color="0.85", lw=0.6)
         if sensor.size == 0:
             ax.text(0.5, 0.5, "no radar detected any threat in trial 0", transform=ax.transAxes, ha="center",
                     va="center")
         ax.set_yticks(range(len(run.radars)), [f"{r.name} ({r.nation})" for r in run.radars], fontsize=7)
         ax.set_xlabel("time since the scenario epoch, event_utc [s]")
         ax.set_title("Coverage timeline of trial 0: detections per radar\n"
-                     "(row offsets: each threat's RV, then its spent stage)", fontsize=10)
+                     "(within a radar's band, bottom to top: each threat's RV, then its spent stage)", fontsize=10)
         ax.grid(True, axis="x", alpha=0.3)
         fig.tight_layout()
         figs.append(("Coverage timeline per sensor", "coverage.png", figure_png(fig)))
