@@ -163,6 +163,28 @@ def test_truth_in_screen_units(scene):
     assert scene.target == 0 and scene.object_names == ["HS-15 rv", "HS-15 stage"]
 
 
+def test_ground_range_counts_from_each_object_launch_point(scenario):
+    """A second object launched elsewhere is measured from its own launch point, and so is a track on it
+    (new-user trial: from the first threat's, a second threat's profile folded back on itself)."""
+    from viz.scene import build_scene
+
+    replay = synthetic_replay(scenario)
+    other = (38.0, 127.0)
+    replay.truth.launch_ecef[0, 1] = geodetic_to_ecef(np.radians(other[0]), np.radians(other[1]), 0.0)
+    key = ("isolated", "KR")
+    replay.tracks[key].object[0, 0, 100:110] = 1  # the track sits on the stage for ten steps
+    sc = build_scene(replay)
+    k = np.flatnonzero(np.isfinite(sc.truth_lat[1]))
+    _, d = geodesic_inverse(np.full(k.size, other[0]), np.full(k.size, other[1]), sc.truth_lat[1, k],
+                            sc.truth_lon[1, k])
+    np.testing.assert_allclose(sc.truth_ground_km[1, k], d / 1e3, rtol=1e-9)
+    tr = sc.tracks[key]
+    _, d = geodesic_inverse(np.full(10, other[0]), np.full(10, other[1]), tr.lat[0, 100:110], tr.lon[0, 100:110])
+    np.testing.assert_allclose(tr.ground_km[0, 100:110], d / 1e3, rtol=1e-9)
+    _, d = geodesic_inverse(np.full(10, LAUNCH[0]), np.full(10, LAUNCH[1]), tr.lat[0, 120:130], tr.lon[0, 120:130])
+    np.testing.assert_allclose(tr.ground_km[0, 120:130], d / 1e3, rtol=1e-6)  # on the RV: from Pyongsong
+
+
 def test_track_error_and_sigma(scene):
     """err = |x - truth| of the confirmed track on the target; sigma = sqrt(trace P_pos) = sqrt(3) sigma."""
     ts = scene.tracks[("isolated", "JP")]

@@ -299,7 +299,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.map.addItem(self.los_item)
         # (b) altitude against ground range
         self.alt = g.addPlot(row=1, col=1, title="Altitude vs ground range, with radar horizons (4/3 Earth)")
-        self.alt.setLabel("bottom", "ground range from launch", units="km")
+        self.alt.setLabel("bottom", "ground range from its launch point", units="km")
         self.alt.setLabel("left", "altitude (log)", units="km")
         # Log altitude: the horizons (tens of km) and a lofted apogee (thousands of km) on one panel.
         self.alt.getAxis("left").setLogMode(True)

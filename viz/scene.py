@@ -67,7 +67,8 @@ class TrackSeries:
     lon, lat : ndarray, shape (tracks, T)
         Degrees; NaN where the track does not exist or is not confirmed.
     alt_km, ground_km : ndarray, shape (tracks, T)
-        Altitude and ground range from the launch point, km (NaN likewise).
+        Altitude, and ground range from the launch point of the object the track is on (the
+        target's for a track on none), km (NaN likewise).
     pos : ndarray, shape (tracks, T, 3)
         ECEF position estimate, m (NaN likewise).
     P_pos : ndarray, shape (tracks, T, 3, 3)
@@ -110,7 +111,7 @@ class Scene:
     target : int
         The main target: the first ``"rv"`` object (errors are against it).
     truth_lon, truth_lat, truth_alt_km, truth_ground_km : ndarray, shape (objects, T)
-        Degrees, km; NaN out of flight.
+        Degrees, km (ground range from each object's own launch point); NaN out of flight.
     truth_pos : ndarray, shape (objects, T, 3)
         ECEF, m.
     launch_lat, launch_lon : float
@@ -206,21 +207,28 @@ def _lonlat_alt(pos):
 
 
 def _ground_km(lat0, lon0, lat_deg, lon_deg):
+    """Geodesic distance, km, from origins ``lat0, lon0`` (degrees, broadcast against the points) to
+    ``lat_deg, lon_deg``; NaN where a point is NaN."""
+    lat0, lon0, lat_deg, lon_deg = np.broadcast_arrays(lat0, lon0, lat_deg, lon_deg)
     out = np.full(np.shape(lat_deg), np.nan)
     ok = np.isfinite(lat_deg) & np.isfinite(lon_deg)
     if ok.any():
-        _, d = geodesic_inverse(np.full(ok.sum(), lat0), np.full(ok.sum(), lon0), lat_deg[ok], lon_deg[ok])
+        _, d = geodesic_inverse(lat0[ok], lon0[ok], lat_deg[ok], lon_deg[ok])
         out[ok] = d / 1e3
     return out
 
 
-def _track_series(hist, truth_pos, target, lat0, lon0) -> TrackSeries:
+def _track_series(hist, truth_pos, target, launch_lat, launch_lon) -> TrackSeries:
+    """One tracker's confirmed tracks of trial 0 in screen units; ground range from the launch point of
+    the object each track is on at each step (``launch_lat/lon`` per object, degrees), else the target's."""
     x = np.asarray(hist.x)[0]  # (tracks, T, 6)
     P = np.asarray(hist.P)[0]
     confirmed = np.asarray(hist.confirmed)[0] & np.all(np.isfinite(x[..., :3]), axis=-1)
     pos = np.where(confirmed[..., None], x[..., :3], np.nan)
     lon, lat, alt = _lonlat_alt(pos)
-    ground = _ground_km(lat0, lon0, lat, lon)
+    obj = np.asarray(hist.object)[0]
+    origin = np.where(obj >= 0, obj, target)
+    ground = _ground_km(launch_lat[origin], launch_lon[origin], lat, lon)
     P_pos = P[..., :3, :3]
     # Best confirmed track on the target: the one with the smallest position variance.
     on_target = confirmed & (np.asarray(hist.object)[0] == target)
@@ -297,15 +305,19 @@ def build_scene(replay, policies=None) -> Scene:
     names = [f"{threats[int(truth.object_threat[i])].name} {k}" for i, k in enumerate(kinds)]
     truth_pos = np.asarray(truth.state)[0, :, :, :3]  # (objects, T, 3)
     lon, lat, alt = _lonlat_alt(truth_pos)
-    l_lat, l_lon, _ = ecef_to_geodetic(np.asarray(truth.launch_ecef)[0, target])
-    lat0, lon0 = float(np.degrees(l_lat)), float(np.degrees(l_lon))
-    ground = _ground_km(lat0, lon0, lat, lon)
+    # Ground range of each object from its own launch point (new-user trial: measured from the first
+    # threat's, a second threat's profile folded back on itself).
+    l_lat, l_lon, _ = ecef_to_geodetic(np.asarray(truth.launch_ecef)[0])  # (objects,)
+    launch_lat, launch_lon = np.degrees(np.asarray(l_lat)), np.degrees(np.asarray(l_lon))
+    lat0, lon0 = float(launch_lat[target]), float(launch_lon[target])
+    ground = _ground_km(launch_lat[:, None], launch_lon[:, None], lat, lon)
 
     all_policies = list(dict.fromkeys(p for p, _ in replay.tracks))
     if policies is not None:
         all_policies = [p for p in policies if p in all_policies] + [p for p in all_policies if p not in policies]
     nations = [n for n in NATIONS if any(nn == n for _, nn in replay.tracks)]
-    tracks = {key: _track_series(h, truth_pos[target], target, lat0, lon0) for key, h in replay.tracks.items()}
+    tracks = {key: _track_series(h, truth_pos[target], target, launch_lat, launch_lon)
+              for key, h in replay.tracks.items()}
 
     radars = [radar_info(r) for r in replay.radars]
     coverage = [coverage_outline(r) for r in radars]
