@@ -37,7 +37,8 @@ class ScenarioInfo:
     dt : float
         Truth sampling and tracker output step, s.
     duration : float or None
-        Simulated time span, s; None means until the latest impact any trial can have (a bound fixed by the threats).
+        Simulated time span, s, counted from the earliest launch any trial can have (not from t = 0); None
+        means until the latest impact any trial can have (a bound fixed by the threats).
     sources : tuple of str
         Public sources of the vignette.
     """

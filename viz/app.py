@@ -10,7 +10,7 @@ map
     says: at true size they are below a pixel), and lines of sight of the
     radars that are detecting now.
 altitude
-    Altitude against ground range from the launch point, with each radar's
+    Altitude against ground range from each object's launch point, with each radar's
     4/3-Earth horizon: the lowest visible altitude over each point of the
     target's ground track (:func:`sensors.horizon.min_visible_height`).
 error
