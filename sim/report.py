@@ -211,6 +211,23 @@ def undetected_sentence(doc: dict, target: str) -> str | None:
             f"under that policy sees the flight), so those rows are empty.")
 
 
+def silent_radars_sentence(radar_names, coverage) -> str | None:
+    """Which radars detected no object of any threat in trial 0 (``coverage`` as kept by the engine:
+    ``(sensor, object, time, n_sensors)``), or None when every radar did.
+
+    New-user trial: in the Aegis Ashore what-if, the Araya site saw nothing of the depressed KN-23 (its
+    glide stays below that radar's horizon) and the report never said so.
+    """
+    if coverage is None:
+        return None
+    seen = set(np.unique(np.asarray(coverage[0])).tolist())
+    silent = [name for k, name in enumerate(radar_names) if k not in seen]
+    if not silent:
+        return None
+    return (f"No detection of any threat object in trial 0 by {', '.join(silent)} (below the horizon, out of "
+            f"range or outside the faces for this flight; coverage.png).")
+
+
 def print_tables(doc: dict, console=None) -> None:
     """Print one table per target (median over trials, 10th-90th percentile range in brackets).
 
@@ -386,8 +403,9 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
             f"filter errors are not.")
 
 
-def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") -> str:
-    """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, figures."""
+def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", notes=()) -> str:
+    """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, ``notes`` (one
+    paragraph each, e.g. :func:`silent_radars_sentence`), figures, then ``extra`` Markdown."""
     out = io.StringIO()
     out.write(f"# {doc['scenario']}\n\n")
     out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {trials_text(doc['trials'])}, "
@@ -418,6 +436,8 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "") 
             if s:
                 out.write(f"- {s}\n")
         out.write("\n")
+    for note in notes:
+        out.write(f"{note}\n\n")
     if figures:
         out.write("## Figures\n\n")
         for title, name in figures:
@@ -634,7 +654,9 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     # Render everything, then write every file to a temporary name, then rename them all: a failure
     # before the renames (a full disk, a folder where a file goes) leaves the folder as it was.
     payload = [("metrics.json", json_bytes(doc))] + [(name, data) for _, name, data in figs]
-    payload.append(("report.md", markdown_report(doc, [(t, n) for t, n, _ in figs], extra_markdown).encode()))
+    silent = silent_radars_sentence([r.name for r in run.radars], run.curves.coverage)
+    payload.append(("report.md", markdown_report(doc, [(t, n) for t, n, _ in figs], extra_markdown,
+                                                 notes=[silent] if silent else []).encode()))
     for name, _ in payload:
         _check_replaceable(out / name)
     staged = []

@@ -486,3 +486,21 @@ def test_figures_say_so_when_nothing_was_seen(scenarios_dir, monkeypatch):
     for nation in ("US", "JP", "KR"):
         assert any(t.startswith(f"{nation}: no confirmed track on") for t in texts), texts
     assert any(t.startswith("no predicted impact point for") for t in texts), texts
+
+
+def test_report_names_radars_that_saw_nothing(scenarios_dir, tmp_path):
+    """The Aegis Ashore what-if: the Araya site never sees the depressed KN-23 (new-user trial: the report
+    did not say so). Which radars saw nothing follows from trial 0's detections."""
+    from sim.report import silent_radars_sentence
+
+    sc = shortened(scenarios_dir / "whatif_aegis_ashore.toml", trials=1)
+    run = run_scenario(sc, policies=["isolated"])
+    sensor = run.curves.coverage[0]
+    names = [r.name for r in run.radars]
+    silent = [n for k, n in enumerate(names) if not np.any(sensor == k)]
+    assert "jp-aegis-ashore-araya" in silent and "jp-aegis-ashore-mutsumi" not in silent
+    text = silent_radars_sentence(names, run.curves.coverage)
+    assert text.startswith(f"No detection of any threat object in trial 0 by {', '.join(silent)} (")
+    write_outputs(tmp_path, sc, run)
+    assert text in (tmp_path / "report.md").read_text()
+    assert silent_radars_sentence(names[:1], (np.zeros(3, int), np.zeros(3, int), np.zeros(3), 1)) is None
