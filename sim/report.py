@@ -306,7 +306,7 @@ def _gaps(row, key) -> str:
 def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     """One sentence with the measured gain of trilateral sharing over isolated and over bilateral tracking.
 
-    Compares medians of firm-track time, completeness and warning time; says
+    Compares medians of firm-track time, completeness, position RMSE and warning time; says
     plainly where a policy never produced a firm track. A median is over the
     trials where the metric happened, so a number from a row with such gaps
     carries the table's count, ``[k of n trials none]``, and no gap is stated
@@ -349,6 +349,9 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
             bits.append(f"no firm track in any trial where {other} tracking has one at {ft_o:.0f} s{ft_no}")
         if c_t is not None and c_o is not None:
             bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}")
+        r_t, r_o = _median(tri, "pos_rmse_m"), _median(row, "pos_rmse_m")
+        if r_t is not None and r_o is not None:  # a loss too (new-user trial: only gains were stated)
+            bits.append(f"position RMSE {_metres(r_t)} vs {_metres(r_o)}")
         if w_t is not None and w_o is not None:
             dw = round(w_t) - round(w_o)
             change = "the same" if dw == 0 else f"{abs(dw)} s {'more' if dw > 0 else 'less'}"
@@ -375,19 +378,28 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
 CONSISTENT_BAND = (4.5, 8.0)
 
 
+def _metres(v: float) -> str:
+    """A distance in m as printed in sentences: "310 m", "1.8 km"."""
+    return f"{v:,.0f} m" if v < 1000.0 else f"{v / 1e3:,.1f} km"
+
+
 def consistency_sentence(doc: dict, target: str) -> str | None:
     """A reading of the ANEES column for one target: its range of medians against the consistent value 6."""
     from fusion.metrics import anees_bounds
 
-    medians = [r["anees"]["median"] for r in doc["results"]
-               if r["target"] == target and isinstance(r.get("anees"), dict) and r["anees"]["median"] is not None]
-    if not medians:
+    rows = [r for r in doc["results"]
+            if r["target"] == target and isinstance(r.get("anees"), dict) and r["anees"]["median"] is not None]
+    if not rows:
         return None
+    medians = [r["anees"]["median"] for r in rows]
     lo, hi = min(medians), max(medians)
     parts = []
     if hi > 12.0:
-        parts.append("values well above 6 mean covariances smaller than the errors (overconfident tracks: "
-                     "their sigma bounds and gates are too tight)")
+        # Name the rows (new-user trial: sharing gave US ANEES 84 against 6 isolated, and no sentence said where).
+        which = ", ".join(f"{r['nation']} {r['policy']} {r['anees']['median']:.0f}" for r in rows
+                          if r["anees"]["median"] > 12.0)
+        parts.append(f"values well above 6 ({which}) mean covariances smaller than the errors (overconfident "
+                     "tracks: their sigma bounds and gates are too tight)")
     elif hi > CONSISTENT_BAND[1]:
         parts.append(f"values above {CONSISTENT_BAND[1]:g} lean overconfident")
     if lo < 3.0:

@@ -341,11 +341,14 @@ def test_kn23_trackers_cover_the_glide_lift(kn23):
 def test_report_reads_the_anees_column_against_six(medians, words):
     from sim.report import consistency_sentence
 
-    doc = {"results": [{"target": "rv", "anees": {"median": m}} for m in medians]
+    doc = {"results": [{"target": "rv", "nation": n, "policy": "isolated", "anees": {"median": m}}
+                       for n, m in zip(("JP", "US"), medians)]
            + [{"target": "rv", "anees": {"median": None}}, {"target": "other", "anees": {"median": 900.0}}]}
     text = consistency_sentence(doc, "rv")
     assert words in text and f"from {medians[0]:.2f} to {medians[1]:.2f}" in text
     assert ("close to consistent" in text) == (words == "close to consistent")  # new-user trial: 11.95 was "close"
+    if medians[1] > 12.0:  # the overconfident rows are named (a second new-user trial)
+        assert f"values well above 6 (US isolated {medians[1]:.0f})" in text
     assert consistency_sentence(doc, "nothing") is None
 
 
@@ -389,6 +392,10 @@ def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_los
     assert "a firm track 5 s earlier (41 s vs 46 s after launch)" in text  # 46 - 41, not 5.5 rounded to 6
     assert "warning time 2855 s vs 2910 s (55 s less)" in text
     assert "the same firm-track time (41 s after launch)" in text and "(155 s more)" in text
+    # A loss in accuracy is stated like a gain (new-user trial: Hwasong-18 KR 153 m isolated, 1.8 km shared).
+    doc["results"][0]["pos_rmse_m"] = {"median": 1834.0}
+    doc["results"][1]["pos_rmse_m"] = {"median": 153.2}
+    assert "completeness 20% vs 20%, position RMSE 1.8 km vs 153 m, warning" in gain_sentence(doc, "JP", "rv")
 
 
 def test_gain_sentence_carries_the_trials_where_nothing_happened():
