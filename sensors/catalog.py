@@ -393,21 +393,23 @@ def catalog_rows() -> list[dict]:
     Returns
     -------
     list of dict
-        Keys: name, nation, system, band, platform, lat_deg, lon_deg, alt_m, beamwidth_deg,
-        bandwidth_mhz, frequency_ghz, ref_range_km, ref_snr_db, range_max_km, fov (text), faces
-        (list of dicts), scan_interval_s, latency_s, pfa, swerling, source, estimate.
+        Keys: ``name``, then every field a scenario's ``[[sensor]]`` may override, in the
+        schema's order (nation, system, band, platform, lat_deg, ..., false_alarms_per_scan,
+        horizon_k, source, estimate), with ``fov`` (a text summary of the faces) before
+        ``faces`` (list of dicts). Units as in the scenario file (km, deg, s, mrad, m).
+        A new-user trial found six overridable fields missing, ``false_alarms_per_scan`` among them.
     """
+    convert = {"float": float, "int": int, "bool": bool}
     rows = []
     for name, p in CATALOG.items():
-        rows.append(dict(
-            name=name, nation=p["nation"], system=p["system"], band=p["band"], platform=p["platform"],
-            lat_deg=float(p["lat_deg"]), lon_deg=float(p["lon_deg"]), alt_m=float(p["alt_m"]),
-            beamwidth_deg=float(p["beamwidth_deg"]), bandwidth_mhz=float(p["bandwidth_mhz"]),
-            frequency_ghz=float(p["frequency_ghz"]), ref_range_km=float(p["ref_range_km"]),
-            ref_snr_db=float(p["ref_snr_db"]), range_max_km=float(p["range_max_km"]),
-            fov=_fov_text(p["faces"]), faces=[dict(f) for f in p["faces"]],
-            scan_interval_s=float(p["scan_interval_s"]), latency_s=float(p["latency_s"]),
-            pfa=float(p["pfa"]), swerling=int(p["swerling"]), source=str(p["source"]),
-            estimate=bool(p["estimate"]),
-        ))
+        row = {"name": name}
+        for key, spec in _SPEC.items():
+            if key not in p:
+                continue
+            if key == "faces":
+                row["fov"] = _fov_text(p["faces"])
+                row["faces"] = [dict(f) for f in p["faces"]]
+            else:
+                row[key] = convert.get(spec["kind"], str)(p[key])
+        rows.append(row)
     return rows

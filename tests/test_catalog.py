@@ -35,9 +35,12 @@ def test_catalog_rows_are_plain_json():
     back = json.loads(text)
     need = {"name", "nation", "system", "band", "lat_deg", "lon_deg", "beamwidth_deg", "bandwidth_mhz",
             "ref_range_km", "fov", "scan_interval_s", "source", "estimate"}
-    for r in back:
+    for r, name in zip(back, CATALOG):
         assert need <= set(r)
         assert r["nation"] in ("US", "JP", "KR")
+        # every field a scenario may override is shown, with the catalog's value (new-user trial: six were not)
+        assert set(r) == {"name", "fov"} | set(CATALOG[name]), name
+        assert r["false_alarms_per_scan"] == CATALOG[name]["false_alarms_per_scan"]
     shariki = next(r for r in back if r["name"] == "us-tpy2-shariki")
     assert shariki["band"] == "X" and shariki["fov"].startswith("az 267+-60")
 
