@@ -233,9 +233,9 @@ def print_tables(doc: dict, console=None) -> None:
 
     On a terminal the table fits its width: when the ranges would make it wider than
     the terminal, it shows the medians alone and says where the ranges are
-    (``report.md``), rather than fold numbers across lines (below about 100
-    columns the medians fold too). Into a pipe or a log it is 200 characters wide,
-    with the ranges.
+    (``report.md``), rather than fold numbers across lines; below about 100
+    columns the metric columns go into two or more tables, each with the nation and
+    policy columns. Into a pipe or a log it is 200 characters wide, with the ranges.
     """
     import sys
 
@@ -255,23 +255,51 @@ def print_tables(doc: dict, console=None) -> None:
                 return w
         return None
 
+    def groups(header, rows):
+        """Metric columns split into consecutive groups that each fit beside the (nation, policy) columns,
+        with their widths; None when even one metric column does not fit."""
+        out, start = [], 2
+        while start < len(header):
+            stop, best = start + 1, None
+            while stop <= len(header):
+                cols = [0, 1] + list(range(start, stop))
+                w = widths([header[c] for c in cols], [[r[c] for c in cols] for r in rows])
+                if w is None:
+                    break
+                best, stop = (cols, w), stop + 1
+            if best is None:
+                return None
+            out.append(best)
+            start = best[0][-1] + 1
+        return out
+
     for target in targets(doc):
         header, rows = table_rows(doc, target, ranges=True)
         w = widths(header, rows)
         ranges = w is not None
+        parts = [(list(range(len(header))), w)]
         if not ranges:
             header, rows = table_rows(doc, target, ranges=False)
-            # narrower still: no fixed widths, the cells fold (rich crops a table whose widths cannot fit)
-            w = widths(header, rows) or [None] * len(header)
+            w = widths(header, rows)
+            # Narrower still: the metric columns in two or more tables, each with the nation and policy
+            # (new-user trial: at 80 columns "134.0" printed as "134." over "0"); only when one metric
+            # column cannot fit either do the cells fold (rich crops a table whose widths cannot fit).
+            parts = ([(list(range(len(header))), w)] if w is not None else
+                     groups(header, rows) or [(list(range(len(header))), [None] * len(header))])
         # Units in brackets ("[s]", "[m/s]") are rich markup tags unless escaped: they would vanish.
         what = "median (p10-p90)" if ranges else "median"
-        table = Table(title=escape(f"{doc['scenario']}: {target} — {what} over {trials_text(doc['trials'])}"),
-                      caption=None if ranges else escape("p10-p90 ranges: report.md, or a wider terminal"))
-        for h, width in zip(header, w):
-            table.add_column(escape(h), overflow="fold", width=width)
-        for row in rows:
-            table.add_row(*(escape(c) for c in row))
-        console.print(table)
+        for i, (cols, w) in enumerate(parts):
+            part = f" ({i + 1} of {len(parts)})" if len(parts) > 1 else ""
+            last = i == len(parts) - 1
+            table = Table(title=escape(f"{doc['scenario']}: {target} — {what} over {trials_text(doc['trials'])}"
+                                       f"{part}"),
+                          caption=None if ranges or not last else escape("p10-p90 ranges: report.md, or a wider "
+                                                                          "terminal"))
+            for c, width in zip(cols, w):
+                table.add_column(escape(header[c]), overflow="fold", width=width)
+            for row in rows:
+                table.add_row(*(escape(row[c]) for c in cols))
+            console.print(table)
         note = undetected_sentence(doc, target)
         if note:
             console.print(escape(note))

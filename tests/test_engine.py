@@ -445,6 +445,13 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
     assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
     assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
     assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
+    # 80 columns: the metric columns in two tables, each with nation and policy, no number split
+    # (second new-user trial: "134.0" printed as "134." over "0").
+    for width in (80, 60):
+        narrower = printed(width)
+        assert narrower.count("1234") == 9 * 3 and narrower.count("(1 of ") == 1, width
+        tables = narrower.count("┏")
+        assert tables >= 2 and narrower.count("trilateral") == 3 * tables, width
     # No width crops the table (third new-user trial: at 106-145 and 192-200 columns the right edge, and the
     # digits of a wide last column, were cut off): every row of every rendering ends with its border.
     for r in doc["results"]:
