@@ -459,7 +459,8 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", 
               "tracks' larger errors: compare RMSE between rows with their completeness in view. Warning "
               "time starts when the IPP error settles below the threshold for good; a nation that loses the "
               "track keeps its last warning, so a row whose track ends early can show a few seconds more "
-              "warning than a row that holds the object longer.\n\n")
+              "warning than a row that holds the object longer. GOSPA, where shown, is over all objects at once, so "
+              "each target's table repeats it.\n\n")
     for target in targets(doc):
         out.write(f"## {target}\n\n")
         header, rows = table_rows(doc, target, ranges=True)
