@@ -691,7 +691,10 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     except OSError as e:
         raise InputError.single("--out", str(out), f"cannot be created ({e.strerror})") from None
     doc = metrics_document(scenario, run.trials, run.seed, run.rows)
-    figs = _figures(run, scenario)
+    with warnings.catch_warnings():
+        # A threat name with an emoji: matplotlib draws a box and warns per glyph on stderr (new-user trial)
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        figs = _figures(run, scenario)
     # Render everything, then write every file to a temporary name, then rename them all: a failure
     # before the renames (a full disk, a folder where a file goes) leaves the folder as it was.
     payload = [("metrics.json", json_bytes(doc))] + [(name, data) for _, name, data in figs]

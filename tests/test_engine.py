@@ -518,3 +518,17 @@ def test_report_names_radars_that_saw_nothing(scenarios_dir, tmp_path):
     write_outputs(tmp_path, sc, run)
     assert text in (tmp_path / "report.md").read_text()
     assert silent_radars_sentence(names[:1], (np.zeros(3, int), np.zeros(3, int), np.zeros(3), 1)) is None
+
+
+def test_a_threat_name_the_font_lacks_does_not_warn_per_glyph(scenarios_dir, tmp_path):
+    """New-user trial: an emoji in a threat name put matplotlib's 'Glyph ... missing' warnings on stderr."""
+    import warnings
+
+    sc = shortened(scenarios_dir / "hwasong15_2017-11-29.toml", duration_s=5.0, trials=1)
+    sc = dataclasses.replace(sc, threats=(dataclasses.replace(sc.threats[0], name="HS-15 \U0001F680"),))
+    run = run_scenario(sc, policies=["isolated"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_outputs(tmp_path, sc, run)
+    assert not [w for w in caught if "missing from" in str(w.message)]
+    assert (tmp_path / "position_error_hs-15.png").exists()
