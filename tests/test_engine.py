@@ -421,7 +421,7 @@ def test_gain_sentence_carries_the_trials_where_nothing_happened():
 
 
 def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
-    """A 100-column terminal gets the medians whole and a pointer to the ranges; a log gets everything."""
+    """A 120-column terminal gets the medians whole and a pointer to the ranges; a log gets everything."""
     import io
 
     from rich.console import Console
@@ -441,13 +441,13 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
         print_tables(doc, Console(width=width, file=buf))
         return buf.getvalue()
 
-    narrow, wide = printed(100), printed(200)
+    narrow, wide = printed(120), printed(240)  # 240: a pipe or a log
     assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
     assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
     assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
     # 80 columns: the metric columns in two tables, each with nation and policy, no number split
     # (second new-user trial: "134.0" printed as "134." over "0").
-    for width in (80, 60):
+    for width in (100, 80, 60):
         narrower = printed(width)
         assert narrower.count("1234") == 9 * 3 and narrower.count("(1 of ") == 1, width
         tables = narrower.count("┏")
