@@ -563,6 +563,13 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     rng_f, apo_f, tof, azi, res, _ = out
     ok_r = abs(rng_f[0] / R - 1.0) <= RANGE_TOL
     ok_a = shape == "minimum-energy" or abs(apo_f[0] / apogee - 1.0) <= APOGEE_TOL
+    if not ok_r and shape == "minimum-energy" and rng_f[0] > R:
+        # The minimum-energy flight to a very short range burns for less than the shortest burn the
+        # class allows; the old text listed lofted apogees, which say nothing here (new-user trial).
+        raise _bad("range_km", R / 1e3,
+                   f"{missile} minimum-energy to {R / 1e3:.0f} km could not be fitted: with its shortest burn "
+                   f"the minimum-energy flight goes no shorter than about {rng_f[0] / 1e3:.0f} km (model); "
+                   f"a lofted flight reaches shorter ranges")
     if not (ok_r and ok_a):
         what = f"range {rng_f[0] / 1e3:.0f} km" + ("" if shape == "minimum-energy" else f", apogee {apo_f[0] / 1e3:.0f} km")
         raise _bad("apogee_km" if shape != "minimum-energy" else "range_km",

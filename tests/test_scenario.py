@@ -410,3 +410,16 @@ def test_event_time_outside_utc_years_is_one_line(tmp_path, when):
     assert str(err.value).splitlines() == [
         f"{path}: scenario.event_utc: got {when}; out of range in UTC; a UTC date-time such as "
         "2017-11-28T18:18:00Z within years 1-9999 once converted to UTC"]
+
+
+def test_minimum_energy_too_short_says_how_short_it_goes(capsys):
+    """New-user trial: 10 km with --minimum-energy listed lofted apogees ("about [183, 461] km"), which
+    say nothing about a minimum-energy flight; the lofted flight to 10 km exists and is the way out."""
+    argv = ["trajectory", "--missile", "srbm-kn23", "--launch", "39.0,125.5", "--bearing", "90", "--range-km", "10"]
+    assert main(argv + ["--minimum-energy"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gsomia-sim trajectory: --range-km: got 10"), lines
+    shortest = float(lines[0].split("no shorter than about ")[1].split(" km")[0])
+    assert 10 < shortest < 60 and "apogees" not in lines[0] and "a lofted flight reaches shorter ranges" in lines[0]
+    assert main(argv + ["--apogee-km", "40", "--json"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["range_km"] - 10) < 0.1
