@@ -206,7 +206,8 @@ def check_policy(policy: PolicyConfig, key_prefix: str) -> list[Problem]:
     -------
     list of Problem
         Empty when the policy is valid. Checked: nations known, ``from != to``,
-        ``latency_s`` and ``interval_s`` finite and >= 0, ``share`` known, ``relay``
+        ``latency_s`` and ``interval_s`` finite and >= 0, ``share`` known, at most one
+        link per (from, to, share), ``relay``
         naming only third nations (not the sender, whose own data every link carries, nor
         the receiver, which would send data back to its own nation); every relayed
         nation's data actually reaching the relaying sender over links of the same kind;
@@ -245,6 +246,12 @@ def check_policy(policy: PolicyConfig, key_prefix: str) -> list[Problem]:
                                      "relay names third nations only"))
         if len(set(ln.relay)) != len(ln.relay):
             probs.append(Problem(f"{lp}.relay", list(ln.relay), "each nation at most once"))
+        first = next((i for i, other in enumerate(policy.links[:j])
+                      if (other.source, other.dest, other.share) == (ln.source, ln.dest, ln.share)), None)
+        if first is not None:  # new-user trial: two JP -> KR links with different latencies were taken silently
+            probs.append(Problem(f"{lp}.from", ln.source,
+                                 f"a second {ln.source} -> {ln.dest} {ln.share} link (link[{first}] is one); one "
+                                 "link per direction and kind of data"))
     if probs or not nations_ok:
         return probs  # the route checks below assume well-formed links
 

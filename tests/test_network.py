@@ -106,6 +106,16 @@ def test_custom_link_list_and_shortest_route():
     assert np.all(np.isinf(_delays(pol, "US")[[2, 3]]))
 
 
+def test_a_second_link_of_one_direction_and_kind_is_refused():
+    """Two JP -> KR measurement links with different latencies: which one counts? (new-user trial: taken
+    silently)."""
+    twice = PolicyConfig("twice", (LinkConfig("JP", "KR", latency=1.0), LinkConfig("US", "KR", latency=1.0),
+                                   LinkConfig("JP", "KR", latency=9.0)))
+    probs = check_policy(twice, "sharing.policy[0]")
+    assert [(p.key_path, p.value) for p in probs] == [("sharing.policy[0].link[2].from", "JP")]
+    assert "a second JP -> KR measurements link (link[0] is one)" in probs[0].allowed
+
+
 def test_relay_semantics_only_sender_own_data_unless_named():
     no_relay = PolicyConfig("chain", (LinkConfig("KR", "US", 1.0), LinkConfig("US", "JP", 1.0)))
     # US->JP carries only US sensors: KR data stops at the US
