@@ -535,7 +535,8 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
         axes[-1, 0].set_xlabel("time since the scenario epoch, event_utc [s]")
         fig.suptitle(f"{target}: median position error of the confirmed track (faint: median 2-sigma)")
         fig.tight_layout()
-        figs.append((f"Position error versus time, {target}", f"position_error_{file_stem(target)}.png", figure_png(fig)))
+        figs.append((f"Position error versus time, {target}", f"position_error_{file_stem(target)}.png",
+                     figure_png(fig)))
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(9, 4))
@@ -605,7 +606,8 @@ def trials_text(n: int) -> str:
 
 
 def output_names(scenario) -> list[str]:
-    """File names :func:`write_outputs` may write for ``scenario``: metrics, report, coverage and two figures per threat."""
+    """File names :func:`write_outputs` may write for ``scenario``: metrics, report, coverage, and two
+    figures per threat (named by :func:`sim.scenario.file_stem`)."""
     names = ["metrics.json", "report.md", "coverage.png"]
     for threat in scenario.threats:
         names += [f"position_error_{file_stem(threat.name)}.png", f"ipp_error_{file_stem(threat.name)}.png"]
