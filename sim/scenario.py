@@ -187,7 +187,8 @@ MAX_TRIALS = 1_000_000  # largest Monte Carlo trial count a scenario (or --trial
 MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers (numpy SeedSequence entropy)
 MIN_DT_S = 0.1  # s, finest truth and output grid: radar revisits are 0.1 s or longer, and the grid's memory
 #                 grows as 1/dt (1e-9 s asked for a 62 TiB array: new-user trial)
-MAX_THREAT_NAME_CHARS = 64  # a threat's name is part of its figures' file names (255 bytes at most on Linux)
+MAX_THREAT_NAME_CHARS = 64  # a threat's name is part of its figures' file names (255 bytes at most on Linux;
+#                            "position_error_" + 200 bytes + ".png" fits)
 MAX_WORKERS = 64  # processes for run_scenario(workers=) and `run --workers`
 DEFAULT_CHUNK_TRIALS = 25  # trials batched together by `run` unless --chunk-trials says otherwise (memory ~ chunk)
 _SCENARIO_KEYS = ("name", "description", "event_utc", "seed", "trials", "dt_s", "duration_s", "sources")
@@ -249,9 +250,10 @@ def _read_threats(r: _Reader, doc: dict) -> list[ThreatConfig]:
         stem = file_stem(name)
         if name in names:
             r.add(f"{p}.name", name, "must be unique among threats")
-        elif len(name) > MAX_THREAT_NAME_CHARS:
-            r.add(f"{p}.name", name[:20] + "...", f"{len(name):,} characters; a name of at most "
-                  f"{MAX_THREAT_NAME_CHARS} (figure files are named after it)")
+        elif len(name) > MAX_THREAT_NAME_CHARS or len(stem.encode()) > 4 * 50:  # 4-byte letters: a byte bound too
+            r.add(f"{p}.name", name[:20] + "...", f"{len(name):,} characters ({len(stem.encode()):,} bytes as a "
+                  f"file name); a name of at most {MAX_THREAT_NAME_CHARS} characters and 200 bytes (figure files "
+                  "are named after it)")
         elif not stem:
             r.add(f"{p}.name", name, "a name with at least one letter or digit (figure files are named after it)")
         elif stem in stems:

@@ -384,8 +384,9 @@ shape = "minimum-energy"
 @pytest.mark.parametrize("first, second, words", [
     ("A/B", "A?B", "names the same figure files as threat[0] 'A/B' ('a-b')"),
     ("A", "???", "a name with at least one letter or digit"),
-    ("A", "x" * 5000, "5,000 characters; a name of at most 64"),
-], ids=["same-file-name", "no-letter-or-digit", "too-long"])
+    ("A", "x" * 5000, "5,000 characters (5,000 bytes as a file name); a name of at most 64 characters"),
+    ("A", "\U0001D400" * 60, "60 characters (240 bytes as a file name); a name of at most 64 characters and 200"),
+], ids=["same-file-name", "no-letter-or-digit", "too-long", "too-many-bytes"])
 def test_threat_names_must_make_distinct_file_names(tmp_path, first, second, words):
     """Figures are named after threats (new-user trial: 'A/B' and 'A?B' overwrote each other's figures
     silently; a 5,000-character name died with 'File name too long' after the run)."""
