@@ -136,7 +136,7 @@ def _cmd_run(args) -> int:
     import time
 
     from sim.engine import run_scenario
-    from sim.report import check_out_dir, output_names, print_tables, trials_text, write_outputs
+    from sim.report import check_out_dir, output_names, print_tables, span_sentence, trials_text, write_outputs
     from sim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -148,6 +148,9 @@ def _cmd_run(args) -> int:
     wall = time.perf_counter() - start
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
+    span = span_sentence(scenario)
+    if span:
+        print(span)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
     child_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # 0 if no worker ran
     if args.workers > 1 and child_mib > 0:

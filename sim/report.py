@@ -209,7 +209,7 @@ def undetected_sentence(doc: dict, target: str) -> str | None:
                 f"(coverage.png; gsomia-sim view), or the scenario's duration_s.")
     names = ", ".join(f"{r['nation']} {r['policy']}" for r in never)
     return (f"Never detected {target} in any trial: {names} (none of the radars whose data reach the nation "
-            f"under that policy sees the flight), so those rows are empty.")
+            f"under that policy sees the flight within the simulated span), so those rows are empty.")
 
 
 def silent_radars_sentence(radar_names, coverage) -> str | None:
@@ -226,7 +226,29 @@ def silent_radars_sentence(radar_names, coverage) -> str | None:
     if not silent:
         return None
     return (f"No detection of any threat object in trial 0 by {', '.join(silent)} (below the horizon, out of "
-            f"range or outside the faces for this flight; coverage.png).")
+            f"range or outside the faces for this flight within the simulated span; coverage.png).")
+
+
+def span_sentence(scenario) -> str | None:
+    """What a run cut short by ``duration_s`` does not cover, or None for a run over the whole flights.
+
+    Second new-user trial: a 60-s run reported "none of the radars ... sees the flight" and a 300-s
+    run a warning of 2,870 s to go, both read as findings rather than as the cut.
+    """
+    from sim.shaping import nominal_for_threat
+
+    d = scenario.info.duration
+    if d is None:
+        return None
+    first = min(th.launch_time for th in scenario.threats)
+    end = max(th.launch_time + nominal_for_threat(th).flight_time for th in scenario.threats) - first
+    if d >= end:
+        return None
+    return (f"This run covers only duration_s = {d:g} s from the first launch; the flights last until about "
+            f"{end:,.0f} s (nominal). Every figure covers that span only: a target or radar with no detection "
+            f"may simply not be reached by then, completeness counts the span's steps, and a warning time is the "
+            f"time to go when the IPP error settled below the threshold within the span, not a warning seen to "
+            f"hold until impact.")
 
 
 def print_tables(doc: dict, console=None) -> None:
@@ -444,13 +466,16 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
             f"filter errors are not.")
 
 
-def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", notes=()) -> str:
-    """``report.md``: per-target tables (median and p10-p90), gain sentences per nation, ``notes`` (one
-    paragraph each, e.g. :func:`silent_radars_sentence`), figures, then ``extra`` Markdown."""
+def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", notes=(), intro=()) -> str:
+    """``report.md``: ``intro`` paragraphs (e.g. :func:`span_sentence`), per-target tables (median and
+    p10-p90), gain sentences per nation, ``notes`` (one paragraph each, e.g. :func:`silent_radars_sentence`),
+    figures, then ``extra`` Markdown."""
     out = io.StringIO()
     out.write(f"# {doc['scenario']}\n\n")
     out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {trials_text(doc['trials'])}, "
               f"event {doc['event_utc']}.\n\n")
+    for para in intro:
+        out.write(f"**{para}**\n\n")
     out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
               "metric never happened (no detection, no firm track, no warning), `none` = it happened in no "
               "trial (the IPP error at 120 s to go also needs a firm track at that moment, and a flight cut "
@@ -702,8 +727,10 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     # before the renames (a full disk, a folder where a file goes) leaves the folder as it was.
     payload = [("metrics.json", json_bytes(doc))] + [(name, data) for _, name, data in figs]
     silent = silent_radars_sentence([r.name for r in run.radars], run.curves.coverage)
+    span = span_sentence(scenario)
     payload.append(("report.md", markdown_report(doc, [(t, n) for t, n, _ in figs], extra_markdown,
-                                                 notes=[silent] if silent else []).encode()))
+                                                 notes=[silent] if silent else [],
+                                                 intro=[span] if span else []).encode()))
     for name, _ in payload:
         _check_replaceable(out / name)
     staged = []

@@ -194,6 +194,12 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
                               "max_position_sigma_km": 50.0, "init_max_speed_mps": 7500.0, "max_tracks": 6}
     report = (out_dir / "report.md").read_text()
     assert "trilateral sharing gives" in report
+    # a cut run says so, in the report and on the terminal (second new-user trial of this session)
+    span = "This run covers only duration_s = 120 s from the first launch; the flights last until about 3,1"
+    assert span in report and span in printed
+    from sim.report import span_sentence
+
+    assert span_sentence(load_scenario(scenarios_dir / "hwasong15_2017-11-29.toml")) is None  # the whole flight
     assert "Filter consistency: median ANEES from" in report
     for name in names:
         if name.endswith(".png"):
