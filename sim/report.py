@@ -399,10 +399,12 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
         elif ft_o is not None:
             bits.append(f"no firm track in any trial where {other} tracking has one at {ft_o:.0f} s{ft_no}")
         if c_t is not None and c_o is not None:
-            bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}")
+            better = "" if f"{c_t:.0%}" == f"{c_o:.0%}" else (" (higher)" if c_t > c_o else " (lower)")
+            bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}{better}")
         r_t, r_o = _median(tri, "pos_rmse_m"), _median(row, "pos_rmse_m")
         if r_t is not None and r_o is not None:  # a loss too (new-user trial: only gains were stated)
-            bits.append(f"position RMSE {_metres(r_t)} vs {_metres(r_o)}")
+            worse = "" if _metres(r_t) == _metres(r_o) else (" (worse)" if r_t > r_o else " (better)")
+            bits.append(f"position RMSE {_metres(r_t)} vs {_metres(r_o)}{worse}")
         if w_t is not None and w_o is not None:
             dw = round(w_t) - round(w_o)
             change = "the same" if dw == 0 else f"{abs(dw)} s {'more' if dw > 0 else 'less'}"

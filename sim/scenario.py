@@ -21,6 +21,7 @@ import datetime as dt
 import difflib
 import math
 import tomllib
+import unicodedata
 from pathlib import Path
 
 from sim.config import (
@@ -123,6 +124,11 @@ class _Reader:
             return default
         if nonblank and not value.strip():
             self.add(path, value, "blank; a name with at least one visible character")
+            return default
+        bad = [c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")] if nonblank else []
+        if bad:  # a newline split report.md's headings, U+202E reversed the terminal title (new-user trial)
+            self.add(path, value, f"contains U+{ord(bad[0]):04X}; a name without control, format or line-break "
+                                  "characters")
             return default
         if choices is not None and value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
@@ -258,7 +264,7 @@ def _read_threats(r: _Reader, doc: dict) -> list[ThreatConfig]:
             r.add(f"{p}.name", name, "a name with at least one letter or digit (figure files are named after it)")
         elif stem in stems:
             r.add(f"{p}.name", name, f"names the same figure files as {stems[stem]} ('{stem}'); threat names "
-                  "must differ in their letters or digits, not only in spaces and punctuation")
+                  "must differ in their letters or digits, not only in case, spaces or punctuation")
         names.add(name)
         stems.setdefault(stem, f"threat[{i}] '{name}'")
         missile = r.get(t, "missile", p, "str", required=True, choices=missiles)

@@ -401,7 +401,7 @@ def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_los
     # A loss in accuracy is stated like a gain (new-user trial: Hwasong-18 KR 153 m isolated, 1.8 km shared).
     doc["results"][0]["pos_rmse_m"] = {"median": 1834.0}
     doc["results"][1]["pos_rmse_m"] = {"median": 153.2}
-    assert "completeness 20% vs 20%, position RMSE 1.8 km vs 153 m, warning" in gain_sentence(doc, "JP", "rv")
+    assert "completeness 20% vs 20%, position RMSE 1.8 km vs 153 m (worse), warning" in gain_sentence(doc, "JP", "rv")
 
 
 def test_gain_sentence_carries_the_trials_where_nothing_happened():

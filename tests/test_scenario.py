@@ -386,7 +386,11 @@ shape = "minimum-energy"
     ("A", "???", "a name with at least one letter or digit"),
     ("A", "x" * 5000, "5,000 characters (5,000 bytes as a file name); a name of at most 64 characters"),
     ("A", "\U0001D400" * 60, "60 characters (240 bytes as a file name); a name of at most 64 characters and 200"),
-], ids=["same-file-name", "no-letter-or-digit", "too-long", "too-many-bytes"])
+    ("A", "a\\nb", "contains U+000A; a name without control, format or line-break characters"),
+    ("A", "\\u202eHS", "contains U+202E"),
+    ("hs-15", "HS-15", "not only in case, spaces or punctuation"),
+], ids=["same-file-name", "no-letter-or-digit", "too-long", "too-many-bytes", "newline", "right-to-left-override",
+        "case-only"])
 def test_threat_names_must_make_distinct_file_names(tmp_path, first, second, words):
     """Figures are named after threats (new-user trial: 'A/B' and 'A?B' overwrote each other's figures
     silently; a 5,000-character name died with 'File name too long' after the run)."""

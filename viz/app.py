@@ -764,7 +764,7 @@ def _check_args(scenario, args) -> None:
     if not 0 <= int(args.trial) < trials:
         raise InputError.single("--trial", args.trial, f"a trial index in [0, {trials - 1}]")
     if not (np.isfinite(args.speed) and args.speed > 0):
-        raise InputError.single("--speed", args.speed, "simulated seconds per wall second, > 0")
+        raise InputError.single("--speed", args.speed, "a finite number of simulated seconds per wall second, > 0")
     if args.policy is not None and args.policy not in known_policies(scenario):
         raise InputError.single("--policy", args.policy, "one of " + ", ".join(known_policies(scenario)))
     if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
