@@ -422,7 +422,8 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     if not parts:
         return None
     name = NATION_NAMES.get(nation, nation)
-    return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + " (medians)."
+    compared = any("nothing to compare" not in p and "no measurable difference" not in p for p in parts)
+    return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + (" (medians)." if compared else ".")
 
 
 # ANEES medians called "close to consistent": within a factor 4/3 of 6. A time average over correlated steps has no

@@ -379,7 +379,7 @@ def test_report_says_which_rows_never_detected_the_target():
     for r in doc["results"]:
         r["completeness"] = {"median": 0.0}
     assert gain_sentence(doc, "JP", "rv") == ("For Japan, trilateral sharing gives, over isolated: nothing to "
-                                              "compare (neither policy detects rv in any trial) (medians).")
+                                              "compare (neither policy detects rv in any trial).")
     for r in doc["results"]:
         r["detect_time_s"]["median"] = 30.0
     assert undetected_sentence(doc, "rv") is None
