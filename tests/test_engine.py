@@ -139,7 +139,7 @@ def test_trial_tracks_do_not_depend_on_the_batch_over_a_whole_flight(scenarios_d
     "warning 1,545 s vs 2,875 s); a quiet third IMM mode gave 3.0-3.3 but let the spent stage pull JP isolated's "
     "RV track away. RV/stage spikes after separation: RV steps with NEES > 100 over 8 trials 310-485 with GNN, "
     "106-153 with JPDA*. Needs a staging-aware boost model and a closely-spaced-objects treatment before q can "
-    "drop. Issue 7 stays open"))
+    "drop: research-sized work, so issue 7 is marked blocked on it"))
 def test_hwasong15_trilateral_measurement_level_anees_within_chi2_bounds(scenarios_dir):
     """Monte Carlo ANEES at each step, over M trials, inside its two-sided 95 % chi-square bounds.
 
