@@ -369,6 +369,7 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
     if tri is None:
         return None
     parts = []
+    compared = False  # some median was compared: the sentence ends "(medians)"
     for other in ("isolated", "bilateral"):
         row = _find(doc, other, nation, target)
         if row is None:
@@ -417,12 +418,12 @@ def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
             bits.append(f"no warning in any trial where {other} tracking gives {w_o:.0f} s{w_no}")
         if bits:
             parts.append(f"over {other}: " + ", ".join(bits))
+            compared = True
         else:
             parts.append(f"over {other}: no measurable difference (neither policy tracks {target})")
     if not parts:
         return None
     name = NATION_NAMES.get(nation, nation)
-    compared = any("nothing to compare" not in p and "no measurable difference" not in p for p in parts)
     return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + (" (medians)." if compared else ".")
 
 
