@@ -1201,6 +1201,75 @@ def _column(dets, name, tail, dtype, K):
     return np.asarray(v, dtype=dtype)
 
 
+def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
+                   revisit=None, latency=None) -> dict:
+    """Validated, typed inputs of a tracker run (shared by :func:`run_tracker` and
+    :func:`fusion.loop.run_tracker_compiled`).
+
+    Parameters are those of :func:`run_tracker`. Returns a dict with ``t``,
+    ``trial_index``, ``site_ecef``, ``R_enu``, the detection columns ``time``,
+    ``trial``, ``sensor``, ``object``, ``z``, ``R``, ``arrival``, the trial row
+    of each detection ``row``, and ``revisit`` and ``latency`` (given, or
+    inferred as :func:`run_tracker` documents).
+
+    Raises
+    ------
+    InputError
+        As :func:`run_tracker`.
+    """
+    _check_config(config)
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    if t.size == 0 or np.any(np.diff(t) <= 0) or not np.all(np.isfinite(t)):
+        raise InputError.single("t", t.shape, "a non-empty, finite, increasing time grid (s)")
+    trial_index = np.asarray(trial_index, dtype=np.int64).reshape(-1)
+    site_ecef = np.asarray(site_ecef, dtype=np.float64).reshape(-1, 3)
+    R_enu = np.asarray(R_enu, dtype=np.float64).reshape(-1, 3, 3)
+    S = site_ecef.shape[0]
+    if R_enu.shape[0] != S:
+        raise InputError.single("R_enu", R_enu.shape, f"shape ({S}, 3, 3), one rotation per sensor")
+    if S > 64:
+        raise InputError.single("site_ecef", S, "at most 64 sensors (uint64 sensor bitmask)")
+    K = np.asarray(dets.time).shape[0]
+    d_time = _column(dets, "time", (), np.float64, K)
+    d_trial = _column(dets, "trial", (), np.int64, K)
+    d_sensor = _column(dets, "sensor", (), np.int64, K)
+    d_obj = _column(dets, "object", (), np.int32, K)
+    d_z = _column(dets, "z", (3,), np.float64, K)
+    d_R = _column(dets, "R", (3, 3), np.float64, K)
+    arrival = np.asarray(arrival, dtype=np.float64).reshape(-1)
+    if arrival.shape != (K,):
+        raise InputError.single("arrival", arrival.shape, f"shape ({K},), one arrival time per detection")
+    if K and (np.any(d_sensor < 0) or np.any(d_sensor >= S)):
+        raise InputError.single("detections.sensor", int(d_sensor.max()), f"sensor indices in 0..{S - 1}")
+    if np.any(arrival < d_time):
+        raise InputError.single("arrival", float(np.min(arrival - d_time)), "arrival times >= measurement times")
+    order_t = np.argsort(trial_index, kind="stable")
+    pos = np.searchsorted(trial_index[order_t], d_trial)
+    pos = np.minimum(pos, max(trial_index.size - 1, 0))
+    if K and (trial_index.size == 0 or np.any(trial_index[order_t][pos] != d_trial)):
+        raise InputError.single("detections.trial", sorted(set(d_trial.tolist()) - set(trial_index.tolist()))[:5],
+                                "trial numbers listed in trial_index")
+    d_row = order_t[pos] if K else np.zeros(0, dtype=np.int64)
+    if revisit is None:
+        default = float(t[1] - t[0]) if t.size > 1 else 1.0
+        revisit = infer_revisit(d_time, d_sensor, S, default)
+    revisit = np.asarray(revisit, dtype=np.float64).reshape(-1)
+    if revisit.shape[0] != S or not np.all(revisit > 0):
+        raise InputError.single("revisit", revisit.tolist(), "one positive revisit interval (s) per sensor")
+
+    if latency is None:  # the shortest delay seen per sensor
+        latency = np.full(S, np.inf)
+        lag_ok = np.isfinite(arrival)
+        np.minimum.at(latency, d_sensor[lag_ok], arrival[lag_ok] - d_time[lag_ok])
+        latency[~np.isfinite(latency)] = 0.0
+    latency = np.asarray(latency, dtype=np.float64).reshape(-1)
+    if latency.shape[0] != S or not np.all(np.isfinite(latency) & (latency >= 0)):
+        raise InputError.single("latency", latency.tolist(), "one finite latency >= 0 s per sensor")
+    return {"t": t, "trial_index": trial_index, "site_ecef": site_ecef, "R_enu": R_enu, "time": d_time,
+            "trial": d_trial, "sensor": d_sensor, "object": d_obj, "z": d_z, "R": d_R, "arrival": arrival,
+            "row": d_row, "revisit": revisit, "latency": latency}
+
+
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
                 revisit=None, latency=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
@@ -1246,49 +1315,11 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         trial not in ``trial_index``, a sensor index out of range, arrivals
         before measurement times, or mismatched shapes.
     """
-    _check_config(config)
-    t = np.asarray(t, dtype=np.float64).reshape(-1)
-    if t.size == 0 or np.any(np.diff(t) <= 0) or not np.all(np.isfinite(t)):
-        raise InputError.single("t", t.shape, "a non-empty, finite, increasing time grid (s)")
-    trial_index = np.asarray(trial_index, dtype=np.int64).reshape(-1)
-    site_ecef = np.asarray(site_ecef, dtype=np.float64).reshape(-1, 3)
-    R_enu = np.asarray(R_enu, dtype=np.float64).reshape(-1, 3, 3)
-    S = site_ecef.shape[0]
-    if R_enu.shape[0] != S:
-        raise InputError.single("R_enu", R_enu.shape, f"shape ({S}, 3, 3), one rotation per sensor")
-    if S > 64:
-        raise InputError.single("site_ecef", S, "at most 64 sensors (uint64 sensor bitmask)")
-    K = np.asarray(dets.time).shape[0]
-    d_time = _column(dets, "time", (), np.float64, K)
-    d_trial = _column(dets, "trial", (), np.int64, K)
-    d_sensor = _column(dets, "sensor", (), np.int64, K)
-    d_obj = _column(dets, "object", (), np.int32, K)
-    d_z = _column(dets, "z", (3,), np.float64, K)
-    d_R = _column(dets, "R", (3, 3), np.float64, K)
-    arrival = np.asarray(arrival, dtype=np.float64).reshape(-1)
-    if arrival.shape != (K,):
-        raise InputError.single("arrival", arrival.shape, f"shape ({K},), one arrival time per detection")
-    if K and (np.any(d_sensor < 0) or np.any(d_sensor >= S)):
-        raise InputError.single("detections.sensor", int(d_sensor.max()), f"sensor indices in 0..{S - 1}")
-    if np.any(arrival < d_time):
-        raise InputError.single("arrival", float(np.min(arrival - d_time)), "arrival times >= measurement times")
-    order_t = np.argsort(trial_index, kind="stable")
-    pos = np.searchsorted(trial_index[order_t], d_trial)
-    pos = np.minimum(pos, max(trial_index.size - 1, 0))
-    if K and (trial_index.size == 0 or np.any(trial_index[order_t][pos] != d_trial)):
-        raise InputError.single("detections.trial", sorted(set(d_trial.tolist()) - set(trial_index.tolist()))[:5],
-                                "trial numbers listed in trial_index")
-    d_row = order_t[pos] if K else np.zeros(0, dtype=np.int64)
-    if revisit is None:
-        default = float(t[1] - t[0]) if t.size > 1 else 1.0
-        revisit = infer_revisit(d_time, d_sensor, S, default)
-
+    inp = prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
+    t, trial_index, site_ecef, R_enu = inp["t"], inp["trial_index"], inp["site_ecef"], inp["R_enu"]
+    d_time, d_sensor, d_obj, d_z, d_R = inp["time"], inp["sensor"], inp["object"], inp["z"], inp["R"]
+    arrival, d_row, revisit, latency = inp["arrival"], inp["row"], inp["revisit"], inp["latency"]
     B, N, T = trial_index.size, int(config.max_tracks), t.size
-    if latency is None:  # the shortest delay seen per sensor
-        latency = np.full(S, np.inf)
-        lag_ok = np.isfinite(arrival)
-        np.minimum.at(latency, d_sensor[lag_ok], arrival[lag_ok] - d_time[lag_ok])
-        latency[~np.isfinite(latency)] = 0.0
     trk = MultiTargetTracker(config, B, site_ecef, R_enu, revisit, latency)
 
     out_x = np.full((B, N, T, 6), np.nan)

@@ -1,0 +1,667 @@
+"""The compiled tracker: one sequential time loop per trial, trials in parallel (numba ``prange``).
+
+:func:`run_tracker_compiled` takes the inputs of :func:`fusion.tracker.run_tracker`
+and returns the same :class:`fusion.tracker.TrackHistory`. It runs the same
+tracker (module notes of :mod:`fusion.tracker`: gating, GNN and JPDA*, M-of-N
+confirmation, the four deletion rules, one-point initiation, the output
+estimate on every grid time under the latency-lagged life rules, and exact
+out-of-sequence reprocessing), written per trial and per track:
+
+* **Time loop** (:func:`_run_trial`). A trial's detections, grouped by
+  (measurement time, sensor), are processed in measurement-time order; at grid
+  time ``t[i]`` the groups holding detections that arrived in
+  ``(t[i-1], t[i]]`` are processed. When an arrival precedes groups already
+  processed, the full track state saved just before the earliest of them is
+  restored and every arrived group from there is processed again, in order
+  (reprocessing, the exact OOSM solution: Bar-Shalom, IEEE Trans. AES 38(3),
+  2002). States are saved only at the restore points the arrival times call
+  for, in a pool of snapshots that grows on demand and is recycled once a
+  point's last restoring epoch has passed: it holds as many snapshots as there
+  are restore points within the longest latency, a few when latencies are a
+  few scans.
+* **Group step** (:func:`_group_step`): deletion and prediction of the
+  trial's tracks, gating, JPDA* of the clusters of confirmed tracks
+  (:func:`_jpda_step`), GNN of the rest, track life, initiation.
+* **Per-track kernels**: :mod:`fusion.track_kernels`,
+  :mod:`fusion.motion_kernels`, :mod:`fusion.assign_kernels`.
+
+Trials are independent, so a trial's result does not depend on the chunk it
+runs in nor on the number of threads (tests/test_loop.py).
+
+The state of one trial is held in a few arrays over its ``N`` track slots:
+``X`` (N, r, 6), ``PP`` (N, r, 6, 6), ``MU`` (N, r) (filter modes, see
+:mod:`fusion.track_kernels`), ``TF`` (N, 5) float fields ``t, t_init, t_last,
+r_init, r_last``, ``TI`` (N, 4) integer fields ``active, confirmed, hits,
+object``, ``SENS`` (N,) uint64 sensor bitmasks and ``CNT`` (9,) counters in
+the order of :data:`COUNTERS`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from fusion import track_kernels as tk
+from fusion.assign_kernels import gnn_assign, jpda_star
+
+COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_missed",
+            "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "updates")
+_C_REJ, _C_INIT, _C_NOSLOT, _C_CONF, _C_MISSED, _C_SIGMA, _C_UNCONF, _C_SPEED, _C_UPD = range(9)
+_T, _T_INIT, _T_LAST, _R_INIT, _R_LAST = range(5)  # columns of TF
+_ACTIVE, _CONFIRMED, _HITS, _OBJECT = range(4)  # columns of TI
+
+# indices of the float parameter vector (built by _parameters)
+(_P_Q, _P_QT, _P_ACC, _P_VFLOOR, _P_BOOST, _P_BALL, _P_GAMMA, _P_WINDOW, _P_D, _P_MAXVAR, _P_MAXSPEED,
+ _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0) = range(16)
+_NP = 16
+# indices of the integer parameter vector
+_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX = range(4)
+
+
+# ------------------------------------------------------------------------------------------------
+# Track life
+# ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _dead(fp, TF, TI, j, t):
+    """Deletion verdict of track ``j`` at time ``t``: 0 live, 1 missed scans, 2 unconfirmed past its M-of-N window.
+
+    Missed: :math:`t - t_{last} > D\\,r_{last}` (D scans of the last updating
+    sensor); window: :math:`t - t_{init} > (N-1)\\,r_{init}` while tentative
+    (Blackman & Popoli 1999, sec. 3.6).
+    """
+    if (t - TF[j, _T_LAST]) > fp[_P_D] * TF[j, _R_LAST]:
+        return 1
+    if TI[j, _CONFIRMED] == 0 and (t - TF[j, _T_INIT]) > fp[_P_WINDOW] * TF[j, _R_INIT]:
+        return 2
+    return 0
+
+
+@njit(cache=True)
+def _record_hit(TF, TI, SENS, CNT, j, label, sensor, tg, rev):
+    """Book an update of track ``j`` by ``sensor`` at ``tg``; returns its new hit count."""
+    TF[j, _T_LAST] = tg
+    TF[j, _R_LAST] = rev
+    TI[j, _HITS] += 1
+    TI[j, _OBJECT] = label
+    SENS[j] |= np.uint64(1) << np.uint64(sensor)
+    CNT[_C_UPD] += 1
+    return TI[j, _HITS]
+
+
+@njit(cache=True)
+def _predict(ip, fp, X, PP, MU, j, dt):
+    tk.predict_track(ip[_I_KIND], X[j], PP[j], MU[j], dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
+                     fp[_P_BOOST], fp[_P_BALL])
+
+
+# ------------------------------------------------------------------------------------------------
+# JPDA* of the clusters of confirmed tracks
+# ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _find(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
+               X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda):
+    """JPDA* update of the clusters of confirmed tracks that share gated detections.
+
+    Clusters are the connected components of the bipartite graph of gated
+    (detection, confirmed track) pairs with 2 to ``JPDA_MAX_CLUSTER`` tracks and
+    at most as many detections (Fortmann, Bar-Shalom & Scheffe 1983, sec. III).
+    Pair weight :math:`\\log w = \\log\\mathcal N - \\log\\lambda + \\log(P_D/(1-P_DP_G))`, with
+    the nonparametric clutter density :math:`\\lambda = m/V` of the cluster
+    (:math:`V` the largest track gate, Bar-Shalom et al. 2001, eq. 3.4.4-3;
+    Bar-Shalom, Daum & Huang 2009, eq. 37, 41). Each track becomes the
+    moment-matched mixture of its hypotheses (:func:`fusion.track_kernels.pda_merge`);
+    hits, labels and used detections follow the most probable joint event.
+    Marks ``in_jpda`` tracks and ``assigned`` detections.
+    """
+    k, N = gated.shape
+    kind = ip[_I_KIND]
+    parent = np.arange(k + N)
+    used = np.zeros(k + N, dtype=np.bool_)
+    any_pair = False
+    for a in range(k):
+        for j in range(N):
+            if gated[a, j] and TI[j, _CONFIRMED] == 1:
+                any_pair = True
+                used[a] = True
+                used[k + j] = True
+                ra, rj = _find(parent, a), _find(parent, k + j)
+                if ra != rj:
+                    parent[max(ra, rj)] = min(ra, rj)
+    if not any_pair:
+        return
+    root = np.empty(k + N, dtype=np.int64)
+    for v in range(k + N):
+        root[v] = _find(parent, v) if used[v] else -1
+    jmax = ip[_I_JPDA_MAX]
+    for c in range(k + N):
+        n_d = 0
+        n_t = 0
+        for v in range(k):
+            if root[v] == c:
+                n_d += 1
+        for v in range(N):
+            if root[k + v] == c:
+                n_t += 1
+        if n_t < 2 or n_t > jmax or n_d > jmax:
+            continue
+        dets = np.empty(n_d, dtype=np.int64)
+        trks = np.empty(n_t, dtype=np.int64)
+        n_d = 0
+        n_t = 0
+        for v in range(k):
+            if root[v] == c:
+                dets[n_d] = v
+                n_d += 1
+        for v in range(N):
+            if root[k + v] == c:
+                trks[n_t] = v
+                n_t += 1
+        gm = np.zeros((n_d, n_t), dtype=np.bool_)
+        lw = np.full((n_d, n_t), -np.inf)
+        ld_max = -np.inf
+        for a in range(n_d):
+            for b in range(n_t):
+                if gated[dets[a], trks[b]]:
+                    gm[a, b] = True
+                    ld_max = max(ld_max, ld[dets[a], trks[b]])
+        log_lambda = math.log(n_d) - (fp[_P_LOGVOL0] + 0.5 * ld_max)
+        for a in range(n_d):
+            for b in range(n_t):
+                if gm[a, b]:
+                    lw[a, b] = -0.5 * (cost[dets[a], trks[b]] + fp[_P_COSTOFF]) + fp[_P_LOGPD] - log_lambda
+        beta, beta0, map_det = jpda_star(lw, gm)
+        r = X.shape[1]
+        for b in range(n_t):
+            j = trks[b]
+            first = TI[j, _HITS] == 1
+            xk = np.empty((n_d, r, 6))
+            Pk = np.empty((n_d, r, 6, 6))
+            muk = np.empty((n_d, r))
+            bk = np.empty(n_d)
+            n = 0
+            for a in range(n_d):
+                if gm[a, b]:
+                    xk[n] = X[j]
+                    Pk[n] = PP[j]
+                    muk[n] = MU[j]
+                    tk.update_track(kind, xk[n], Pk[n], muk[n], z[dets[a]], R[dets[a]], site, R_enu, first)
+                    bk[n] = beta[a, b]
+                    n += 1
+            tk.pda_merge(kind, X[j].copy(), PP[j].copy(), MU[j].copy(), beta0[b], xk, Pk, muk, bk, n,
+                         X[j], PP[j], MU[j])
+            in_jpda[j] = True
+        for b in range(n_t):
+            if map_det[b] >= 0:
+                a = dets[map_det[b]]
+                _record_hit(TF, TI, SENS, CNT, trks[b], obj[a], sensor, tg, rev)
+                assigned[a] = True
+
+
+# ------------------------------------------------------------------------------------------------
+# One group of detections (one measurement time, one sensor) of one trial
+# ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP, MU, TF, TI, SENS, CNT):
+    """Process one trial's detections of one (measurement time ``tg``, ``sensor``) group.
+
+    1. reject detections with non-finite ``z`` or ``R``; 2. delete tracks that
+    missed too long or outlived their M-of-N window, predict the rest to ``tg``,
+    delete confirmed tracks whose position sigma exceeds the bound; 3. gate every
+    (detection, track) pair (chi-square); 4. JPDA* of the confirmed-track
+    clusters (with ``association = "jpda"``); 5. GNN of the other pairs,
+    update, speed gate of tentative tracks, M-of-N confirmation; 6. initiate a
+    tentative track from each unassigned detection in the lowest free slot.
+    The module notes of :mod:`fusion.tracker` give the rules and their sources.
+    """
+    kind = ip[_I_KIND]
+    N = X.shape[0]
+    k0 = z_in.shape[0]
+    keep = np.zeros(k0, dtype=np.bool_)
+    k = 0
+    for a in range(k0):
+        fin = True
+        for i in range(3):
+            if not math.isfinite(z_in[a, i]):
+                fin = False
+            for m in range(3):
+                if not math.isfinite(R_in[a, i, m]):
+                    fin = False
+        keep[a] = fin
+        if fin:
+            k += 1
+        else:
+            CNT[_C_REJ] += 1
+    if k == 0:
+        return
+    z = z_in[keep]
+    R = R_in[keep]
+    obj = obj_in[keep]
+
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    # 2. deletion, prediction, covariance bound
+    for j in range(N):
+        if TI[j, _ACTIVE] == 0:
+            continue
+        verdict = _dead(fp, TF, TI, j, tg)
+        if verdict == 1:
+            CNT[_C_MISSED] += 1
+            TI[j, _ACTIVE] = 0
+            continue
+        if verdict == 2:
+            CNT[_C_UNCONF] += 1
+            TI[j, _ACTIVE] = 0
+            continue
+        dt = tg - TF[j, _T]
+        # a zero step is an exact identity for the EKF and IMM; the UKF's sigma points round
+        if dt != 0.0 or kind == tk.UKF:
+            _predict(ip, fp, X, PP, MU, j, dt)
+            TF[j, _T] = tg
+        if TI[j, _CONFIRMED] == 1:
+            tk.combine(X[j], PP[j], MU[j], xc, Pc)
+            if Pc[0, 0] + Pc[1, 1] + Pc[2, 2] > fp[_P_MAXVAR]:
+                CNT[_C_SIGMA] += 1
+                TI[j, _ACTIVE] = 0
+
+    # 3. gating
+    gated = np.zeros((k, N), dtype=np.bool_)
+    cost = np.full((k, N), np.inf)
+    ld = np.zeros((k, N))
+    for a in range(k):
+        for j in range(N):
+            if TI[j, _ACTIVE] == 0:
+                continue
+            ok, d2, c, l = tk.pair_stats(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu)
+            cost[a, j] = c
+            ld[a, j] = l
+            gated[a, j] = ok and d2 <= fp[_P_GAMMA]
+    assigned = np.zeros(k, dtype=np.bool_)
+    in_jpda = np.zeros(N, dtype=np.bool_)
+
+    # 4. JPDA* of clusters of confirmed tracks
+    if ip[_I_JPDA] == 1:
+        _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
+                   X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda)
+
+    # 5. GNN of the rest
+    cand = np.zeros((k, N), dtype=np.bool_)
+    for a in range(k):
+        for j in range(N):
+            cand[a, j] = gated[a, j] and not in_jpda[j] and not assigned[a]
+    det_of = gnn_assign(cand, cost)
+    for j in range(N):
+        a = det_of[j]
+        if a < 0:
+            continue
+        tk.update_track(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu, TI[j, _HITS] == 1)
+        assigned[a] = True
+        hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev)
+        if TI[j, _CONFIRMED] == 0:
+            tk.combine(X[j], PP[j], MU[j], xc, Pc)
+            if math.sqrt(xc[3] * xc[3] + xc[4] * xc[4] + xc[5] * xc[5]) > fp[_P_MAXSPEED]:
+                TI[j, _ACTIVE] = 0
+                CNT[_C_SPEED] += 1
+        if (TI[j, _ACTIVE] == 1 and TI[j, _CONFIRMED] == 0 and hits >= ip[_I_M]
+                and (tg - TF[j, _T_INIT]) <= fp[_P_WINDOW] * TF[j, _R_INIT]):
+            TI[j, _CONFIRMED] = 1
+            CNT[_C_CONF] += 1
+
+    # 6. initiation, lowest free slot first, in detection order
+    free = np.empty(N, dtype=np.int64)
+    n_free = 0
+    for j in range(N):
+        if TI[j, _ACTIVE] == 0:
+            free[n_free] = j
+            n_free += 1
+    rank = 0
+    x0 = np.empty(6)
+    P0 = np.empty((6, 6))
+    for a in range(k):
+        if assigned[a]:
+            continue
+        if rank >= n_free:
+            CNT[_C_NOSLOT] += 1
+            continue
+        j = free[rank]
+        rank += 1
+        tk.initial_state(z[a], R[a], site, R_enu, fp[_P_INITSPEED], x0, P0)
+        for m in range(X.shape[1]):
+            X[j, m] = x0
+            PP[j, m] = P0
+        if kind == tk.IMM:
+            MU[j, 0] = 0.5  # no prior knowledge of the phase (fusion.tracker.IMM_MU0)
+            MU[j, 1] = 0.5
+        else:
+            MU[j, 0] = 1.0
+        TI[j, _ACTIVE] = 1
+        conf0 = ip[_I_M] <= 1
+        TI[j, _CONFIRMED] = 1 if conf0 else 0
+        TF[j, _T] = tg
+        TF[j, _T_INIT] = tg
+        TF[j, _T_LAST] = tg
+        TF[j, _R_INIT] = rev
+        TF[j, _R_LAST] = rev
+        TI[j, _HITS] = 1
+        TI[j, _OBJECT] = obj[a]
+        SENS[j] = np.uint64(1) << np.uint64(sensor)
+        CNT[_C_INIT] += 1
+        if conf0:
+            CNT[_C_CONF] += 1
+
+
+# ------------------------------------------------------------------------------------------------
+# One trial: the time loop with out-of-sequence replay, and the output estimates
+# ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
+    """Write the estimate of every live track at grid time ``t[i]`` (read-only on the state).
+
+    A track is live if the deletion rules keep it on the clock ``t - L``
+    (``L`` the longest latency of the feed, see :mod:`fusion.tracker`); it is
+    predicted to ``t`` on a copy, and hidden when confirmed with a position
+    sigma above the bound.
+    """
+    N, r = X.shape[0], X.shape[1]
+    tc = t - fp[_P_LAG]
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    for j in range(N):
+        if TI[j, _ACTIVE] == 0 or _dead(fp, TF, TI, j, tc) != 0:
+            continue
+        dt = t - TF[j, _T]
+        if dt != 0.0:
+            xm = X[j].copy()
+            Pm = PP[j].copy()
+            mu = MU[j].copy()
+            tk.predict_track(ip[_I_KIND], xm, Pm, mu, dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
+                             fp[_P_BOOST], fp[_P_BALL])
+            tk.combine(xm, Pm, mu, xc, Pc)
+        else:
+            tk.combine(X[j], PP[j], MU[j], xc, Pc)
+        conf = TI[j, _CONFIRMED] == 1
+        if conf and Pc[0, 0] + Pc[1, 1] + Pc[2, 2] > fp[_P_MAXVAR]:
+            continue
+        ox[j, i] = xc
+        oP[j, i] = Pc
+        oc[j, i] = conf
+        oo[j, i] = TI[j, _OBJECT]
+        os[j, i] = SENS[j]
+
+
+@njit(cache=True)
+def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
+               ox, oP, oc, oo, os, cnt, run_stats):
+    """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.
+
+    ``d_epoch[d]`` is the first grid index at or after the detection's arrival.
+    Fills the trial's output slices ``ox`` (N, T, 6) ... ``os`` (N, T), its
+    counters ``cnt`` (9,) and ``run_stats`` (3,) = group steps, replays, late detections.
+    """
+    T = t.size
+    n = d_time.size
+    # groups of (measurement time, sensor)
+    gid = np.empty(n, dtype=np.int64)
+    G = 0
+    for d in range(n):
+        if d == 0 or d_time[d] != d_time[d - 1] or d_sensor[d] != d_sensor[d - 1]:
+            G += 1
+        gid[d] = G - 1
+    g_start = np.empty(G + 1, dtype=np.int64)
+    for d in range(n - 1, -1, -1):
+        g_start[gid[d]] = d
+    g_start[G] = n
+    ep_order = np.argsort(d_epoch, kind="mergesort")
+    # restore points: group -> last epoch that restores to it (known from the arrival times)
+    restore_at = np.full(G, -1, dtype=np.int64)
+    last = -1
+    p = 0
+    while p < n:
+        e = d_epoch[ep_order[p]]
+        gmin, gmax = G, -1
+        while p < n and d_epoch[ep_order[p]] == e:
+            gmin = min(gmin, gid[ep_order[p]])
+            gmax = max(gmax, gid[ep_order[p]])
+            p += 1
+        if gmin <= last:
+            restore_at[gmin] = e
+        last = max(last, gmax)
+
+    # the state
+    X = np.zeros((N, r, 6))
+    PP = np.zeros((N, r, 6, 6))
+    MU = np.zeros((N, r))
+    TF = np.zeros((N, 5))
+    TI = np.zeros((N, 4), dtype=np.int64)
+    TI[:, _OBJECT] = -1
+    SENS = np.zeros(N, dtype=np.uint64)
+    CNT = np.zeros(9, dtype=np.int64)
+    # snapshot pool (grows on demand, slots recycled)
+    cap = 4
+    sX = np.empty((cap, N, r, 6))
+    sPP = np.empty((cap, N, r, 6, 6))
+    sMU = np.empty((cap, N, r))
+    sTF = np.empty((cap, N, 5))
+    sTI = np.empty((cap, N, 4), dtype=np.int64)
+    sSENS = np.empty((cap, N), dtype=np.uint64)
+    sCNT = np.empty((cap, 9), dtype=np.int64)
+    slot_of = np.full(G, -1, dtype=np.int64)
+    free_slots = np.arange(cap - 1, -1, -1)
+    n_free = cap
+    live = np.empty(G, dtype=np.int64)  # restore points holding a slot
+    n_live = 0
+
+    arrived = np.zeros(n, dtype=np.bool_)
+    n_arrived = np.zeros(G, dtype=np.int64)
+    processed = -1
+    p = 0
+    groups = 0
+    replays = 0
+    late = 0
+    for i in range(T):
+        p0 = p
+        gmin, gmax = G, -1
+        while p < n and d_epoch[ep_order[p]] == i:
+            d = ep_order[p]
+            arrived[d] = True
+            n_arrived[gid[d]] += 1
+            gmin = min(gmin, gid[d])
+            gmax = max(gmax, gid[d])
+            p += 1
+        if p > p0:
+            if gmin <= processed:
+                replays += 1
+                for q in range(p0, p):
+                    if gid[ep_order[q]] <= processed:
+                        late += 1
+                s = slot_of[gmin]
+                X[:] = sX[s]
+                PP[:] = sPP[s]
+                MU[:] = sMU[s]
+                TF[:] = sTF[s]
+                TI[:] = sTI[s]
+                SENS[:] = sSENS[s]
+                CNT[:] = sCNT[s]
+                start = gmin
+            else:
+                start = processed + 1
+            stop = max(processed, gmax)
+            prev = start - 1
+            for g in range(start, stop + 1):
+                if n_arrived[g] == 0:
+                    continue
+                for pt in range(prev + 1, g + 1):  # save the state before g for the restore points in (prev, g]
+                    if restore_at[pt] < 0:
+                        continue
+                    if slot_of[pt] < 0:
+                        if n_free == 0:  # grow the pool
+                            new = 2 * cap
+                            nX = np.empty((new, N, r, 6))
+                            nPP = np.empty((new, N, r, 6, 6))
+                            nMU = np.empty((new, N, r))
+                            nTF = np.empty((new, N, 5))
+                            nTI = np.empty((new, N, 4), dtype=np.int64)
+                            nS = np.empty((new, N), dtype=np.uint64)
+                            nC = np.empty((new, 9), dtype=np.int64)
+                            nX[:cap] = sX
+                            nPP[:cap] = sPP
+                            nMU[:cap] = sMU
+                            nTF[:cap] = sTF
+                            nTI[:cap] = sTI
+                            nS[:cap] = sSENS
+                            nC[:cap] = sCNT
+                            sX, sPP, sMU, sTF, sTI, sSENS, sCNT = nX, nPP, nMU, nTF, nTI, nS, nC
+                            free_slots = np.empty(new, dtype=np.int64)
+                            for f in range(new - cap):
+                                free_slots[f] = new - 1 - f
+                            n_free = new - cap
+                            cap = new
+                        n_free -= 1
+                        slot_of[pt] = free_slots[n_free]
+                        live[n_live] = pt
+                        n_live += 1
+                    s = slot_of[pt]
+                    sX[s] = X
+                    sPP[s] = PP
+                    sMU[s] = MU
+                    sTF[s] = TF
+                    sTI[s] = TI
+                    sSENS[s] = SENS
+                    sCNT[s] = CNT
+                a0, a1 = g_start[g], g_start[g + 1]
+                sel = np.nonzero(arrived[a0:a1])[0] + a0
+                sensor = d_sensor[a0]
+                _group_step(ip, fp, d_time[a0], sensor, site_ecef[sensor], R_enu[sensor], revisit[sensor],
+                            d_z[sel], d_R[sel], d_obj[sel], X, PP, MU, TF, TI, SENS, CNT)
+                groups += 1
+                prev = g
+            processed = stop
+            m = 0
+            for q in range(n_live):  # recycle the snapshots past their last use
+                pt = live[q]
+                if restore_at[pt] <= i:
+                    free_slots[n_free] = slot_of[pt]
+                    n_free += 1
+                    slot_of[pt] = -1
+                else:
+                    live[m] = pt
+                    m += 1
+            n_live = m
+        _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os)
+    cnt[:] = CNT
+    run_stats[0] = groups
+    run_stats[1] = replays
+    run_stats[2] = late
+
+
+@njit(cache=True, parallel=True)
+def _run_trials(ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
+                ox, oP, oc, oo, os, cnt, run_stats):
+    """All trials of a chunk, in parallel: trial ``b`` owns detections ``off[b]:off[b+1]`` and row ``b`` of every output."""
+    B = off.size - 1
+    for b in prange(B):
+        lo, hi = off[b], off[b + 1]
+        _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
+                   d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], cnt[b],
+                   run_stats[b])
+
+
+# ------------------------------------------------------------------------------------------------
+# Python entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def _parameters(config):
+    """Integer and float parameter vectors of the compiled loop from a :class:`sim.config.TrackerConfig`."""
+    from fusion import tracker as ref
+    from fusion.association import JPDA_MAX_CLUSTER, gate_threshold
+
+    kind = {"ekf": tk.EKF, "ukf": tk.UKF, "imm": tk.IMM}[config.filter]
+    gamma = gate_threshold(config.gate_probability, 3)
+    eps = ref._EPS_T
+    pd = ref.JPDA_DETECTION_PROBABILITY
+    pg = float(config.gate_probability)
+    fp = np.zeros(_NP)
+    fp[_P_Q] = float(config.process_noise) ** 2
+    fp[_P_QT] = ref.IMM_THRUST_NOISE**2
+    fp[_P_ACC] = ref.IMM_THRUST_ACCEL
+    fp[_P_VFLOOR] = ref.IMM_THRUST_MIN_DIRECTION_SPEED
+    fp[_P_BOOST] = ref.IMM_BOOST_DWELL
+    fp[_P_BALL] = ref.IMM_BALLISTIC_DWELL
+    fp[_P_GAMMA] = gamma
+    fp[_P_WINDOW] = (int(config.confirm_n) - 1) * (1.0 + eps)
+    fp[_P_D] = int(config.delete_after_missed) * (1.0 + eps)
+    fp[_P_MAXVAR] = float(config.max_position_sigma) ** 2
+    fp[_P_MAXSPEED] = ref.SPEED_GATE_FACTOR * float(config.init_max_speed)
+    fp[_P_INITSPEED] = float(config.init_max_speed)
+    fp[_P_LOGPD] = math.log(pd / (1.0 - pd * pg))
+    fp[_P_COSTOFF] = 0.0 if kind == tk.IMM else 3.0 * math.log(2.0 * math.pi)
+    fp[_P_LOGVOL0] = math.log(ref._GATE_VOLUME_C3) + 1.5 * math.log(gamma)
+    ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER],
+                  dtype=np.int64)
+    return ip, fp
+
+
+def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit=None, latency=None):
+    """Run the tracker of one nation over a batch of trials with the compiled per-trial loop.
+
+    Same parameters, validation (:class:`sim.errors.InputError` naming the key),
+    and result as :func:`fusion.tracker.run_tracker`; ``stats`` holds the same
+    per-trial counters and, as scalars, the sums over trials of each trial's
+    group steps (``groups``), OOSM restores (``replays``) and late detections
+    (``late_detections``), and the per-trial values under ``trial_groups``,
+    ``trial_replays``, ``trial_late_detections``.
+    """
+    from fusion.tracker import TrackHistory, prepare_inputs
+
+    inp = prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
+    t = inp["t"]
+    B, N, T = inp["trial_index"].size, int(config.max_tracks), t.size
+    ip, fp = _parameters(config)
+    fp[_P_LAG] = float(inp["latency"].max()) if inp["latency"].size else 0.0
+    r = 2 if ip[_I_KIND] == tk.IMM else 1
+
+    use = np.isfinite(inp["arrival"]) & (inp["arrival"] <= t[-1])
+    idx = np.nonzero(use)[0]
+    row, time, sensor = inp["row"][idx], inp["time"][idx], inp["sensor"][idx]
+    order = np.lexsort((idx, sensor, time, row))  # trial, then measurement time, sensor, record order
+    idx = idx[order]
+    off = np.searchsorted(inp["row"][idx], np.arange(B + 1), side="left").astype(np.int64)
+    epoch = np.searchsorted(t, inp["arrival"][idx], side="left").astype(np.int64)
+
+    out_x = np.full((B, N, T, 6), np.nan)
+    out_P = np.full((B, N, T, 6, 6), np.nan)
+    out_conf = np.zeros((B, N, T), dtype=bool)
+    out_obj = np.full((B, N, T), -1, dtype=np.int64)
+    out_sens = np.zeros((B, N, T), dtype=np.uint64)
+    cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
+    run_stats = np.zeros((B, 3), dtype=np.int64)
+    _run_trials(ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
+                np.ascontiguousarray(inp["sensor"][idx]), np.ascontiguousarray(inp["z"][idx]),
+                np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
+                epoch, inp["site_ecef"], inp["R_enu"], np.asarray(inp["revisit"], dtype=np.float64),
+                out_x, out_P, out_conf, out_obj, out_sens, cnt, run_stats)
+    stats = {"groups": int(run_stats[:, 0].sum()), "replays": int(run_stats[:, 1].sum()),
+             "late_detections": int(run_stats[:, 2].sum()), "trial_groups": run_stats[:, 0].copy(),
+             "trial_replays": run_stats[:, 1].copy(), "trial_late_detections": run_stats[:, 2].copy()}
+    for c, name in enumerate(COUNTERS):
+        stats[name] = cnt[:, c].copy()
+    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj.astype(np.int32),
+                        sensors=out_sens, stats=stats)
