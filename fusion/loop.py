@@ -39,9 +39,13 @@ the order of :data:`COUNTERS`.
 from __future__ import annotations
 
 import math
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from fusion import track_kernels as tk
 from fusion.assign_kernels import gnn_assign, jpda_star
@@ -90,12 +94,6 @@ def _record_hit(TF, TI, SENS, CNT, j, label, sensor, tg, rev):
     SENS[j] |= np.uint64(1) << np.uint64(sensor)
     CNT[_C_UPD] += 1
     return TI[j, _HITS]
-
-
-@njit(cache=True)
-def _predict(ip, fp, X, PP, MU, j, dt):
-    tk.predict_track(ip[_I_KIND], X[j], PP[j], MU[j], dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
-                     fp[_P_BOOST], fp[_P_BALL])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,7 +269,8 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
         dt = tg - TF[j, _T]
         # a zero step is an exact identity for the EKF and IMM; the UKF's sigma points round
         if dt != 0.0 or kind == tk.UKF:
-            _predict(ip, fp, X, PP, MU, j, dt)
+            tk.predict_track(kind, X[j], PP[j], MU[j], dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
+                             fp[_P_BOOST], fp[_P_BALL])
             TF[j, _T] = tg
         if TI[j, _CONFIRMED] == 1:
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
@@ -571,12 +570,12 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     run_stats[2] = late
 
 
-@njit(cache=True, parallel=True)
-def _run_trials(ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
-                ox, oP, oc, oo, os, cnt, run_stats):
-    """All trials of a chunk, in parallel: trial ``b`` owns detections ``off[b]:off[b+1]`` and row ``b`` of every output."""
-    B = off.size - 1
-    for b in prange(B):
+@njit(cache=True, nogil=True)
+def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu,
+                revisit, ox, oP, oc, oo, os, cnt, run_stats):
+    """Trials ``trials`` of a chunk, one after the other: trial ``b`` owns detections ``off[b]:off[b+1]``
+    and row ``b`` of every output. Releases the GIL, so threads run disjoint trial sets in parallel."""
+    for b in trials:
         lo, hi = off[b], off[b + 1]
         _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
                    d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], cnt[b],
@@ -619,7 +618,31 @@ def _parameters(config):
     return ip, fp
 
 
-def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit=None, latency=None):
+def _announce_compile():
+    """Say so on stderr when the loop is about to be compiled (no cached machine code for it yet).
+
+    Numba's on-disk cache (``cache=True``) holds the compiled loop after the first
+    run; a fresh install compiles it once, which takes about a minute.
+    """
+    global _ANNOUNCED
+    if _ANNOUNCED or _run_trials.signatures:
+        return
+    _ANNOUNCED = True
+    try:  # numba's cache locator (private): the index file exists once the loop has been cached
+        cache = _run_trials._cache
+        cached = os.path.exists(os.path.join(cache._cache_path, cache._index_name))
+    except AttributeError:
+        cached = False
+    if not cached:
+        print("gsomia-sim: compiling the tracker loop (first run after install; cached afterwards, "
+              "about a minute)...", file=sys.stderr, flush=True)
+
+
+_ANNOUNCED = False
+
+
+def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit=None, latency=None,
+                         threads=None):
     """Run the tracker of one nation over a batch of trials with the compiled per-trial loop.
 
     Same parameters, validation (:class:`sim.errors.InputError` naming the key),
@@ -628,6 +651,10 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     group steps (``groups``), OOSM restores (``replays``) and late detections
     (``late_detections``), and the per-trial values under ``trial_groups``,
     ``trial_replays``, ``trial_late_detections``.
+
+    ``threads`` (default ``numba.get_num_threads()``, i.e. ``NUMBA_NUM_THREADS``)
+    threads run disjoint sets of trials; every trial's result is the same
+    whatever the threads and the chunk (each trial is computed alone).
     """
     from fusion.tracker import TrackHistory, prepare_inputs
 
@@ -653,11 +680,23 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     out_sens = np.zeros((B, N, T), dtype=np.uint64)
     cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
     run_stats = np.zeros((B, 3), dtype=np.int64)
-    _run_trials(ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
-                np.ascontiguousarray(inp["sensor"][idx]), np.ascontiguousarray(inp["z"][idx]),
-                np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
-                epoch, inp["site_ecef"], inp["R_enu"], np.asarray(inp["revisit"], dtype=np.float64),
-                out_x, out_P, out_conf, out_obj, out_sens, cnt, run_stats)
+    args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
+            np.ascontiguousarray(inp["sensor"][idx]), np.ascontiguousarray(inp["z"][idx]),
+            np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
+            epoch, np.ascontiguousarray(inp["site_ecef"]), np.ascontiguousarray(inp["R_enu"]),
+            np.ascontiguousarray(inp["revisit"], dtype=np.float64),
+            out_x, out_P, out_conf, out_obj, out_sens, cnt, run_stats)
+    _announce_compile()
+    n_threads = max(1, min(int(threads if threads is not None else numba.get_num_threads()), B))
+    if n_threads == 1:
+        _run_trials(np.arange(B, dtype=np.int64), *args)
+    else:
+        # Trials dealt round-robin to threads (each trial costs about the same); the kernel releases the GIL.
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            jobs = [pool.submit(_run_trials, np.arange(k, B, n_threads, dtype=np.int64), *args)
+                    for k in range(n_threads)]
+            for job in jobs:
+                job.result()
     stats = {"groups": int(run_stats[:, 0].sum()), "replays": int(run_stats[:, 1].sum()),
              "late_detections": int(run_stats[:, 2].sum()), "trial_groups": run_stats[:, 0].copy(),
              "trial_replays": run_stats[:, 1].copy(), "trial_late_detections": run_stats[:, 2].copy()}

@@ -128,7 +128,7 @@ from fusion.models import (
     radar_residual,
     thrust_transition,
 )
-from sim.config import ASSOCIATIONS, TrackerConfig
+from sim.config import ASSOCIATIONS, IMPLEMENTATIONS, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -708,6 +708,9 @@ def _check_config(config: TrackerConfig):
     if config.filter not in SUPPORTED_FILTERS:
         raise InputError.single("tracker.filter", config.filter, "allowed: " + ", ".join(SUPPORTED_FILTERS))
     gate_threshold(config.gate_probability)
+    if getattr(config, "implementation", "batched") not in IMPLEMENTATIONS:
+        raise InputError.single("tracker.implementation", config.implementation,
+                                "allowed: " + ", ".join(IMPLEMENTATIONS))
     if config.association not in ASSOCIATIONS:
         raise InputError.single("tracker.association", config.association, "allowed: " + ", ".join(ASSOCIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
@@ -1315,6 +1318,10 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         trial not in ``trial_index``, a sensor index out of range, arrivals
         before measurement times, or mismatched shapes.
     """
+    if getattr(config, "implementation", "batched") == "compiled":
+        from fusion.loop import run_tracker_compiled
+
+        return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
     inp = prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
     t, trial_index, site_ecef, R_enu = inp["t"], inp["trial_index"], inp["site_ecef"], inp["R_enu"]
     d_time, d_sensor, d_obj, d_z, d_R = inp["time"], inp["sensor"], inp["object"], inp["z"], inp["R"]

@@ -1,0 +1,114 @@
+"""The compiled per-trial tracker loop (fusion.loop): agreement with the batched tracker, determinism."""
+
+import dataclasses
+
+import numba
+import numpy as np
+import pytest
+
+from fusion.loop import run_tracker_compiled
+from fusion.tracker import run_tracker
+from sim.config import TrackerConfig
+from test_tracker_scenarios import make_detections, midcourse_pair, sites, take
+
+COUNTS = ("initiated", "confirmed", "updates", "deleted_missed", "deleted_sigma", "deleted_unconfirmed",
+          "deleted_speed", "no_slot", "rejected_nonfinite")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Two objects 4-13 km apart, two radars (2-s and 3-s scans), P_D 0.9, about one false alarm a scan."""
+    t = np.arange(0.0, 151.0)
+    truth = midcourse_pair(t)
+    d = make_detections(truth, t, [np.arange(0, 151, 2), np.arange(1, 151, 3)], trials=3, seed=21, pd=0.9,
+                        fa_rate=1.0)
+    se, Re = sites(2)
+    return t, truth, d, se, Re
+
+
+def _agree(h0, h1, truth):
+    """Counts within 1 %, the same output steps, median position errors within 5 %, states to rounding."""
+    for k in COUNTS:
+        a, b = int(h0.stats[k].sum()), int(h1.stats[k].sum())
+        assert abs(a - b) <= 0.01 * max(a, 1), (k, a, b)
+    shown0, shown1 = np.isfinite(h0.x[..., 0]), np.isfinite(h1.x[..., 0])
+    assert abs(int(shown0.sum()) - int(shown1.sum())) <= 0.01 * shown0.sum()
+    assert abs(int(h0.confirmed.sum()) - int(h1.confirmed.sum())) <= 0.01 * h0.confirmed.sum()
+
+    def median_error(h):
+        lab = h.object
+        ok = h.confirmed & (lab >= 0)
+        b, j, i = np.nonzero(ok)
+        return np.median(np.linalg.norm(h.x[b, j, i, :3] - truth[lab[b, j, i], i, :3], axis=-1))
+
+    e0, e1 = median_error(h0), median_error(h1)
+    assert abs(e1 - e0) <= 0.05 * e0, (e0, e1)
+    # beyond the issue's tolerances: the two implementations compute the same numbers
+    both = shown0 & shown1
+    np.testing.assert_array_equal(shown0, shown1)
+    np.testing.assert_allclose(h1.x[both], h0.x[both], rtol=1e-9, atol=1e-5)
+    np.testing.assert_array_equal(h1.confirmed, h0.confirmed)
+    np.testing.assert_array_equal(h1.object, h0.object)
+    np.testing.assert_array_equal(h1.sensors, h0.sensors)
+
+
+@pytest.mark.parametrize("filt,assoc", [("ekf", "gnn"), ("imm", "jpda"), ("imm", "gnn"), ("ekf", "jpda"),
+                                        ("ukf", "jpda")])
+def test_compiled_loop_agrees_with_batched_tracker(scene, filt, assoc):
+    t, truth, d, se, Re = scene
+    cfg = TrackerConfig(filter=filt, association=assoc, max_tracks=10)
+    rng = np.random.default_rng(1)
+    arrival = d.time + np.array([0.0, 3.5])[d.sensor] + rng.uniform(0.0, 1.5, d.time.size)  # OOSM replays
+    h0 = run_tracker(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    h1 = run_tracker_compiled(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    assert h1.stats["replays"] > 10 and h1.stats["late_detections"] > 0
+    _agree(h0, h1, truth)
+
+
+def test_deletion_rules_agree_sigma_bound_and_missed_scans(scene):
+    """A tight covariance bound and a short miss budget exercise every deletion counter."""
+    t, truth, d, se, Re = scene
+    d = take(d, ~((d.time > 60) & (d.time < 90)))  # a 30-s gap: tracks coast, grow and die
+    cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=400.0, delete_after_missed=2)
+    h0 = run_tracker(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    h1 = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    for k in ("deleted_missed", "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "no_slot"):
+        assert h1.stats[k].sum() > 0, k
+    _agree(h0, h1, truth)
+
+
+def test_trial_results_identical_at_any_chunk_size_and_thread_count():
+    """Per-trial results are bit-identical whether the trial runs in a chunk of 1, 7 or 25 and on 1 or 2 threads."""
+    t = np.arange(0.0, 61.0)
+    truth = midcourse_pair(t)
+    d = make_detections(truth, t, [np.arange(0, 61, 2)], trials=25, seed=4, pd=0.9, fa_rate=1.0)
+    se, Re = sites(1)
+    cfg = TrackerConfig(max_tracks=8)
+    arrival = d.time + np.random.default_rng(0).uniform(0.0, 3.0, d.time.size)
+
+    def run(trials, threads):
+        sub = take(d, np.isin(d.trial, trials))
+        return run_tracker_compiled(sub, arrival[np.isin(d.trial, trials)], se, Re, t, trials, cfg,
+                                    revisit=[2.0], latency=[3.0], threads=threads)
+
+    ref = run(np.arange(25), 1)
+    assert ref.stats["trial_replays"].sum() > 0
+    for trials, threads in ((np.array([13]), 1), (np.arange(7, 14), 2), (np.arange(25), 2)):
+        h = run(trials, threads)
+        k = np.searchsorted(np.arange(25), trials)
+        for f in ("x", "P", "confirmed", "object", "sensors"):
+            np.testing.assert_array_equal(getattr(h, f), getattr(ref, f)[k], err_msg=f)
+        for name in ("updates", "initiated", "trial_groups", "trial_replays"):
+            np.testing.assert_array_equal(h.stats[name], ref.stats[name][k])
+    assert numba.get_num_threads() >= 1
+
+
+def test_bad_configuration_names_the_key(scene):
+    from sim.errors import InputError
+
+    t, truth, d, se, Re = scene
+    for cfg, key in ((TrackerConfig(filter="kf"), "tracker.filter"),
+                     (TrackerConfig(association="mht"), "tracker.association"),
+                     (TrackerConfig(implementation="gpu"), "tracker.implementation")):
+        with pytest.raises(InputError, match=key):
+            run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg)
