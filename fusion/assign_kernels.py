@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
+
 
 @njit(cache=True)
 def linear_assignment(C):

@@ -1,4 +1,4 @@
-"""The compiled tracker: one sequential time loop per trial, trials in parallel (numba ``prange``).
+"""The compiled tracker: one sequential time loop per trial, trials in parallel on threads (numba, nogil).
 
 :func:`run_tracker_compiled` takes the inputs of :func:`fusion.tracker.run_tracker`
 and returns the same :class:`fusion.tracker.TrackHistory`. It runs the same
@@ -47,6 +47,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
 from fusion import track_kernels as tk
 from fusion.assign_kernels import gnn_assign, jpda_star
 
@@ -369,7 +370,7 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
 # ------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
     """Write the estimate of every live track at grid time ``t[i]`` (read-only on the state).
 
@@ -405,7 +406,7 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
         os[j, i] = SENS[j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
                ox, oP, oc, oo, os, cnt, run_stats):
     """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.

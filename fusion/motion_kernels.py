@@ -38,6 +38,8 @@ import math
 import numpy as np
 from numba import njit
 
+from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
+
 from fusion.drag import (
     BALLISTIC_COEFF_REL_SIGMA,
     DRAG_MAX_STEP_S,

@@ -30,6 +30,8 @@ import math
 import numpy as np
 from numba import njit
 
+from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
+
 from fusion import motion_kernels as mk
 from fusion.ukf import ALPHA, BETA, KAPPA
 

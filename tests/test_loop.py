@@ -69,10 +69,12 @@ def test_deletion_rules_agree_sigma_bound_and_missed_scans(scene):
     """A tight covariance bound and a short miss budget exercise every deletion counter."""
     t, truth, d, se, Re = scene
     d = take(d, ~((d.time > 60) & (d.time < 90)))  # a 30-s gap: tracks coast, grow and die
-    cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=400.0, delete_after_missed=2)
+    d.z[::50, 0] = np.nan  # rejected as non-finite
+    cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=1500.0, delete_after_missed=2)
     h0 = run_tracker(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
     h1 = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
-    for k in ("deleted_missed", "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "no_slot"):
+    for k in ("deleted_missed", "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "no_slot",
+              "rejected_nonfinite"):
         assert h1.stats[k].sum() > 0, k
     _agree(h0, h1, truth)
 

@@ -1,0 +1,56 @@
+"""Consistency of numba's on-disk cache of the compiled tracker's kernel modules.
+
+Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
+:mod:`fusion.assign_kernels` and :mod:`fusion.loop`; see :func:`_invalidate_stale_cache`.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+
+def _invalidate_stale_cache():
+    """Drop numba's cached machine code of the kernel modules when any of their sources changed.
+
+    Numba keys a cached function by the stamp of its own source file only, but the
+    loop's machine code contains its callees from the other kernel modules: after
+    an edit of, say, :mod:`fusion.motion_kernels` alone, the cached loop would run
+    the old kernels. A digest of all four sources, stored next to the cache, tells.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = ("loop", "track_kernels", "motion_kernels", "assign_kernels")
+    digest = hashlib.sha256()
+    for name in names:
+        with open(os.path.join(here, name + ".py"), "rb") as f:
+            digest.update(f.read())
+    from numba import config
+    from numba.core.caching import UserProvidedCacheLocator
+
+    if config.CACHE_DIR:  # NUMBA_CACHE_DIR: numba's own layout below it
+        sub = UserProvidedCacheLocator.get_suitable_cache_subpath(os.path.join(here, "loop.py"))
+        cache_dir = os.path.join(config.CACHE_DIR, sub)
+    else:
+        cache_dir = os.path.join(here, "__pycache__")
+    stamp = os.path.join(cache_dir, "kernels.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        for name in names:
+            for path in glob.glob(os.path.join(cache_dir, name + ".*.nb[ic]")):
+                os.remove(path)
+        tmp = stamp + f".{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(digest.hexdigest())
+        os.replace(tmp, stamp)
+    except OSError:  # a read-only install: numba then compiles in memory
+        pass
+
+
+_invalidate_stale_cache()
+
