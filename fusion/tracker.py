@@ -1,4 +1,4 @@
-"""Batched multi-target tracker: initiation, M-of-N confirmation, deletion, gating, GNN/JPDA*, OOSM replay.
+"""Multi-target tracker: initiation, M-of-N confirmation, deletion, gating, GNN/JPDA*, OOSM replay.
 
 One tracker runs per (nation, sharing policy) over a batch of Monte Carlo
 trials. Every trial holds ``max_tracks`` track slots; the slot index is the
@@ -6,27 +6,32 @@ stable track id within the trial (a new track takes the lowest free slot, in
 the order of its initiating detections; a slot is reused only after its track
 is deleted).
 
+This module holds the rules, the output record (:class:`TrackHistory`), the
+input checks and reference numpy forms of the initiation kernels; the tracker
+runs as a compiled loop per trial (:mod:`fusion.loop`, numba), one trial after
+another on each of a few threads, so a trial's result does not depend on which
+other trials share its batch nor on the thread count.
+
 Processing
 ----------
-Detections are grouped by (measurement time, sensor); groups are processed in
-measurement-time order (ties by sensor index). One group is one batched step
-over every trial that has a detection in it:
+A trial's detections are grouped by (measurement time, sensor); groups are
+processed in measurement-time order (ties by sensor index). One group step:
 
 1. Reject detections whose ``z`` or ``R`` is not finite (counted per trial).
-2. Delete tracks of those trials that have missed too long (below), predict the
-   rest to the group time with the chosen filter, then delete confirmed tracks
-   whose position sigma :math:`\\sqrt{\\operatorname{tr} P_{rr}}` exceeds
+2. Delete tracks that have missed too long (below), predict the rest to the
+   group time with the chosen filter, then delete confirmed tracks whose
+   position sigma :math:`\\sqrt{\\operatorname{tr} P_{rr}}` exceeds
    ``max_position_sigma``.
-3. Gate every (detection, track) pair of a trial with the chi-square gate
+3. Gate every (detection, track) pair with the chi-square gate
    (:func:`fusion.association.gate_threshold`).
 4. With ``association = "jpda"`` (default), confirmed tracks linked by shared
-   gated detections (:func:`fusion.association.jpda_clusters`: two or more
+   gated detections (connected components of the gated pairs: two or more
    tracks, at most six, e.g. an RV and its spent stage just after separation)
    are updated by JPDA* (coalescence-avoiding JPDA): association probabilities
-   by enumeration (:func:`fusion.association.jpda_probabilities`, detection probability
+   by enumeration (:func:`fusion.assign_kernels.jpda_star`, detection probability
    :data:`JPDA_DETECTION_PROBABILITY`, nonparametric clutter density of the
    cluster), then the moment-matched mixture of each track's hypotheses
-   (:func:`_pda_merge`). Hits, labels and the detections used follow the most
+   (:func:`fusion.track_kernels.pda_merge`). Hits, labels and the detections used follow the most
    probable joint event of the cluster (so within one scan two tracks never
    take one detection). A track that event gives no detection keeps its last
    label, as a missed track does under GNN, although the cluster's detections
@@ -36,17 +41,10 @@ over every trial that has a detection in it:
    a tentative track or start one (step 5), although it has softly updated the
    cluster. Larger clusters, and tentative tracks, stay with GNN.
 5. The other pairs are assigned by global nearest neighbour with cost
-   :math:`d^2 + \\ln|S|` (:func:`fusion.association.gnn_assign`) and the
-   assigned tracks updated (Kalman algebra of :mod:`fusion.kalman`,
-   :mod:`fusion.ukf` or :mod:`fusion.imm`), batched over all of them.
+   :math:`d^2 + \\ln|S|` (:func:`fusion.assign_kernels.gnn_assign`) and the
+   assigned tracks updated (:mod:`fusion.track_kernels`: EKF, UKF or IMM).
 6. Initiate a tentative track from every detection left unassigned
    (:func:`initial_state`).
-
-Tracks of trials without a detection in the group are not touched: each track
-keeps the time of its own state, so a trial's result does not depend on which
-other trials share its batch. No Python loop runs over trials or tracks inside a
-group (only trials with competing gated pairs go one by one through
-``linear_sum_assignment``; JPDA clusters of one shape are solved together).
 
 Track life
 ----------
@@ -92,7 +90,7 @@ in order: reprocessing from stored state, exact for any filter
 solution", IEEE Trans. AES 38(3), 2002, discusses the alternatives; the
 reprocessing approach is the reference solution there). Snapshots are taken
 only at the points a later arrival will return to (known from the arrival
-times) and dropped after their last use, so memory stays at a few states when
+times) and recycled after their last use, so a trial holds a few states when
 latencies are a few scans.
 
 References
@@ -105,30 +103,14 @@ Blom & Bloem 2000 (JPDA*).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion.association import gate, gate_threshold, gnn_assign, jpda_clusters, jpda_probabilities
-from fusion.drag import drag_process_noise, drag_propagate, drag_transition, substeps_needed
-from fusion.kalman import (
-    gaussian_log_likelihood,
-    innovation_covariance,
-    inv_spd,
-    log_det_spd,
-    mahalanobis2,
-    predict,
-    update_with_gain,
-)
-from fusion.models import (
-    process_noise,
-    radar_H,
-    radar_hx,
-    radar_residual,
-    thrust_transition,
-)
-from sim.config import ASSOCIATIONS, IMPLEMENTATIONS, TrackerConfig
+from fusion.association import gate_threshold
+from fusion.kalman import innovation_covariance, inv_spd
+from fusion.models import radar_H, radar_hx, radar_residual
+from sim.config import ASSOCIATIONS, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -138,7 +120,7 @@ __all__ = [
     "initial_state",
     "iterated_linearization",
     "IEKF_ITERATIONS",
-    "MultiTargetTracker",
+    "prepare_inputs",
     "run_tracker",
     "infer_revisit",
     "IMM_THRUST_ACCEL",
@@ -208,9 +190,11 @@ class TrackHistory:
         (detections with non-finite ``z`` or ``R``), ``initiated``,
         ``no_slot`` (detections that could not start a track), ``confirmed``,
         ``deleted_missed``, ``deleted_sigma``, ``deleted_unconfirmed``, ``deleted_speed``,
-        ``updates``; and scalars ``groups`` (group steps run, replays included),
-        ``replays`` (OOSM restores), ``late_detections`` (detections that
-        arrived after a later-measured group had been processed).
+        ``updates``, ``trial_groups`` (group steps run, replays included),
+        ``trial_replays`` (OOSM restores), ``trial_late_detections`` (detections
+        that arrived after a later-measured group of their trial had been
+        processed); and their sums over the trials as scalars ``groups``,
+        ``replays``, ``late_detections``.
     """
 
     t: np.ndarray
@@ -368,349 +352,10 @@ def iterated_linearization(x, P, z, R, site_ecef, R_enu, iterations=IEKF_ITERATI
     return hx + (H @ (x - xi)[..., None])[..., 0], H
 
 
-# ---------------------------------------------------------------------------------------------
-# Filters: one small strategy per estimator, all on the 6-state ECEF ballistic model
-# ---------------------------------------------------------------------------------------------
-
-
-class _EKF:
-    """Extended Kalman filter on the ballistic model (:mod:`fusion.kalman`, :mod:`fusion.models`)."""
-
-    name = "ekf"
-    exact_zero_dt = True  # predict(dt = 0) returns its input bit for bit
-
-    def __init__(self, q):
-        self.q = q
-
-    def fields(self):
-        return {"x": (6,), "P": (6, 6)}
-
-    def initiate(self, x0, P0):
-        return {"x": x0, "P": P0}
-
-    def predict(self, f, dt):
-        x_pred, F = drag_transition(f["x"], dt)
-        Q = process_noise(dt, self.q) + drag_process_noise(f["x"], x_pred, dt)
-        x, P = predict(f["x"], f["P"], F, Q, fx=x_pred)
-        return {"x": x, "P": P}
-
-    # Two-phase prediction (the batched output path of run_tracker): ``prepare`` does the element-wise
-    # part and names the state the drag model starts from; ``finish(sub(ctx, m), dt[m])`` on any subset
-    # ``m`` equals ``predict`` of that subset.
-    def prepare(self, f, dt):
-        return f, f["x"]
-
-    @staticmethod
-    def sub(ctx, m):
-        return {k: v[m] for k, v in ctx.items()}
-
-    def finish(self, ctx, dt):
-        return self.predict(ctx, dt)
-
-    def combined(self, f):
-        return f["x"], f["P"]
-
-    # The cost d^2 + ln|S| is -2 log N(y; 0, S) less m ln(2 pi): the constant JPDA adds back.
-    cost_offset = 3.0 * np.log(2.0 * np.pi)
-
-    @staticmethod
-    def log_det_S(d2, cost, aux):
-        """:math:`\\ln|S|` of candidate pairs (for the JPDA gate volume)."""
-        return cost - d2
-
-    def pair_stats(self, f, z, R, site, R_enu):
-        """Gate statistic, cost, validity and what the update reuses, for candidate pairs."""
-        x, P = f["x"], f["P"]
-        hx = radar_hx(x, site, R_enu)
-        H = radar_H(x, site, R_enu)
-        y = radar_residual(z, hx)
-        S = innovation_covariance(P, H, R)
-        S_inv, ok = inv_spd(S)
-        ok &= np.all(np.isfinite(hx), axis=-1)
-        d2 = np.where(ok, mahalanobis2(np.where(ok[:, None], y, 0.0), S_inv), np.inf)
-        cost = d2 + np.where(ok, log_det_spd(S), 0.0)
-        return d2, cost, ok, (y, S_inv, H)
-
-    def update(self, f, z, R, aux, first, site, R_enu):
-        y, S_inv, H = aux
-        if first.any():
-            y, S_inv, H = y.copy(), S_inv.copy(), H.copy()
-            xf, Pf = f["x"][first], f["P"][first]
-            hx_i, H_i = iterated_linearization(xf, Pf, z[first], R[first], site, R_enu)
-            y[first] = radar_residual(z[first], hx_i)
-            S_inv[first] = inv_spd(innovation_covariance(Pf, H_i, R[first]))[0]
-            H[first] = H_i
-        x, P = update_with_gain(f["x"], f["P"], y, S_inv, H, R)
-        return {"x": x, "P": P}
-
-
-class _UKF(_EKF):
-    """Unscented Kalman filter (:mod:`fusion.ukf`, Merwe scaled sigma points)."""
-
-    name = "ukf"
-    exact_zero_dt = False  # sigma-point reconstruction of P rounds
-
-    def __init__(self, q):
-        super().__init__(q)
-        from fusion import ukf
-
-        self._ukf = ukf
-
-    def predict(self, f, dt):
-        dts = np.asarray(dt, dtype=np.float64)[:, None]
-        Q = process_noise(dt, self.q) + drag_process_noise(f["x"], drag_propagate(f["x"], dt), dt)
-        x, P = self._ukf.ukf_predict(f["x"], f["P"], lambda s: drag_propagate(s, dts), Q)
-        return {"x": x, "P": P}
-
-    def pair_stats(self, f, z, R, site, R_enu):
-        res = self._ukf.ukf_update(f["x"], f["P"], z, R, lambda s: radar_hx(s, site, R_enu))
-        ok = res.ok
-        cost = res.d2 + np.where(ok, log_det_spd(res.S), 0.0)
-        return res.d2, cost, ok, (res.x, res.P)
-
-    def update(self, f, z, R, aux, first, site, R_enu):
-        # sigma points spread over the wide first prior capture the curvature of h: no iteration
-        return {"x": aux[0], "P": aux[1]}
-
-
-class _IMM:
-    """Two-mode IMM (thrusting, ballistic) of EKFs (:mod:`fusion.imm`)."""
-
-    name = "imm"
-    exact_zero_dt = True  # mixing with the identity Markov matrix and a zero step return the input bit for bit
-
-    def __init__(self, q):
-        from fusion import imm
-
-        self._imm = imm
-        self.q = q
-        self.q_thrust = IMM_THRUST_NOISE**2
-        self.r = 2
-
-    def fields(self):
-        return {"xm": (2, 6), "Pm": (2, 6, 6), "mu": (2,)}
-
-    def initiate(self, x0, P0):
-        n = x0.shape[0]
-        return {"xm": np.repeat(x0[:, None], 2, axis=1), "Pm": np.repeat(P0[:, None], 2, axis=1),
-                "mu": np.broadcast_to(np.asarray(IMM_MU0, dtype=np.float64), (n, 2)).copy()}
-
-    def _M(self, dt):
-        """Per-track Markov matrix over ``dt``: exponential dwell in each mode."""
-        a = np.abs(np.asarray(dt, dtype=np.float64))
-        p_tb = -np.expm1(-a / IMM_BOOST_DWELL)  # thrust -> ballistic
-        p_bt = -np.expm1(-a / IMM_BALLISTIC_DWELL)  # ballistic -> thrust
-        M = np.empty(a.shape + (2, 2))
-        M[..., 0, 0], M[..., 0, 1] = 1.0 - p_tb, p_tb
-        M[..., 1, 0], M[..., 1, 1] = p_bt, 1.0 - p_bt
-        return M
-
-    def predict(self, f, dt):
-        return self.finish(self.prepare(f, dt)[0], dt)
-
-    def prepare(self, f, dt):
-        """IMM mixing (element-wise); the ballistic mode's mixed state is the drag model's input."""
-        dt = np.asarray(dt, dtype=np.float64)
-        x0, P0, cbar = self._imm.imm_mix(f["xm"], f["Pm"], f["mu"], self._M(dt))
-        return (x0, P0, cbar), x0[:, 1]
-
-    @staticmethod
-    def sub(ctx, m):
-        return tuple(v[m] for v in ctx)
-
-    def finish(self, ctx, dt):
-        """Mode-matched predictions from the mixed states (:func:`fusion.imm.imm_predict` after its mixing)."""
-        x0, P0, cbar = ctx
-        dt = np.asarray(dt, dtype=np.float64)
-        Qt = process_noise(dt, self.q_thrust)
-        Qb = process_noise(dt, self.q)
-
-        def ballistic(x0):
-            x1, F = drag_transition(x0, dt)
-            return x1, F, Qb + drag_process_noise(x0, x1, dt)
-
-        def thrust(x0):
-            x1, F = thrust_transition(x0, dt, IMM_THRUST_ACCEL, min_direction_speed=IMM_THRUST_MIN_DIRECTION_SPEED)
-            return x1, F, Qt
-
-        trans = (thrust, ballistic)
-        xm = np.empty(x0.shape)
-        Pm = np.empty(P0.shape)
-        for j, fj in enumerate(trans):  # loop over the two models, not tracks (as in imm_predict)
-            xf, F, Q = fj(x0[..., j, :])
-            xm[..., j, :], Pm[..., j, :, :] = predict(x0[..., j, :], P0[..., j, :, :], F, Q, fx=xf)
-        return {"xm": xm, "Pm": Pm, "mu": cbar}
-
-    def combined(self, f):
-        return self._imm.imm_combine(f["xm"], f["Pm"], f["mu"])
-
-    def pair_stats(self, f, z, R, site, R_enu):
-        xm, Pm = f["xm"], f["Pm"]
-        hx = radar_hx(xm, site, R_enu)
-        H = radar_H(xm, site, R_enu)
-        y = radar_residual(z[:, None, :], hx)
-        S = innovation_covariance(Pm, H, R[:, None])
-        S_inv, ok_m = inv_spd(S)
-        ok_m &= np.all(np.isfinite(hx), axis=-1)
-        d2_m = np.where(ok_m, mahalanobis2(np.where(ok_m[..., None], y, 0.0), S_inv), np.inf)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logl = np.where(ok_m, gaussian_log_likelihood(d2_m, S), -np.inf) + np.log(f["mu"])
-            top = np.max(logl, axis=-1)
-            ok = np.isfinite(top) & ok_m.any(axis=-1)
-            lse = top + np.log(np.sum(np.exp(logl - np.where(ok, top, 0.0)[:, None]), axis=-1))
-        cost = np.where(ok, -2.0 * lse, np.inf)
-        d2 = np.min(d2_m, axis=-1)
-        with np.errstate(invalid="ignore"):
-            ld = np.sum(f["mu"] * np.where(ok_m, log_det_spd(S), 0.0), axis=-1)
-        return d2, cost, ok, (hx, H, ld)
-
-    cost_offset = 0.0  # the cost is -2 log of the mode-mixture likelihood, constant included
-
-    @staticmethod
-    def log_det_S(d2, cost, aux):
-        """Mode-probability-weighted :math:`\\ln|S|` of candidate pairs (for the JPDA gate volume)."""
-        return aux[2]
-
-    def update(self, f, z, R, aux, first, site, R_enu):
-        hx, H = aux[0], aux[1]
-        if first.any():
-            hx, H = hx.copy(), H.copy()
-            hx[first], H[first] = iterated_linearization(f["xm"][first], f["Pm"][first], z[first][:, None],
-                                                         R[first][:, None], site, R_enu)
-        res = self._imm.imm_update(f["xm"], f["Pm"], f["mu"], z, R, hx, H, radar_residual)
-        # Floor the mode probabilities: an exact 0 (likelihood underflow) would make the next
-        # mixing divide 0 by 0 when the Markov step is the identity (dt = 0).
-        mu = np.maximum(res.mu, IMM_MU_MIN)
-        return {"xm": res.x, "Pm": res.P, "mu": mu / np.sum(mu, axis=-1, keepdims=True)}
-
-
-def _pda_merge(pred: dict, post: dict, beta, beta0, inv) -> dict:
-    """Moment-matched mixture of a track's association hypotheses (JPDA / PDA combination).
-
-    Track *j* has the hypotheses "no detection" (weight :math:`\\beta_{0j}`,
-    state ``pred``) and "detection *k*" (weight :math:`\\beta_{kj}`, state
-    ``post`` of the pair). For an IMM track the hypotheses are crossed with the
-    modes: the joint weight of (hypothesis *k*, mode *i*) is
-    :math:`\\beta_{kj}\\mu^{k}_{i}` with :math:`\\mu^{k}` the mode probabilities
-    after hypothesis *k* (:math:`\\bar c` for "no detection"), so
-
-    .. math::
-
-        \\mu_i = \\sum_k \\beta_{kj}\\mu^k_i,\\quad
-        \\hat x_i = \\sum_k \\frac{\\beta_{kj}\\mu^k_i}{\\mu_i}\\hat x^k_i,\\quad
-        P_i = \\sum_k \\frac{\\beta_{kj}\\mu^k_i}{\\mu_i}
-              \\big(P^k_i + (\\hat x^k_i - \\hat x_i)(\\hat x^k_i - \\hat x_i)^T\\big)
-
-    (Bar-Shalom, Daum & Huang, "The probabilistic data association filter",
-    IEEE Control Systems 29(6), 2009, eq. 44-46 for one mode; the mode split
-    follows Blom & Bloem, "Probabilistic data association avoiding track
-    coalescence", IEEE Trans. AC 45(2), 2000, sec. II). A single-model filter is
-    the case of one mode.
-
-    Parameters
-    ----------
-    pred : dict of ndarray
-        Predicted filter fields of the ``n`` tracks (``x``/``P`` or ``xm``/``Pm``/``mu``).
-    post : dict of ndarray
-        Updated fields of the ``p`` pairs.
-    beta : ndarray, shape (p,)
-    beta0 : ndarray, shape (n,)
-    inv : ndarray of int, shape (p,)
-        Track (0..n-1) of each pair.
-    """
-    imm = "mu" in pred
-    if imm:
-        x0, P0, mu0 = pred["xm"], pred["Pm"], pred["mu"]
-        xk, Pk, muk = post["xm"], post["Pm"], post["mu"]
-    else:
-        x0, P0, mu0 = pred["x"][:, None], pred["P"][:, None], np.ones((pred["x"].shape[0], 1))
-        xk, Pk, muk = post["x"][:, None], post["P"][:, None], np.ones((post["x"].shape[0], 1))
-    w0 = beta0[:, None] * mu0  # (n, r)
-    wk = beta[:, None] * muk  # (p, r)
-    mu = w0.copy()
-    np.add.at(mu, inv, wk)
-    safe = np.maximum(mu, 1e-300)
-    x = w0[..., None] * x0
-    np.add.at(x, inv, wk[..., None] * xk)
-    x /= safe[..., None]
-    d0 = x0 - x
-    dk = xk - x[inv]
-    P = w0[..., None, None] * (P0 + d0[..., :, None] * d0[..., None, :])
-    np.add.at(P, inv, wk[..., None, None] * (Pk + dk[..., :, None] * dk[..., None, :]))
-    P /= safe[..., None, None]
-    P = 0.5 * (P + np.swapaxes(P, -1, -2))
-    if imm:
-        mu = np.maximum(mu, IMM_MU_MIN)
-        return {"xm": x, "Pm": P, "mu": mu / mu.sum(axis=-1, keepdims=True)}
-    return {"x": x[:, 0], "P": P[:, 0]}
-
-
-def predict_own_substeps(filt, f: dict, dt) -> dict:
-    """Predict a batch of tracks so that each one takes the RK4 substeps it would take alone.
-
-    The ballistic and drag propagators share one substep count per call, the
-    largest its elements need (:func:`fusion.drag.substeps_needed`). Here the
-    batch is split by the elements' own counts (a handful of distinct values, not
-    tracks), so a track's prediction, to the bit, does not depend on which other
-    tracks or trials share its batch: trial k gives the same numbers whatever the
-    chunk of trials it runs in. Filters without the two-phase ``prepare``/``finish``
-    split predict the batch as one. The UKF inherits the split from the EKF, but
-    it is grouped by the count of each track's mean, which its sigma points share:
-    its tracks can still differ with the batch in the last bits (about 1e-7 m,
-    measured).
-
-    Parameters
-    ----------
-    filt : the tracker's filter (``_EKF``, ``_IMM`` or ``_UKF``)
-    f : dict of ndarray
-        Filter fields of ``n`` tracks (leading axis ``n``).
-    dt : ndarray, shape (n,)
-        Time steps, s.
-
-    Returns
-    -------
-    dict of ndarray
-        The predicted fields, same shapes as ``f``.
-    """
-    dt = np.asarray(dt, dtype=np.float64)
-    if not hasattr(filt, "prepare"):
-        return filt.predict(f, dt)
-    ctx, x_in = filt.prepare(f, dt)
-    nb, nd = substeps_needed(x_in, dt)
-    key = nb * (int(nd.max(initial=0)) + 1) + nd
-    kinds = np.unique(key)
-    if kinds.size == 1:
-        return filt.finish(ctx, dt)
-    out = None
-    for kv in kinds:  # distinct substep counts (a few), not tracks or times
-        m = np.nonzero(key == kv)[0]
-        pred = filt.finish(filt.sub(ctx, m), dt[m])
-        if out is None:
-            out = {k: np.empty((dt.size,) + v.shape[1:], dtype=v.dtype) for k, v in pred.items()}
-        for k, v in pred.items():
-            out[k][m] = v
-    return out
-
-
-def _make_filter(config: TrackerConfig):
-    q = float(config.process_noise) ** 2  # m^2/s^3: PSD whose 1-s accumulation has sigma process_noise m/s^2
-    name = config.filter
-    if name == "ekf":
-        return _EKF(q)
-    if name == "ukf":
-        return _UKF(q)
-    if name == "imm":
-        return _IMM(q)
-    raise InputError.single("tracker.filter", name, "allowed: " + ", ".join(SUPPORTED_FILTERS))
-
-
 def _check_config(config: TrackerConfig):
     if config.filter not in SUPPORTED_FILTERS:
         raise InputError.single("tracker.filter", config.filter, "allowed: " + ", ".join(SUPPORTED_FILTERS))
     gate_threshold(config.gate_probability)
-    if getattr(config, "implementation", "batched") not in IMPLEMENTATIONS:
-        raise InputError.single("tracker.implementation", config.implementation,
-                                "allowed: " + ", ".join(IMPLEMENTATIONS))
     if config.association not in ASSOCIATIONS:
         raise InputError.single("tracker.association", config.association, "allowed: " + ", ".join(ASSOCIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
@@ -725,442 +370,6 @@ def _check_config(config: TrackerConfig):
         raise InputError.single("tracker.max_tracks", config.max_tracks, "an integer >= 1")
     if not (config.process_noise >= 0 and np.isfinite(config.process_noise)):
         raise InputError.single("tracker.process_noise_mps2", config.process_noise, "a finite value >= 0")
-
-
-# ---------------------------------------------------------------------------------------------
-# The tracker state and one group step
-# ---------------------------------------------------------------------------------------------
-
-_COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_missed",
-             "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "updates")
-
-
-class MultiTargetTracker:
-    """Track state of a batch of trials and the group step (see the module notes).
-
-    Parameters
-    ----------
-    config : sim.config.TrackerConfig
-        Filter, gates, M-of-N, deletion and slot parameters (SI units).
-    n_trials : int
-        Trials in the batch (rows of every state array).
-    site_ecef : array_like, shape (S, 3)
-        Sensor positions, ECEF m.
-    R_enu : array_like, shape (S, 3, 3)
-        ECEF-to-ENU rotations of the sensors.
-    revisit : array_like, shape (S,)
-        Revisit (scan) interval of each sensor, s > 0.
-    latency : array_like, shape (S,), optional
-        Reporting latency of each sensor to this tracker, s >= 0 (default 0):
-        only the read-only output rule (:meth:`estimate`) uses it, through its
-        maximum (module notes, "Track life").
-
-    Attributes
-    ----------
-    state : dict of ndarray
-        The full tracker state: filter arrays (``x``/``P`` or the IMM mode
-        arrays) of shape ``(n_trials, max_tracks, ...)``, ``active``,
-        ``confirmed``, ``t`` (time of each track's state), ``t_init``,
-        ``t_last``, ``r_init``, ``r_last`` (revisits of the initiating and the
-        last updating sensor), ``hits``, ``object``, ``sensors``, and the
-        per-trial counters of :class:`TrackHistory` ``stats``.
-
-    Raises
-    ------
-    InputError
-        Bad configuration (names the ``tracker.`` key).
-    """
-
-    def __init__(self, config: TrackerConfig, n_trials: int, site_ecef, R_enu, revisit, latency=None):
-        _check_config(config)
-        self.config = config
-        self.filter = _make_filter(config)
-        self.B = int(n_trials)
-        self.N = int(config.max_tracks)
-        self.site_ecef = np.ascontiguousarray(site_ecef, dtype=np.float64).reshape(-1, 3)
-        self.R_enu = np.ascontiguousarray(R_enu, dtype=np.float64).reshape(-1, 3, 3)
-        self.revisit = np.asarray(revisit, dtype=np.float64).reshape(-1)
-        if self.revisit.shape[0] != self.site_ecef.shape[0] or not np.all(self.revisit > 0):
-            raise InputError.single("revisit", self.revisit.tolist(), "one positive revisit interval (s) per sensor")
-        S = self.site_ecef.shape[0]
-        self.latency = np.zeros(S) if latency is None else np.asarray(latency, dtype=np.float64).reshape(-1)
-        if self.latency.shape[0] != S or not np.all(np.isfinite(self.latency) & (self.latency >= 0)):
-            raise InputError.single("latency", self.latency.tolist(), "one finite latency >= 0 s per sensor")
-        self.output_lag = float(self.latency.max()) if S else 0.0
-        self.gamma = gate_threshold(config.gate_probability, 3)
-        self.jpda = config.association == "jpda"
-        self.M = int(config.confirm_m)
-        self.window = (int(config.confirm_n) - 1) * (1.0 + _EPS_T)  # revisits inside the M-of-N window
-        self.D = int(config.delete_after_missed) * (1.0 + _EPS_T)
-        self.max_var = float(config.max_position_sigma) ** 2
-        self.max_speed = SPEED_GATE_FACTOR * float(config.init_max_speed)
-        B, N = self.B, self.N
-        s = {}
-        for name, shp in self.filter.fields().items():
-            s[name] = np.zeros((B, N) + shp)
-        s["active"] = np.zeros((B, N), dtype=bool)
-        s["confirmed"] = np.zeros((B, N), dtype=bool)
-        for name in ("t", "t_init", "t_last", "r_init", "r_last"):
-            s[name] = np.zeros((B, N))
-        s["hits"] = np.zeros((B, N), dtype=np.int32)
-        s["object"] = np.full((B, N), -1, dtype=np.int32)
-        s["sensors"] = np.zeros((B, N), dtype=np.uint64)
-        for name in _COUNTERS:
-            s["n_" + name] = np.zeros(B, dtype=np.int64)
-        self.state = s
-        self._filter_names = tuple(self.filter.fields())
-
-    # -- snapshots (OOSM) ---------------------------------------------------------------------
-    def snapshot(self) -> dict:
-        """A deep copy of the full state (for out-of-sequence replay)."""
-        return {k: v.copy() for k, v in self.state.items()}
-
-    def restore(self, snap: dict) -> None:
-        """Restore a :meth:`snapshot` (copied, so the snapshot can be restored again)."""
-        for k, v in snap.items():
-            np.copyto(self.state[k], v)
-
-    # -- life rules -----------------------------------------------------------------------------
-    def _live(self, t):
-        """(trial rows, slots) of the tracks the deletion rules keep at ``t`` (read-only).
-
-        The rules run on the clock ``t - output_lag``, the longest sensor latency
-        (see the module notes).
-        """
-        b, j = np.nonzero(self.state["active"])
-        if b.size:
-            missed, expired = self._dead(t - self.output_lag, b, j)
-            keep = ~(missed | expired)
-            b, j = b[keep], j[keep]
-        return b, j
-
-    def _dead(self, t, b, j):
-        """Deletion masks at time ``t`` of tracks ``(b, j)``: (missed, unconfirmed-expired)."""
-        s = self.state
-        missed = (t - s["t_last"][b, j]) > self.D * s["r_last"][b, j]
-        expired = ~s["confirmed"][b, j] & ((t - s["t_init"][b, j]) > self.window * s["r_init"][b, j])
-        return missed, expired & ~missed
-
-    # -- one group ------------------------------------------------------------------------------
-    def process_group(self, time, sensor, rows, z, R, obj):
-        """Process the detections of one (measurement time, sensor) group, batched over trials.
-
-        Parameters
-        ----------
-        time : float
-            Measurement time of the group, s (not earlier than any group already processed).
-        sensor : int
-            Sensor index (row of ``site_ecef``).
-        rows : array_like of int, shape (k,)
-            Trial row (0 .. n_trials-1) of each detection.
-        z : array_like, shape (k, 3)
-            ``[range m, azimuth rad, elevation rad]``.
-        R : array_like, shape (k, 3, 3)
-            Measurement noise covariances.
-        obj : array_like of int, shape (k,)
-            Truth object of each detection (-1 false alarm), bookkeeping only.
-        """
-        s = self.state
-        fn = self._filter_names
-        N = self.N
-        tg = float(time)
-        sensor = int(sensor)
-        rows = np.asarray(rows, dtype=np.int64)
-        z = np.asarray(z, dtype=np.float64)
-        R = np.asarray(R, dtype=np.float64)
-        obj = np.asarray(obj, dtype=np.int32)
-        good = np.all(np.isfinite(z), axis=1) & np.all(np.isfinite(R), axis=(1, 2))
-        if not good.all():
-            np.add.at(s["n_rejected_nonfinite"], rows[~good], 1)
-            rows, z, R, obj = rows[good], z[good], R[good], obj[good]
-        if rows.size == 0:
-            return
-        site, R_enu = self.site_ecef[sensor], self.R_enu[sensor]
-
-        # 1. deletion by missed scans / M-of-N window, prediction, covariance bound
-        ub = np.unique(rows)
-        bi, ji = np.nonzero(s["active"][ub])
-        if bi.size:
-            b = ub[bi]
-            missed, expired = self._dead(tg, b, ji)
-            if missed.any() or expired.any():
-                np.add.at(s["n_deleted_missed"], b[missed], 1)
-                np.add.at(s["n_deleted_unconfirmed"], b[expired], 1)
-                kill = missed | expired
-                s["active"][b[kill], ji[kill]] = False
-                b, ji = b[~kill], ji[~kill]
-            if b.size:
-                dt = tg - s["t"][b, ji]
-                # A zero step is an exact identity for the EKF and IMM predictions (F = I, Q = 0, mixing
-                # with the identity Markov matrix, P exactly symmetric): skip those tracks (several sensors
-                # report at the same time), with the same bits.
-                mv = dt != 0.0 if self.filter.exact_zero_dt else np.ones(dt.shape, dtype=bool)
-                if mv.any():
-                    bm, jm = (b, ji) if mv.all() else (b[mv], ji[mv])
-                    pred = predict_own_substeps(self.filter, {k: s[k][bm, jm] for k in fn}, dt[mv])
-                    for k in fn:
-                        s[k][bm, jm] = pred[k]
-                    s["t"][bm, jm] = tg
-                conf = s["confirmed"][b, ji]
-                if conf.any():
-                    _, Pc = self.filter.combined({k: s[k][b, ji] for k in fn})
-                    big = conf & (np.trace(Pc[:, :3, :3], axis1=1, axis2=2) > self.max_var)
-                    if big.any():
-                        np.add.at(s["n_deleted_sigma"], b[big], 1)
-                        s["active"][b[big], ji[big]] = False
-
-        # 2. gating over every (detection, track of its trial) pair, then GNN
-        pk, pj = np.nonzero(s["active"][rows])
-        assigned_det = np.zeros(rows.size, dtype=bool)
-        if pk.size:
-            pb = rows[pk]
-            f_pairs = {k: s[k][pb, pj] for k in fn}
-            d2, cost, ok, aux = self.filter.pair_stats(f_pairs, z[pk], R[pk], site, R_enu)
-            g = np.nonzero(gate(d2, ok, self.gamma))[0]
-            if g.size and self.jpda:
-                g = self._jpda_step(g, pk, pb, pj, f_pairs, z, R, obj, d2, cost, aux, sensor, tg, assigned_det)
-            if g.size:
-                a = g[gnn_assign(pk[g], pb[g] * N + pj[g], cost[g], pb[g])]
-                if a.size:
-                    ka, ba, ja = pk[a], pb[a], pj[a]
-                    first = s["hits"][ba, ja] == 1  # first update after one-point initiation
-                    upd = self.filter.update({k: v[a] for k, v in f_pairs.items()}, z[ka], R[ka],
-                                             tuple(v[a] for v in aux), first, site, R_enu)
-                    for k in fn:
-                        s[k][ba, ja] = upd[k]
-                    assigned_det[ka] = True
-                    hits = self._record_hits(ba, ja, obj[ka], sensor, tg)
-                    tentative = ~s["confirmed"][ba, ja]
-                    if tentative.any():
-                        xc, _ = self.filter.combined({k: upd[k][tentative] for k in fn})
-                        fast = np.linalg.norm(xc[:, 3:6], axis=1) > self.max_speed
-                        if fast.any():
-                            bt, jt = ba[tentative][fast], ja[tentative][fast]
-                            s["active"][bt, jt] = False
-                            np.add.at(s["n_deleted_speed"], bt, 1)
-                    new_conf = (s["active"][ba, ja] & ~s["confirmed"][ba, ja] & (hits >= self.M)
-                                & ((tg - s["t_init"][ba, ja]) <= self.window * s["r_init"][ba, ja]))
-                    if new_conf.any():
-                        s["confirmed"][ba[new_conf], ja[new_conf]] = True
-                        np.add.at(s["n_confirmed"], ba[new_conf], 1)
-
-        # 3. initiation from the unassigned detections, lowest free slot first, in detection order
-        u = np.nonzero(~assigned_det)[0]
-        if u.size:
-            u = u[np.argsort(rows[u], kind="stable")]
-            ru = rows[u]
-            idx = np.arange(u.size)
-            first = np.ones(u.size, dtype=bool)
-            first[1:] = ru[1:] != ru[:-1]
-            rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
-            act_u = s["active"][ru]
-            free_order = np.argsort(act_u, axis=1, kind="stable")  # free slots first, ascending
-            n_free = N - act_u.sum(axis=1)
-            can = rank < n_free
-            if not can.all():
-                np.add.at(s["n_no_slot"], ru[~can], 1)
-            u, ru, rank = u[can], ru[can], rank[can]
-            if u.size:
-                jn = free_order[np.nonzero(can)[0], rank]
-                x0, P0 = initial_state(z[u], R[u], site, R_enu, self.config.init_max_speed)
-                init = self.filter.initiate(x0, P0)
-                for k in fn:
-                    s[k][ru, jn] = init[k]
-                s["active"][ru, jn] = True
-                conf0 = self.M <= 1
-                s["confirmed"][ru, jn] = conf0
-                s["t"][ru, jn] = tg
-                s["t_init"][ru, jn] = tg
-                s["t_last"][ru, jn] = tg
-                s["r_init"][ru, jn] = self.revisit[sensor]
-                s["r_last"][ru, jn] = self.revisit[sensor]
-                s["hits"][ru, jn] = 1
-                s["object"][ru, jn] = obj[u]
-                s["sensors"][ru, jn] = np.uint64(1) << np.uint64(sensor)
-                np.add.at(s["n_initiated"], ru, 1)
-                if conf0:
-                    np.add.at(s["n_confirmed"], ru, 1)
-
-    def _record_hits(self, b, j, labels, sensor, tg):
-        """Book an update of tracks ``(b, j)`` by ``sensor`` at ``tg`` (GNN and JPDA alike); returns the new hit counts."""
-        s = self.state
-        s["t_last"][b, j] = tg
-        s["r_last"][b, j] = self.revisit[sensor]
-        hits = s["hits"][b, j] + 1
-        s["hits"][b, j] = hits
-        s["object"][b, j] = labels
-        s["sensors"][b, j] |= np.uint64(1) << np.uint64(sensor)
-        np.add.at(s["n_updates"], b, 1)
-        return hits
-
-    def _jpda_step(self, g, pk, pb, pj, f_pairs, z, R, obj, d2, cost, aux, sensor, tg, assigned_det):
-        """JPDA update of the clusters of confirmed tracks that share gated detections.
-
-        Returns the gated pairs left for GNN: those of tracks outside JPDA
-        clusters whose detection JPDA did not take.
-        """
-        s, fn, N = self.state, self._filter_names, self.N
-        tkey = pb[g] * N + pj[g]
-        cl = jpda_clusters(pk[g], tkey, s["confirmed"][pb[g], pj[g]])
-        jp = cl >= 0
-        if not jp.any():
-            return g
-        q = g[jp]  # JPDA pairs (indices into the candidate-pair arrays)
-        cq = cl[jp]
-        # log pair weight log(P_D N(y; 0, S) / ((1 - P_D P_G) lambda)). lambda is the clutter density of the
-        # nonparametric PDA, the cluster's m detections over its gate volume (Bar-Shalom, Daum & Huang 2009,
-        # eq. 37 and 41), with two approximations: the gate of the cluster is its largest track gate, not the
-        # union of the gates, and lambda is one constant for all the events of the cluster
-        # (gate volume c_3 gamma^(3/2) |S|^(1/2), Bar-Shalom et al. 2001, eq. 3.4.4-3)
-        aux_q = tuple(v[q] for v in aux)
-        loglik = -0.5 * (cost[q] + self.filter.cost_offset)
-        ld = self.filter.log_det_S(d2[q], cost[q], aux_q)
-        n_c = int(cq.max()) + 1
-        ld_max = np.full(n_c, -np.inf)
-        np.maximum.at(ld_max, cq, ld)
-        m_c = np.zeros(n_c)  # detections per cluster (a detection is in one cluster only)
-        np.add.at(m_c, cq[np.unique(pk[q], return_index=True)[1]], 1.0)
-        log_volume = np.log(_GATE_VOLUME_C3) + 1.5 * np.log(self.gamma) + 0.5 * ld_max
-        log_lambda = np.log(m_c) - log_volume
-        pd = JPDA_DETECTION_PROBABILITY
-        pg = float(self.config.gate_probability)
-        log_w = loglik + np.log(pd / (1.0 - pd * pg)) - log_lambda[cq]
-        beta, in_map = jpda_probabilities(cq, pk[q], tkey[jp], log_w)
-
-        # per-pair posteriors, then the moment-matched mixture over each track's hypotheses
-        first = s["hits"][pb[q], pj[q]] == 1
-        post = self.filter.update({k: v[q] for k, v in f_pairs.items()}, z[pk[q]], R[pk[q]],
-                                  aux_q, first, self.site_ecef[sensor], self.R_enu[sensor])
-        uk, first_pair, inv = np.unique(tkey[jp], return_index=True, return_inverse=True)
-        pred = {k: v[q[first_pair]] for k, v in f_pairs.items()}
-        beta_sum = np.zeros(uk.size)
-        np.add.at(beta_sum, inv, beta)
-        beta0 = np.clip(1.0 - beta_sum, 0.0, 1.0)  # probability that the track got no detection
-        merged = _pda_merge(pred, post, beta, beta0, inv)
-        bt, jt = pb[q[first_pair]], pj[q[first_pair]]
-        for k in fn:
-            s[k][bt, jt] = merged[k]
-
-        # track life follows the most probable joint event: a track given a detection there counts a hit
-        # and takes that detection's label (within this scan no two tracks take one detection); the
-        # detections given start no track
-        best = np.full(uk.size, -1, dtype=np.int64)
-        best[inv[in_map]] = pk[q[in_map]]
-        hit = best >= 0
-        if hit.any():
-            self._record_hits(bt[hit], jt[hit], obj[best[hit]], sensor, tg)
-        assigned_det[pk[q[in_map]]] = True
-        # what GNN may still assign: pairs of non-JPDA tracks (tentative, or confirmed outside the
-        # clusters) whose detection the most probable event left free
-        rest = g[~jp]
-        return rest[~assigned_det[pk[rest]]]
-
-    # -- output -----------------------------------------------------------------------------------
-    def estimate(self, t):
-        """Read-only estimate of every live track predicted to time ``t``.
-
-        Parameters
-        ----------
-        t : float
-            Time, s, not earlier than any processed group.
-
-        Returns
-        -------
-        b, j : ndarray of int, shape (n,)
-            Trial rows and slots of the live tracks.
-        x : ndarray, shape (n, 6)
-        P : ndarray, shape (n, 6, 6)
-            Combined estimate at ``t`` (ECEF).
-        confirmed : ndarray of bool, shape (n,)
-
-        Notes
-        -----
-        A track is live at ``t`` if the deletion rules of the module notes,
-        applied at ``t``, keep it; the state is not changed.
-        """
-        s = self.state
-        b, j = self._live(t)
-        if b.size == 0:
-            return b, j, np.empty((0, 6)), np.empty((0, 6, 6)), np.empty(0, dtype=bool)
-        f = {k: s[k][b, j] for k in self._filter_names}
-        dt = t - s["t"][b, j]
-        if self.filter.exact_zero_dt and not dt.all():
-            # tracks already at t need no prediction (a zero step is an exact identity, see process_group)
-            mv = dt != 0.0
-            if mv.any():
-                pred = predict_own_substeps(self.filter, {k: v[mv] for k, v in f.items()}, dt[mv])
-                for k in f:
-                    f[k] = f[k].copy()
-                    f[k][mv] = pred[k]
-            x, P = self.filter.combined(f)
-        else:
-            x, P = self.filter.combined(predict_own_substeps(self.filter, f, dt))
-        conf = s["confirmed"][b, j]
-        keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > self.max_var))
-        return b[keep], j[keep], x[keep], P[keep], conf[keep]
-
-
-# ---------------------------------------------------------------------------------------------
-# The run over a whole detection record, with out-of-sequence replay
-# ---------------------------------------------------------------------------------------------
-
-
-class _DeferredEstimates:
-    """The output estimates of many grid times, predicted in a few batches.
-
-    :meth:`MultiTargetTracker.estimate` at every grid time costs one full
-    prediction of a handful of tracks, dominated by per-call overhead (and by
-    the many short drag substeps of tracks in the atmosphere). Here the live
-    tracks' states are copied at each grid time (:meth:`add`) and predicted
-    together later (:meth:`flush`). Every prediction takes each element's own
-    RK4 substep counts (:func:`predict_own_substeps`), so the results are bit for
-    bit those of :meth:`MultiTargetTracker.estimate`.
-    """
-
-    BATCH = 4096  # tracks x grid times per flush (~3 MB of IMM state)
-
-    def __init__(self, trk, outs):
-        self.trk = trk
-        self.outs = outs
-        self.items = []
-        self.n = 0
-
-    def add(self, i, t):
-        trk = self.trk
-        s = trk.state
-        b, j = trk._live(t)
-        if b.size == 0:
-            return
-        f = tuple(s[k][b, j] for k in trk._filter_names)
-        self.items.append((np.full(b.size, i), b, j, f, t - s["t"][b, j], s["confirmed"][b, j],
-                           s["object"][b, j], s["sensors"][b, j]))
-        self.n += b.size
-        if self.n >= self.BATCH:
-            self.flush()
-
-    def flush(self):
-        if not self.items:
-            return
-        trk = self.trk
-        filt = trk.filter
-        items, self.items, self.n = self.items, [], 0
-        I, b, j, dt, conf, obj, sens = (np.concatenate([it[c] for it in items]) for c in (0, 1, 2, 4, 5, 6, 7))
-        f = {k: np.concatenate([it[3][n] for it in items]) for n, k in enumerate(trk._filter_names)}
-        mv = np.nonzero(dt != 0.0)[0]  # a zero step is the identity (exact_zero_dt)
-        if mv.size:
-            pred = predict_own_substeps(filt, {k: v[mv] for k, v in f.items()}, dt[mv])
-            for k in f:
-                f[k][mv] = pred[k]
-        x, P = filt.combined(f)
-        keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > trk.max_var))
-        if not keep.all():
-            I, b, j, x, P, conf, obj, sens = (v[keep] for v in (I, b, j, x, P, conf, obj, sens))
-        out_x, out_P, out_conf, out_obj, out_sens = self.outs
-        out_x[b, j, I] = x
-        out_P[b, j, I] = P
-        out_conf[b, j, I] = conf
-        out_obj[b, j, I] = obj
-        out_sens[b, j, I] = sens
 
 
 def infer_revisit(det_time, det_sensor, n_sensors, default):
@@ -1274,7 +483,7 @@ def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: Trac
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None, latency=None) -> TrackHistory:
+                revisit=None, latency=None, threads=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -1303,6 +512,9 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         read-only deletion rule runs its clock the longest of them behind the grid
         time (module notes, "Track life"). Default: the shortest
         ``arrival - time`` of each sensor's detections (0 for a sensor with none).
+    threads : int, optional
+        Threads running disjoint sets of trials (default ``numba.get_num_threads()``,
+        i.e. ``NUMBA_NUM_THREADS``); no effect on any result.
 
     Returns
     -------
@@ -1318,104 +530,6 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         trial not in ``trial_index``, a sensor index out of range, arrivals
         before measurement times, or mismatched shapes.
     """
-    if getattr(config, "implementation", "batched") == "compiled":
-        from fusion.loop import run_tracker_compiled
+    from fusion.loop import run_tracker_compiled
 
-        return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
-    inp = prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency)
-    t, trial_index, site_ecef, R_enu = inp["t"], inp["trial_index"], inp["site_ecef"], inp["R_enu"]
-    d_time, d_sensor, d_obj, d_z, d_R = inp["time"], inp["sensor"], inp["object"], inp["z"], inp["R"]
-    arrival, d_row, revisit, latency = inp["arrival"], inp["row"], inp["revisit"], inp["latency"]
-    B, N, T = trial_index.size, int(config.max_tracks), t.size
-    trk = MultiTargetTracker(config, B, site_ecef, R_enu, revisit, latency)
-
-    out_x = np.full((B, N, T, 6), np.nan)
-    out_P = np.full((B, N, T, 6, 6), np.nan)
-    out_conf = np.zeros((B, N, T), dtype=bool)
-    out_obj = np.full((B, N, T), -1, dtype=np.int32)
-    out_sens = np.zeros((B, N, T), dtype=np.uint64)
-
-    # Detections used: those arriving by the last grid time. Group them by (time, sensor).
-    use = np.isfinite(arrival) & (arrival <= t[-1])
-    idx = np.nonzero(use)[0]
-    idx = idx[np.lexsort((d_sensor[idx], d_time[idx]))]  # stable: keeps (trial, object) order inside a group
-    gt, gs = d_time[idx], d_sensor[idx]
-    new_group = np.ones(idx.size, dtype=bool)
-    new_group[1:] = (gt[1:] != gt[:-1]) | (gs[1:] != gs[:-1])
-    gid = np.cumsum(new_group) - 1  # group id of each used detection (in idx order)
-    G = int(gid[-1]) + 1 if idx.size else 0
-    g_start = np.flatnonzero(new_group)
-    g_time, g_sensor = gt[g_start], gs[g_start]
-    g_bounds = np.append(g_start, idx.size)
-    # Epoch of each detection: the first grid time at or after its arrival.
-    epoch = np.searchsorted(t, arrival[idx], side="left")
-    arrived = np.zeros(idx.size, dtype=bool)
-    n_arrived = np.zeros(G, dtype=np.int64)
-
-    # Arrivals per epoch and the restore points they need (known in advance from the arrival times).
-    ep_order = np.argsort(epoch, kind="stable")
-    ep_sorted = epoch[ep_order]
-    ep_bounds = np.searchsorted(ep_sorted, np.arange(T + 1), side="left")
-    restore_at = {}  # group position -> last epoch that restores to it
-    last = -1
-    for i in range(T):
-        sel = ep_order[ep_bounds[i]:ep_bounds[i + 1]]
-        if sel.size:
-            gmin, gmax = int(gid[sel].min()), int(gid[sel].max())
-            if gmin <= last:
-                restore_at[gmin] = i
-            last = max(last, gmax)
-    need = np.array(sorted(restore_at), dtype=np.int64)
-    snaps: dict = {}
-    stats = {"groups": 0, "replays": 0, "late_detections": 0}
-
-    outs = (out_x, out_P, out_conf, out_obj, out_sens)
-    deferred = _DeferredEstimates(trk, outs) if hasattr(trk.filter, "prepare") else None
-    processed = -1  # last group id processed
-    for i in range(T):
-        sel = ep_order[ep_bounds[i]:ep_bounds[i + 1]]
-        if sel.size:
-            arrived[sel] = True
-            np.add.at(n_arrived, gid[sel], 1)
-            gmin, gmax = int(gid[sel].min()), int(gid[sel].max())
-            if gmin <= processed:
-                stats["replays"] += 1
-                stats["late_detections"] += int(np.count_nonzero(gid[sel] <= processed))
-                trk.restore(snaps[gmin])
-                start = gmin
-            else:
-                start = processed + 1
-            stop = max(processed, gmax)
-            todo = start + np.flatnonzero(n_arrived[start:stop + 1])
-            prev = start - 1
-            for g in todo:
-                # Save the state before group g for every restore point in (prev, g].
-                if need.size:
-                    lo, hi = np.searchsorted(need, [prev + 1, g + 1])
-                    if hi > lo:
-                        snap = trk.snapshot()
-                        for p in need[lo:hi]:
-                            snaps[int(p)] = snap
-                m = idx[g_bounds[g]:g_bounds[g + 1]][arrived[g_bounds[g]:g_bounds[g + 1]]]
-                trk.process_group(g_time[g], g_sensor[g], d_row[m], d_z[m], d_R[m], d_obj[m])
-                stats["groups"] += 1
-                prev = g
-            processed = stop
-            for p in [p for p in snaps if restore_at[p] <= i]:  # drop snapshots after their last use
-                del snaps[p]
-        if deferred is not None:
-            deferred.add(i, t[i])
-            continue
-        b, j, x, P, conf = trk.estimate(t[i])
-        if b.size:
-            out_x[b, j, i] = x
-            out_P[b, j, i] = P
-            out_conf[b, j, i] = conf
-            out_obj[b, j, i] = trk.state["object"][b, j]
-            out_sens[b, j, i] = trk.state["sensors"][b, j]
-    if deferred is not None:
-        deferred.flush()
-
-    for name in _COUNTERS:
-        stats[name] = trk.state["n_" + name].copy()
-    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj, sensors=out_sens, stats=stats)
+    return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads)

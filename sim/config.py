@@ -18,7 +18,6 @@ BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral")
 SHARED_KINDS = ("measurements", "tracks")
 FILTERS = ("ekf", "ukf", "imm")
 ASSOCIATIONS = ("jpda", "gnn")
-IMPLEMENTATIONS = ("batched", "compiled")  # tracker implementations (fusion.tracker, fusion.loop)
 TRACK_FUSION_RULES = ("covariance-intersection", "naive", "best-track")
 
 
@@ -210,11 +209,6 @@ class TrackerConfig:
         Speed bound of the initiation velocity prior, m/s (file ``init_max_speed_mps``).
     max_tracks : int
         Track slots per trial (>= 1).
-    implementation : str
-        ``"batched"`` (default): the numpy tracker batched over trials
-        (:func:`fusion.tracker.run_tracker`); ``"compiled"``: the same tracker
-        as a numba-compiled loop per trial (:func:`fusion.loop.run_tracker_compiled`),
-        whose first run compiles (cached afterwards).
     """
 
     filter: str = "imm"
@@ -227,7 +221,6 @@ class TrackerConfig:
     max_position_sigma: float = 50e3
     init_max_speed: float = 7500.0
     max_tracks: int = 8
-    implementation: str = "batched"
 
 
 @dataclass(frozen=True)

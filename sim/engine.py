@@ -14,6 +14,7 @@ the chunk size, and the same scenario and seed give the same results.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -239,8 +240,11 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             d = delay[dets.sensor]
             keep = np.isfinite(d)
             sub = _take(dets, keep)
+            # every feed's latency, not the delays seen in this chunk's detections: a trial's output clock
+            # must not depend on which sensors other trials of its chunk happened to detect with
+            latency = np.where(np.isfinite(delay), delay, 0.0)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
-                                     truth.trial_index, scenario.tracker, revisit=revisit)
+                                     truth.trial_index, scenario.tracker, revisit=revisit, latency=latency)
         return cache[key]
 
     own, routes, arrival_delay = feed_plan(radars, policy, nation)
@@ -558,7 +562,10 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         # (done, an error, or Ctrl-C, which only this process hears) terminates the workers.
         ctx = multiprocessing.get_context("spawn")
         jobs = [(scenario, idx, seed, names, step) for idx in parts]
-        with ctx.Pool(processes=min(workers, len(parts)), initializer=_worker_init) as pool:
+        n_proc = min(workers, len(parts))
+        # the tracker loop's threads (fusion.loop) share the cores with the other workers: never more in all
+        threads = max(1, (os.cpu_count() or 1) // n_proc)
+        with ctx.Pool(processes=n_proc, initializer=_worker_init, initargs=(threads,)) as pool:
             for part_results, part_curves in pool.imap(_chunk_job, jobs):
                 results.merge(part_results)
                 curves.merge(part_curves)
@@ -574,11 +581,15 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work))
 
 
-def _worker_init() -> None:
-    """Worker processes ignore Ctrl-C: the main process hears it and terminates them."""
+def _worker_init(threads: int = 1) -> None:
+    """Worker processes ignore Ctrl-C (the main process hears it and terminates them) and run the
+    tracker loop on ``threads`` threads (``NUMBA_NUM_THREADS`` of the worker, at most the cores per worker)."""
     import signal
 
+    import numba
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    numba.set_num_threads(max(1, min(int(threads), numba.get_num_threads())))
 
 
 def _chunk_job(job):

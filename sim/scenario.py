@@ -27,7 +27,6 @@ from pathlib import Path
 from sim.config import (
     BUILTIN_POLICIES,
     ASSOCIATIONS,
-    IMPLEMENTATIONS,
     FILTERS,
     MANEUVERS,
     NATIONS,
@@ -427,8 +426,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
 
 
 _TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
-                 "delete_after_missed", "max_position_sigma_km", "init_max_speed_mps", "max_tracks",
-                 "implementation")
+                 "delete_after_missed", "max_position_sigma_km", "init_max_speed_mps", "max_tracks")
 
 
 def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
@@ -458,7 +456,6 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         init_max_speed=r.get(t, "init_max_speed_mps", p, "float", default=d.init_max_speed,
                              lo=0.0, lo_open=True, hi=20000.0),
         max_tracks=r.get(t, "max_tracks", p, "int", default=d.max_tracks, lo=1, hi=256),
-        implementation=r.get(t, "implementation", p, "str", default=d.implementation, choices=IMPLEMENTATIONS),
     )
 
 

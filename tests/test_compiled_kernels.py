@@ -283,3 +283,12 @@ def test_pda_merge_is_the_mixture_of_all_hypotheses(kind):
         m, C = _mixture_moments(w, np.vstack([x0[i][None], xk[:, i]]), np.vstack([P0[i][None], Pk[:, i]]))
         np.testing.assert_allclose(xm[i], m, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(Pm[i], C, rtol=1e-11, atol=1e-9)
+    # combined over the modes: the mixture of every (hypothesis, mode) term
+    terms = [(beta0 * mu0[i], x0[i], P0[i]) for i in range(r)]
+    terms += [(beta[k] * muk[k, i], xk[k, i], Pk[k, i]) for k in range(n) for i in range(r)]
+    w, means, covs = zip(*terms)
+    m, C = _mixture_moments(np.array(w), np.array(means), np.array(covs))
+    xc, Pc = np.empty(6), np.empty((6, 6))
+    tk.combine(xm, Pm, mu, xc, Pc)
+    np.testing.assert_allclose(xc, m, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(Pc, C, rtol=1e-10, atol=1e-8)

@@ -1,15 +1,24 @@
-"""The compiled per-trial tracker loop (fusion.loop): agreement with the batched tracker, determinism."""
+"""The compiled per-trial tracker loop (fusion.loop): agreement with the retired batched tracker, determinism.
 
-import dataclasses
+The batched numpy tracker (``fusion.tracker.run_tracker`` up to the commit named
+in tests/data/batched_tracker_reference.json) was run on the scenes below and
+its counts and median position errors recorded there; at that commit the two
+implementations also gave the same states to 1e-9 (relative) on these scenes
+and on a 600-s, 2-trial Hwasong-15 run (all nine trackers).
+"""
+
+import json
+from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
 from fusion.loop import run_tracker_compiled
-from fusion.tracker import run_tracker
 from sim.config import TrackerConfig
 from test_tracker_scenarios import make_detections, midcourse_pair, sites, take
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "batched_tracker_reference.json").read_text())["results"]
 
 COUNTS = ("initiated", "confirmed", "updates", "deleted_missed", "deleted_sigma", "deleted_unconfirmed",
           "deleted_speed", "no_slot", "rejected_nonfinite")
@@ -26,30 +35,21 @@ def scene():
     return t, truth, d, se, Re
 
 
-def _agree(h0, h1, truth):
-    """Counts within 1 %, the same output steps, median position errors within 5 %, states to rounding."""
-    for k in COUNTS:
-        a, b = int(h0.stats[k].sum()), int(h1.stats[k].sum())
-        assert abs(a - b) <= 0.01 * max(a, 1), (k, a, b)
-    shown0, shown1 = np.isfinite(h0.x[..., 0]), np.isfinite(h1.x[..., 0])
-    assert abs(int(shown0.sum()) - int(shown1.sum())) <= 0.01 * shown0.sum()
-    assert abs(int(h0.confirmed.sum()) - int(h1.confirmed.sum())) <= 0.01 * h0.confirmed.sum()
-
-    def median_error(h):
-        lab = h.object
-        ok = h.confirmed & (lab >= 0)
-        b, j, i = np.nonzero(ok)
-        return np.median(np.linalg.norm(h.x[b, j, i, :3] - truth[lab[b, j, i], i, :3], axis=-1))
-
-    e0, e1 = median_error(h0), median_error(h1)
-    assert abs(e1 - e0) <= 0.05 * e0, (e0, e1)
-    # beyond the issue's tolerances: the two implementations compute the same numbers
-    both = shown0 & shown1
-    np.testing.assert_array_equal(shown0, shown1)
-    np.testing.assert_allclose(h1.x[both], h0.x[both], rtol=1e-9, atol=1e-5)
-    np.testing.assert_array_equal(h1.confirmed, h0.confirmed)
-    np.testing.assert_array_equal(h1.object, h0.object)
-    np.testing.assert_array_equal(h1.sensors, h0.sensors)
+def _agree(ref, h, truth):
+    """Counts within 1 % of the batched tracker's, median position error of confirmed tracks within 5 %."""
+    for k in COUNTS + ("shown", "confirmed_steps"):
+        if k == "shown":
+            got = int(np.isfinite(h.x[..., 0]).sum())
+        elif k == "confirmed_steps":
+            got = int(h.confirmed.sum())
+        else:
+            got = int(h.stats[k].sum())
+        assert abs(got - ref[k]) <= 0.01 * max(ref[k], 1), (k, ref[k], got)
+    lab = h.object
+    b, j, i = np.nonzero(h.confirmed & (lab >= 0))
+    e = np.median(np.linalg.norm(h.x[b, j, i, :3] - truth[lab[b, j, i], i, :3], axis=-1))
+    e0 = ref["median_position_error_m"]
+    assert abs(e - e0) <= 0.05 * e0, (e0, e)
 
 
 @pytest.mark.parametrize("filt,assoc", [("ekf", "gnn"), ("imm", "jpda"), ("imm", "gnn"), ("ekf", "jpda"),
@@ -59,24 +59,22 @@ def test_compiled_loop_agrees_with_batched_tracker(scene, filt, assoc):
     cfg = TrackerConfig(filter=filt, association=assoc, max_tracks=10)
     rng = np.random.default_rng(1)
     arrival = d.time + np.array([0.0, 3.5])[d.sensor] + rng.uniform(0.0, 1.5, d.time.size)  # OOSM replays
-    h0 = run_tracker(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
-    h1 = run_tracker_compiled(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
-    assert h1.stats["replays"] > 10 and h1.stats["late_detections"] > 0
-    _agree(h0, h1, truth)
+    h = run_tracker_compiled(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    assert h.stats["replays"] > 10 and h.stats["late_detections"] > 0
+    _agree(REFERENCE[f"{filt}-{assoc}"], h, truth)
 
 
 def test_deletion_rules_agree_sigma_bound_and_missed_scans(scene):
-    """A tight covariance bound and a short miss budget exercise every deletion counter."""
+    """A covariance bound, a short miss budget, few slots and non-finite data exercise every counter."""
     t, truth, d, se, Re = scene
     d = take(d, ~((d.time > 60) & (d.time < 90)))  # a 30-s gap: tracks coast, grow and die
     d.z[::50, 0] = np.nan  # rejected as non-finite
     cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=1500.0, delete_after_missed=2)
-    h0 = run_tracker(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
-    h1 = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
+    h = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
     for k in ("deleted_missed", "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "no_slot",
               "rejected_nonfinite"):
-        assert h1.stats[k].sum() > 0, k
-    _agree(h0, h1, truth)
+        assert h.stats[k].sum() > 0, k
+    _agree(REFERENCE["imm-jpda-deletions"], h, truth)
 
 
 def test_trial_results_identical_at_any_chunk_size_and_thread_count():
@@ -111,6 +109,6 @@ def test_bad_configuration_names_the_key(scene):
     t, truth, d, se, Re = scene
     for cfg, key in ((TrackerConfig(filter="kf"), "tracker.filter"),
                      (TrackerConfig(association="mht"), "tracker.association"),
-                     (TrackerConfig(implementation="gpu"), "tracker.implementation")):
+                     (TrackerConfig(confirm_m=4, confirm_n=3), "tracker.confirm_m")):
         with pytest.raises(InputError, match=key):
             run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fusion.tracker import MultiTargetTracker, run_tracker
+from fusion.tracker import run_tracker
 from sim.config import TrackerConfig
-from test_tracker_scenarios import make_detections, midcourse_pair, sites, take
+from test_tracker_scenarios import make_detections, midcourse_pair, sites, stepwise_reference, take
 
 TRIALS = 4
 
@@ -36,21 +36,9 @@ def test_zero_latency_equals_one_tracker_fed_in_time_order(scene):
     h = run_tracker(d, d.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     assert h.stats["replays"] == 0
     # reference: the group step called directly, groups in (time, sensor) order, state read at each grid time
-    trk = MultiTargetTracker(cfg, TRIALS, se, Re, [2.0, 3.0])
-    x = np.full(h.x.shape, np.nan)
-    conf = np.zeros(h.confirmed.shape, dtype=bool)
-    keys = sorted(set(zip(d.time.tolist(), d.sensor.tolist())))
-    k = 0
-    for i, ti in enumerate(t):
-        while k < len(keys) and keys[k][0] <= ti:
-            m = (d.time == keys[k][0]) & (d.sensor == keys[k][1])
-            trk.process_group(keys[k][0], keys[k][1], d.trial[m], d.z[m], d.R[m], d.object[m])
-            k += 1
-        b, j, xe, _, ce = trk.estimate(ti)
-        x[b, j, i], conf[b, j, i] = xe, ce
-    np.testing.assert_array_equal(h.x, x)
-    np.testing.assert_array_equal(h.confirmed, conf)
-    assert conf.any()
+    ref = stepwise_reference(d, t, se, Re, cfg, [2.0, 3.0])
+    _assert_same(_fields(h), ref)
+    assert ref[2].any()
 
 
 @pytest.mark.parametrize("latency", [(0.0, 3.5), (1.2, 7.0)])
@@ -107,15 +95,17 @@ def test_output_hides_a_lost_track_only_once_every_sensor_has_reported_the_misse
     m = (d.trial == 0) & (d.object == 0) & (d.sensor == 0) & (d.time <= 20.0)
     t_last = float(d.time[m].max())
     deadline = t_last + cfg.delete_after_missed * 2.0  # D r_last
+    sub = take(d, m)
     for latency, lag in ((None, 0.0), ([0.0, 4.0], 4.0), ([1.0, 0.5], 1.0)):
-        trk = MultiTargetTracker(cfg, 1, se, Re, [2.0, 3.0], latency)
-        for tm in np.unique(d.time[m]):
-            k = m & (d.time == tm)
-            trk.process_group(tm, 0, np.zeros(k.sum(), int), d.z[k], d.R[k], d.object[k])
-        assert trk.state["confirmed"][0].sum() == 1 and trk.state["t_last"][0].max() == t_last
-        for dt, shown in ((-1.0, True), (-1e-6, True), (1e-3, False), (5.0, False)):
-            b, _, _, _, conf = trk.estimate(deadline + lag + dt)
-            assert bool(conf.sum() == 1) == shown, (latency, dt)
+        checks = ((-1.0, True), (-1e-6, True), (1e-3, False), (5.0, False))
+        grid = np.unique(np.r_[sub.time, [deadline + lag + dt for dt, _ in checks]])
+        h = run_tracker(sub, sub.time, se, Re, grid, np.array([0]), cfg, revisit=[2.0, 3.0],
+                        latency=[0.0, 0.0] if latency is None else latency)
+        last = np.searchsorted(grid, t_last)
+        assert h.confirmed[0, :, last].sum() == 1 and h.stats["updates"][0] == sub.time.size - 1
+        for dt, shown in checks:
+            i = np.searchsorted(grid, deadline + lag + dt)
+            assert bool((h.confirmed[0, :, i] & np.isfinite(h.x[0, :, i, 0])).sum() == 1) == shown, (latency, dt)
 
 
 @pytest.mark.parametrize("latency", [(0.0, 4.0), (3.0, 6.0), (5.0, 8.0)])

@@ -430,68 +430,23 @@ def test_imm_confirmed_tracks_stay_finite_with_false_alarms(pair):
 # -- JPDA: the moment-matched mixture of a track's association hypotheses ---------------------------------
 
 
-def _mixture_moments(weights, means, covs):
-    """Mean and covariance of a Gaussian mixture, term by term (law of total covariance)."""
-    w = np.asarray(weights, dtype=float)
-    w = w / w.sum()
-    m = sum(wi * mi for wi, mi in zip(w, means))
-    P = sum(wi * (Pi + np.outer(mi - m, mi - m)) for wi, mi, Pi in zip(w, means, covs))
-    return m, P
-
-
 def _spd(rng, n=6):
-    A = rng.normal(size=(n, n))
+    A = rng.standard_normal((n, n))
     return A @ A.T + n * np.eye(n)
 
 
-@pytest.mark.parametrize("imm", [False, True])
-def test_pda_merge_equals_the_mixture_of_all_hypotheses(imm):
-    """Two tracks, three and one gated detections: the merged track is the moment-matched mixture of
-    {no detection} and {detection k} (and, for the IMM, of every (hypothesis, mode) term, mixed per mode
-    first and then combined by fusion.imm.imm_combine)."""
-    from fusion.imm import imm_combine
-    from fusion.tracker import _pda_merge
-
-    rng = np.random.default_rng(4)
-    r = 2 if imm else 1
-    n_trk, inv = 2, np.array([0, 0, 0, 1])
-    beta = np.array([0.2, 0.5, 0.1, 0.6])
-    beta0 = np.array([0.2, 0.4])
-    x_pred = rng.normal(size=(n_trk, r, 6)) * 100
-    P_pred = np.array([[_spd(rng) for _ in range(r)] for _ in range(n_trk)])
-    mu_pred = np.array([[0.3, 0.7], [0.9, 0.1]])[:, :r] if imm else np.ones((n_trk, 1))
-    x_post = x_pred[inv] + rng.normal(size=(4, r, 6)) * 30
-    P_post = np.array([[_spd(rng) for _ in range(r)] for _ in range(4)])
-    mu_post = np.array([[0.1, 0.9], [0.5, 0.5], [0.8, 0.2], [0.2, 0.8]])[:, :r] if imm else np.ones((4, 1))
-    if imm:
-        pred = {"xm": x_pred, "Pm": P_pred, "mu": mu_pred}
-        post = {"xm": x_post, "Pm": P_post, "mu": mu_post}
-    else:
-        pred = {"x": x_pred[:, 0], "P": P_pred[:, 0]}
-        post = {"x": x_post[:, 0], "P": P_post[:, 0]}
-    out = _pda_merge(pred, post, beta, beta0, inv)
-    for j in range(n_trk):
-        terms = [(beta0[j] * mu_pred[j, i], x_pred[j, i], P_pred[j, i]) for i in range(r)]
-        terms += [(beta[k] * mu_post[k, i], x_post[k, i], P_post[k, i]) for k in np.nonzero(inv == j)[0]
-                  for i in range(r)]
-        m, P = _mixture_moments(*zip(*terms))
-        if imm:
-            xc, Pc = imm_combine(out["xm"][j], out["Pm"][j], out["mu"][j])
-        else:
-            xc, Pc = out["x"][j], out["P"][j]
-        np.testing.assert_allclose(xc, m, rtol=1e-10, atol=1e-8)
-        np.testing.assert_allclose(Pc, P, rtol=1e-10, atol=1e-8)
-
-
 def test_pda_merge_with_one_certain_hypothesis_is_that_update():
-    from fusion.tracker import _pda_merge
+    """beta = 1 on one detection: the merged track is that detection's update (the mixture of all
+    hypotheses in general: tests/test_compiled_kernels.py)."""
+    from fusion import track_kernels as tk
 
     rng = np.random.default_rng(5)
-    pred = {"x": rng.normal(size=(1, 6)), "P": _spd(rng)[None]}
-    post = {"x": rng.normal(size=(1, 6)), "P": _spd(rng)[None]}
-    out = _pda_merge(pred, post, np.array([1.0]), np.array([0.0]), np.array([0]))
-    np.testing.assert_allclose(out["x"], post["x"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(out["P"], post["P"], rtol=1e-14, atol=1e-12)
+    x0, P0 = rng.normal(size=(1, 6)), _spd(rng)[None]
+    xk, Pk = rng.normal(size=(1, 1, 6)), _spd(rng)[None, None]
+    xm, Pm, mu = np.empty((1, 6)), np.empty((1, 6, 6)), np.empty(1)
+    tk.pda_merge(tk.EKF, x0, P0, np.ones(1), 0.0, xk, Pk, np.ones((1, 1)), np.array([1.0]), 1, xm, Pm, mu)
+    np.testing.assert_allclose(xm, xk[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(Pm, Pk[0], rtol=1e-14, atol=1e-12)
 
 
 def _outlier_fraction(h, truth, t0_idx=20, level=20.0):

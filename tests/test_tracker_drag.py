@@ -153,14 +153,14 @@ def test_reentry_track_is_consistent():
 
 
 @pytest.mark.parametrize("name", ["ekf", "imm"])
-def test_batched_output_equals_per_time_estimate_in_the_atmosphere(name):
-    """run_tracker predicts its output for many grid times at once: same bits as estimate() at each time.
+def test_output_equals_per_time_estimate_in_the_atmosphere(name):
+    """run_tracker's output equals the group step and the estimate driven one grid time at a time.
 
     Re-entries with missed detections (so tracks coast for different times) on a half-second grid
-    (so most grid times need a prediction): the drag RK4 substep counts differ from grid time to
-    grid time, which the batching must respect (fusion.drag.substeps_needed).
+    (so most grid times need a prediction with drag, whose RK4 substep counts vary per track and time,
+    fusion.drag.substeps_needed).
     """
-    from fusion.tracker import MultiTargetTracker
+    from test_tracker_scenarios import stepwise_reference
 
     rng = np.random.default_rng(7)
     n, T = 6, 14
@@ -185,15 +185,7 @@ def test_batched_output_equals_per_time_estimate_in_the_atmosphere(name):
     grid = np.arange(0.0, T, 0.5)
     cfg = TrackerConfig(filter=name, process_noise=0.1, max_tracks=2)
     h = run_tracker(d, d.time, site, Renu, grid, np.arange(n), cfg, revisit=np.array([1.0]))
-    trk = MultiTargetTracker(cfg, n, site, Renu, [1.0])
-    x = np.full(h.x.shape, np.nan)
-    P = np.full(h.P.shape, np.nan)
-    for i, ti in enumerate(grid):
-        if ti == int(ti) and ti < T:
-            m = d.time == ti
-            trk.process_group(ti, 0, d.trial[m], d.z[m], d.R[m], d.object[m])
-        b, j, xe, Pe, _ = trk.estimate(ti)
-        x[b, j, i], P[b, j, i] = xe, Pe
+    x, P = stepwise_reference(d, grid, site, Renu, cfg, [1.0])[:2]
     np.testing.assert_array_equal(h.x, x)
     np.testing.assert_array_equal(h.P, P)
     assert np.isfinite(x).sum() > 6 * n * 10

@@ -140,3 +140,48 @@ def test_arc_is_ballistic_and_visible():
     assert np.all(z[..., 0] < 2000e3)
     sep = np.linalg.norm(pair[0, :, :3] - pair[1, :, :3], axis=1)
     assert 3e3 < sep.min() and sep.max() < 15e3
+
+
+def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
+    """Reference run: the tracker's group step driven from Python in measurement-time order, no replay.
+
+    For each trial, the groups of (measurement time, sensor) with ``time <= grid[i]``
+    are processed in (time, sensor, record) order before the estimate is read at
+    ``grid[i]`` (:func:`fusion.loop._group_step`, :func:`fusion.loop._estimate`):
+    what :func:`fusion.tracker.run_tracker` must give when every detection
+    arrives at its measurement time. ``latency`` sets the output clock's lag
+    (its maximum). Returns ``(x, P, confirmed, object, sensors)`` shaped as a
+    :class:`fusion.tracker.TrackHistory`'s arrays (trials ``0 .. d.trial.max()``).
+    """
+    from fusion import loop as L
+
+    ip, fp = L._parameters(cfg)
+    fp[L._P_LAG] = 0.0 if latency is None else float(np.max(latency))
+    r = 2 if cfg.filter == "imm" else 1
+    B, N, T = int(d.trial.max()) + 1, int(cfg.max_tracks), grid.size
+    ox = np.full((B, N, T, 6), np.nan)
+    oP = np.full((B, N, T, 6, 6), np.nan)
+    oc = np.zeros((B, N, T), dtype=bool)
+    oo = np.full((B, N, T), -1, dtype=np.int64)
+    os_ = np.zeros((B, N, T), dtype=np.uint64)
+    revisit = np.asarray(revisit, dtype=np.float64)
+    for b in range(B):  # reference: plain loops over trials and groups
+        X, PP, MU = np.zeros((N, r, 6)), np.zeros((N, r, 6, 6)), np.zeros((N, r))
+        TF, TI = np.zeros((N, 5)), np.zeros((N, 4), dtype=np.int64)
+        TI[:, 3] = -1
+        SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(9, dtype=np.int64)
+        mine = np.flatnonzero(d.trial == b)
+        mine = mine[np.lexsort((mine, d.sensor[mine], d.time[mine]))]
+        keys = sorted(set(zip(d.time[mine].tolist(), d.sensor[mine].tolist())))
+        k = 0
+        for i, ti in enumerate(grid):
+            while k < len(keys) and keys[k][0] <= ti:
+                m = mine[(d.time[mine] == keys[k][0]) & (d.sensor[mine] == keys[k][1])]
+                s = int(keys[k][1])
+                L._group_step(ip, fp, float(keys[k][0]), s, np.ascontiguousarray(site_ecef[s]),
+                              np.ascontiguousarray(R_enu[s]), float(revisit[s]), np.ascontiguousarray(d.z[m]),
+                              np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), X, PP, MU, TF, TI,
+                              SENS, CNT)
+                k += 1
+            L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b])
+    return ox, oP, oc, oo.astype(np.int32), os_
