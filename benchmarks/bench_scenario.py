@@ -246,8 +246,11 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None, trial
     -------
     dict
         ``duration_s`` (None: whole flight), ``note``, ``setup_s`` (nominal flight solve,
-        not in any timing), ``by_trials`` and ``by_radars`` (rows of :func:`time_run`,
-        the 12-radar row of ``by_trials`` reused), ``profile`` (:func:`profile_top`).
+        not in any timing), ``filterpy_ekf_steps_per_s`` (filterpy's EKF predict + AER
+        update object by object, timed in this run on 100 objects), ``by_trials`` and
+        ``by_radars`` (rows of :func:`time_run`, each with ``x_filterpy_ekf_step``, its
+        whole-scenario track-step rate over that reference; the 12-radar row of
+        ``by_trials`` reused), ``profile`` (:func:`profile_top`).
 
     Raises
     ------
@@ -289,6 +292,15 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None, trial
             continue
         by_radars.append(time_run(with_radars(scenario, k), radar_trials))
         say(f"scenario: {trials_text(radar_trials)}, {k} radars: {by_radars[-1]['wall_s']:.1f} s")
+    # The reference rate in this run: filterpy's EKF predict + AER update, object by object (bench_kalman)
+    from benchmarks.bench_kalman import _filterpy_ekf, _time, _tracks
+
+    n_ref = 100
+    x_ref, z_ref = _tracks(n_ref)
+    filterpy_rate = n_ref / _time(_filterpy_ekf(x_ref, z_ref))
+    for r in by_trials + by_radars:
+        r["x_filterpy_ekf_step"] = round(r["track_steps_per_s"] / filterpy_rate, 2)
+    say(f"scenario: filterpy per-object EKF step {filterpy_rate:,.0f} steps/s")
     # Quick: the smallest run. Full: one chunk of the runs' size, which is what each worker repeats.
     prof_trials = min(trial_rows) if quick else min(chunk, max(trial_rows))
     prof = profile_top(scenario, prof_trials, chunk_trials=max(prof_trials, 1))
@@ -296,7 +308,8 @@ def bench_scenario(quick: bool = False, path=SCENARIO_FILE, progress=None, trial
     what = f"first {duration:.0f} s of the flight, quick mode" if quick else "whole flight"
     note = f"{what}, {'/'.join(map(str, trial_rows))} trials"
     return dict(scenario=scenario.info.name, file=str(Path(path).name), duration_s=duration, note=note,
-                chunk_trials=chunk, workers=nproc, setup_s=round(setup, 3), by_trials=by_trials,
+                chunk_trials=chunk, workers=nproc, setup_s=round(setup, 3),
+                filterpy_ekf_steps_per_s=round(filterpy_rate), by_trials=by_trials,
                 by_radars=by_radars, profile=prof)
 
 
@@ -315,7 +328,9 @@ def summary_lines(result: dict) -> list[str]:
             mem += f", {r['worker_peak_rss_mib']:.0f} MiB in the largest of {r['workers']} workers"
         out.append(f"{trials_text(r['trials'])}, {r['radars']} radars, chunks of {r['chunk_trials']}: "
                    f"{r['wall_s']:.1f} s wall, {r['track_steps']:,} track-steps, "
-                   f"{r['track_steps_per_s']:,} track-steps/s, {mem}")
+                   f"{r['track_steps_per_s']:,} track-steps/s"
+                   + (f" ({r['x_filterpy_ekf_step']:g}x filterpy's per-object EKF step in this run)"
+                      if "x_filterpy_ekf_step" in r else "") + f", {mem}")
     p = result.get("profile")
     if p:
         out.append(f"top five by cumulative time (cProfile, {trials_text(p['trials'])} in one chunk, "

@@ -623,7 +623,7 @@ def _announce_compile():
     """Say so on stderr when the loop is about to be compiled (no cached machine code for it yet).
 
     Numba's on-disk cache (``cache=True``) holds the compiled loop after the first
-    run; a fresh install compiles it once, which takes about a minute.
+    run; a fresh install compiles it once (about 3 min of CPU time, measured; README).
     """
     global _ANNOUNCED
     if _ANNOUNCED or _run_trials.signatures:
@@ -635,8 +635,8 @@ def _announce_compile():
     except AttributeError:
         cached = False
     if not cached:
-        print("gsomia-sim: compiling the tracker loop (first run after install; cached afterwards, "
-              "about a minute)...", file=sys.stderr, flush=True)
+        print("gsomia-sim: compiling the tracker loop (first run after an install or an edit of the "
+              "kernels: a few minutes; cached afterwards)...", file=sys.stderr, flush=True)
 
 
 _ANNOUNCED = False
