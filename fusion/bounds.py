@@ -124,6 +124,8 @@ Navigation*, 2001, sec. 7.2 (information filter).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 
@@ -157,6 +159,7 @@ _ATMOSPHERE_MARGIN = 5_000.0  # m: steps with an end below TOP_OF_ATMOSPHERE + t
 # (unit-diagonal) form is below this: a rank-deficient J computed in float64 shows ~1e-15 there, a
 # well-posed one (position-velocity correlations of a long track ~0.9) >= 1e-3.
 SINGULAR_TOL = 1e-10
+ATMOSPHERE_SUBSTEPS = 4  # exponential-midpoint substeps per grid step in boost and in the atmosphere
 _BLOCK = 256  # grid steps of F computed at once (memory ~ objects x trials x _BLOCK x 2 x 49 x 8 bytes)
 
 
@@ -292,27 +295,33 @@ def measurement_information(x, site_ecef, R_enu, R):
 # The truth's dynamics along its own path
 
 
-def _object_models(truth, threats):
-    """Per object: (missile, nominal, beta, lift_glide, lift_pullup, sigma_beta, sigma_v)."""
-    from sim.shaping import nominal_for_threat
+class _ObjectModel:
+    """Missile class, nominal flight and dispersion of one truth object (the nominal is solved on first use)."""
 
-    out = []
-    for o, kind in enumerate(truth.object_kind):
-        th = threats[int(truth.object_threat[o])]
-        m = MISSILES[th.missile]
-        nom = nominal_for_threat(th)
+    def __init__(self, threat, kind):
+        self.threat, self.kind = threat, kind
+        self.missile = MISSILES[threat.missile]
         rv = kind == "rv"
-        beta = m.rv_ballistic_coeff if rv else m.stage_ballistic_coeff
-        lg, lp = (nom.lift_glide, nom.lift_pullup) if rv else (0.0, 0.0)
-        d = th.dispersion
-        out.append((m, nom, beta, lg, lp, float(d.ballistic_coeff_frac), float(d.burnout_speed)))
-    return out
+        self.beta = self.missile.rv_ballistic_coeff if rv else self.missile.stage_ballistic_coeff
+        self.sigma_beta = float(threat.dispersion.ballistic_coeff_frac)
+        self.sigma_v = float(threat.dispersion.burnout_speed)
+
+    @functools.cached_property
+    def nominal(self):
+        from sim.shaping import nominal_for_threat
+
+        return nominal_for_threat(self.threat)
+
+    def program(self, n, beta=None):
+        """A :class:`sim.dynamics.Program` of ``n`` identical rows (nominal azimuth; ``beta`` overrides)."""
+        nom = self.nominal
+        lg, lp = (nom.lift_glide, nom.lift_pullup) if self.kind == "rv" else (0.0, 0.0)
+        return dyn.make_program(self.missile, nom.launch_lat, nom.launch_lon, np.full(n, nom.azimuth), nom.kick,
+                                nom.t_cut, self.beta if beta is None else beta, lg, lp, nom.pitch_program)
 
 
-def _program(model, n, beta=None):
-    m, nom, b, lg, lp, _, _ = model
-    return dyn.make_program(m, nom.launch_lat, nom.launch_lon, np.full(n, nom.azimuth), nom.kick, nom.t_cut,
-                            b if beta is None else beta, lg, lp, nom.pitch_program)
+def _object_models(truth, threats):
+    return [_ObjectModel(threats[int(truth.object_threat[o])], kind) for o, kind in enumerate(truth.object_kind)]
 
 
 def _fd_states(x):
@@ -335,24 +344,24 @@ def _system_matrix(model, x_mid, tau_mid):
     M = x_mid.shape[0]
     A = np.zeros((M, N_STATE, N_STATE))
     A[:, 0:3, 3:6] = np.eye(3)
-    nom = model[1]
+    nom = model.nominal
     X, step = _fd_states(x_mid)
     acc = np.empty((M, 13, 3))
     powered = tau_mid < nom.t_cut
     coast = np.flatnonzero(~powered)
     if coast.size:
         idx = (coast[:, None] * 13 + np.arange(13)).ravel()
-        prog = _program(model, idx.size)
+        prog = model.program(idx.size)
         tau_c = nom.t_cut + 1.0e6  # any time after cut-off: the coasting acceleration does not depend on it
         acc[coast] = dyn.acceleration(tau_c, tau_c, X[idx, :3], X[idx, 3:], prog).reshape(-1, 13, 3)
         # theta column: drag and lift scale as 1/beta, so d a / d ln(beta) = -(a(beta) - a(beta = inf)).
         base = X[coast * 13]
-        p1, p_inf = _program(model, coast.size), _program(model, coast.size, beta=np.inf)
+        p1, p_inf = model.program(coast.size), model.program(coast.size, beta=np.inf)
         a_aero = (dyn.acceleration(tau_c, tau_c, base[:, :3], base[:, 3:], p1)
                   - dyn.acceleration(tau_c, tau_c, base[:, :3], base[:, 3:], p_inf))
         A[coast, 3:6, 6] = -a_aero
     if powered.any():
-        prog = _program(model, 13)
+        prog = model.program(13)
         for i in np.flatnonzero(powered):
             Xi = X[i * 13:(i + 1) * 13]
             acc[i] = dyn.acceleration(float(tau_mid[i]), float(tau_mid[i]), Xi[:, :3], Xi[:, 3:], prog)
@@ -406,21 +415,27 @@ def truth_transition(truth, threats, k0, k1, models=None):
     if vac.any():
         _, F6 = ballistic_transition(x0[vac], hh[vac])
         F[vac, :6, :6] = F6
-    t_mid = 0.5 * (t[k0 - 1:k1 - 1] + t[k0:k1])
     for o in range(O):
         model = models[o]
         sel = full[:, o]
         if sel.any():
             n_i, b_i = np.nonzero(sel)
             hs = h[b_i]
-            xm = _hermite_mid(x0[n_i, o, b_i], x1[n_i, o, b_i], hs)
-            tau = t_mid[b_i] - truth.launch_time[n_i, o]
-            A = _system_matrix(model, xm, tau)
-            F[n_i, o, b_i] = scipy.linalg.expm(A * hs[:, None, None])
+            # Exponential midpoint rule on ATMOSPHERE_SUBSTEPS substeps (states from the cubic Hermite of the
+            # truth's samples): the drag changes e-fold in ~1.5 s of a steep re-entry.
+            Fo = np.broadcast_to(np.eye(N_STATE), (n_i.size, N_STATE, N_STATE))
+            xa, xb = x0[n_i, o, b_i], x1[n_i, o, b_i]
+            for i in range(ATMOSPHERE_SUBSTEPS):
+                s_mid = (i + 0.5) / ATMOSPHERE_SUBSTEPS
+                xm = _hermite(xa, xb, hs, s_mid)
+                tau = t[k0 - 1:k1 - 1][b_i] + s_mid * hs - truth.launch_time[n_i, o]
+                A = _system_matrix(model, xm, tau)
+                Fo = scipy.linalg.expm(A * (hs / ATMOSPHERE_SUBSTEPS)[:, None, None]) @ Fo
+            F[n_i, o, b_i] = Fo
         # Burnout-speed impulse (module notes): on the step t[k-1] < t_c <= t[k].
-        sigma_v = model[6]
+        sigma_v = model.sigma_v
         if sigma_v > 0.0:
-            t_c = truth.launch_time[:, o] + model[1].t_cut  # (N,)
+            t_c = truth.launch_time[:, o] + model.nominal.t_cut  # (N,)
             hit = (t[k0 - 1:k1 - 1][None, :] < t_c[:, None]) & (t_c[:, None] <= t[k0:k1][None, :]) & valid[:, o]
             for n_i, b_i in zip(*np.nonzero(hit)):
                 v = x1[n_i, o, b_i, 3:]
@@ -432,12 +447,17 @@ def truth_transition(truth, threats, k0, k1, models=None):
     return F, Q
 
 
-def _hermite_mid(xa, xb, h):
-    """Cubic-Hermite midpoint ``(M, 6)`` of states ``xa, xb (M, 6)`` a step ``h (M,)`` apart."""
+def _hermite(xa, xb, h, s):
+    """Cubic Hermite state ``(M, 6)`` at fraction ``s`` of a step ``h (M,)`` between states ``xa, xb (M, 6)``.
+
+    Position: the cubic through both ends with their velocities; velocity: its derivative
+    (the interpolation :mod:`sim.truth` samples its grid with, :func:`sim.dynamics.hermite`).
+    """
     hc = h[:, None]
-    ra, rb, va, vb = xa[:, :3], xb[:, :3], xa[:, 3:], xb[:, 3:]
-    pos = 0.5 * (ra + rb) + 0.125 * hc * (va - vb)
-    vel = 1.5 * (rb - ra) / hc - 0.25 * (va + vb)
+    ra, rb, va, vb = xa[:, :3], xb[:, :3], xa[:, 3:] * hc, xb[:, 3:] * hc
+    s2, s3 = s * s, s * s * s
+    pos = (2 * s3 - 3 * s2 + 1) * ra + (s3 - 2 * s2 + s) * va + (-2 * s3 + 3 * s2) * rb + (s3 - s2) * vb
+    vel = ((6 * s2 - 6 * s) * ra + (3 * s2 - 4 * s + 1) * va + (-6 * s2 + 6 * s) * rb + (3 * s2 - 2 * s) * vb) / hc
     return np.concatenate([pos, vel], axis=1)
 
 
@@ -501,7 +521,7 @@ def _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
     N = Ntr * O
     models = _object_models(truth, threats)
     J0 = np.zeros((N, N_STATE, N_STATE))
-    sb = np.array([mdl[5] for mdl in models])
+    sb = np.array([mdl.sigma_beta for mdl in models])
     # theta prior 1/sigma_beta^2; with no dispersion theta is known (no column couples it then)
     J0[:, 6, 6] = np.tile(np.where(sb > 0, 1.0 / np.where(sb > 0, sb, 1.0) ** 2, 1.0), Ntr)
 
