@@ -127,7 +127,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.linalg
 
 from fusion.models import ballistic_transition
 from sensors.geometry import measurement_jacobian
@@ -430,7 +429,7 @@ def truth_transition(truth, threats, k0, k1, models=None):
                 xm = _hermite(xa, xb, hs, s_mid)
                 tau = t[k0 - 1:k1 - 1][b_i] + s_mid * hs - truth.launch_time[n_i, o]
                 A = _system_matrix(model, xm, tau)
-                Fo = scipy.linalg.expm(A * (hs / ATMOSPHERE_SUBSTEPS)[:, None, None]) @ Fo
+                Fo = _expm(A * (hs / ATMOSPHERE_SUBSTEPS)[:, None, None]) @ Fo
             F[n_i, o, b_i] = Fo
         # Burnout-speed impulse (module notes): on the step t[k-1] < t_c <= t[k].
         sigma_v = model.sigma_v
@@ -445,6 +444,27 @@ def truth_transition(truth, threats, k0, k1, models=None):
                 G[3:6] = u
                 Q[n_i, o, b_i] = sigma_v**2 * np.outer(G, G)
     return F, Q
+
+
+def _expm(M):
+    """Matrix exponential of a batch ``(..., n, n)`` by scaling and squaring of the Taylor series.
+
+    The norms here are below 1 (``|A| h`` with ``h`` <= 0.25 s): scaled to <= 1/2, the series to
+    order 14 errs < 1e-18 relative (Moler & Van Loan, "Nineteen dubious ways", SIAM Review 45,
+    2003, method 3). scipy.linalg.expm loops over a batch matrix by matrix (~10 ms each).
+    """
+    norm = np.max(np.sum(np.abs(M), axis=-2), axis=-1)  # 1-norm
+    sq = int(max(0, np.ceil(np.log2(max(float(norm.max(initial=0.0)), 1e-300) / 0.5))))
+    X = M / 2.0**sq
+    n = M.shape[-1]
+    E = np.broadcast_to(np.eye(n), M.shape).copy()
+    term = E.copy()
+    for k in range(1, 15):
+        term = term @ X / k
+        E += term
+    for _ in range(sq):
+        E = E @ E
+    return E
 
 
 def _hermite(xa, xb, h, s):

@@ -402,3 +402,13 @@ def test_bad_input():
         pcrlb_position_variance(truth, d, arr - 1.0, site, Renu, threats)
     with pytest.raises(InputError):
         pcrlb_position_variance(truth, d, arr, site[:1], Renu[:1], threats)
+
+
+def test_expm_against_scipy():
+    import scipy.linalg
+
+    from fusion.bounds import _expm
+
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((5, 7, 7)) * np.array([0.01, 0.1, 0.5, 1.0, 3.0])[:, None, None]
+    np.testing.assert_allclose(_expm(M), np.stack([scipy.linalg.expm(m) for m in M]), rtol=1e-12, atol=1e-14)
