@@ -276,6 +276,11 @@ def test_reentry_arc_with_ballistic_coefficient_parameter():
         P, Pb = np.linalg.inv(J[k]), np.linalg.inv(Jb)
         # exponential midpoint on 0.25-s substeps against RK4 on 0.1-s steps: 6e-4 at 25 g
         np.testing.assert_allclose(np.diag(P), np.diag(Pb), rtol=rtol)
+        # correlations, theta's included (their sign is the sign of the drag's dependence on beta)
+        corr = P / np.sqrt(np.outer(np.diag(P), np.diag(P)))
+        corr_b = Pb / np.sqrt(np.outer(np.diag(Pb), np.diag(Pb)))
+        np.testing.assert_allclose(corr, corr_b, atol=5 * rtol)
+        assert np.abs(corr[6, :6]).max() > 0.1
     # the drag has taught the estimator about theta: sigma 0.026 against its prior 0.05
     assert np.sqrt(np.linalg.inv(J[10])[6, 6]) == pytest.approx(np.sqrt(np.linalg.inv(Jb)[6, 6]), rel=1e-3)
     assert np.linalg.inv(J[10])[6, 6] < 0.3 * sb**2
