@@ -417,3 +417,43 @@ def test_expm_against_scipy():
     rng = np.random.default_rng(3)
     M = rng.standard_normal((5, 7, 7)) * np.array([0.01, 0.1, 0.5, 1.0, 3.0])[:, None, None]
     np.testing.assert_allclose(_expm(M), np.stack([scipy.linalg.expm(m) for m in M]), rtol=1e-12, atol=1e-14)
+
+
+def test_boost_transition_against_truth_integrator():
+    """In boost F is the Jacobian of the truth's own thrusting flow (finite differences of its RK4 step)."""
+    from sim.shaping import nominal_for_threat
+
+    threat = _threat()
+    nom = nominal_for_threat(threat)
+    m = MISSILES[MISSILE]
+    prog = dyn.make_program(m, nom.launch_lat, nom.launch_lon, nom.azimuth, nom.kick, nom.t_cut, m.rv_ballistic_coeff,
+                            nom.lift_glide, nom.lift_pullup, nom.pitch_program)
+    tau0 = 60.0  # gravity turn, low in the air: thrust, drag and its density gradient all act
+    res = dyn.fly(prog, dyn.launch_state(nom.launch_lat, nom.launch_lon, 1), tau_max=tau0 + 1.0, record=True)
+    i0 = int(np.flatnonzero(np.isclose(res.node_tau, tau0))[0])
+    states = res.node_state[[i0, i0 + 1], 0]
+    assert res.node_tau[i0 + 1] == pytest.approx(tau0 + 1.0)
+    assert 10e3 < dyn.height_fast(states[:, :3]).min() < 60e3
+    truth = dataclasses.replace(_truth(states, 0, launch_time=-tau0), phase=np.zeros((1, 1, 2), np.int8))
+    F, Q = truth_transition(truth, [threat], 1, 2)
+    F = F[0, 0, 0]
+    # steps large enough that ECEF round-off (1e-9 m in 6e6 m) stays below 1e-8 of the result
+    step = np.array([10.0, 10.0, 10.0, 0.1, 0.1, 0.1])
+    F_ref = np.zeros((6, 6))
+    prog1 = dyn.make_program(m, nom.launch_lat, nom.launch_lon, np.full(2, nom.azimuth), nom.kick, nom.t_cut,
+                             m.rv_ballistic_coeff, nom.lift_glide, nom.lift_pullup, nom.pitch_program)
+    for c in range(6):
+        X = np.repeat(states[:1], 2, axis=0)
+        X[0, c] += step[c]
+        X[1, c] -= step[c]
+        # the truth's own step: 10 RK4 substeps over the 1-s grid step
+        for s in range(10):
+            X = dyn.rk4_step(tau0 + 0.1 * s, 0.1, X, prog1)
+        F_ref[:, c] = (X[0] - X[1]) / (2.0 * step[c])
+    # exponential midpoint on 4 substeps: error 1.4e-6 on the entries (1e-7 on 16, 1e-8 on 64: second order)
+    np.testing.assert_allclose(F[:6, :6], F_ref, rtol=1e-6, atol=3e-6)
+    from fusion.models import ballistic_transition
+
+    # the thrust and drag terms are far above that tolerance: without them F would miss by 1e-2
+    assert np.abs(F[:6, :6] - ballistic_transition(states[0], 1.0)[1]).max() > 1e-2
+    assert not np.any(F[:6, 6]) and not Q.any()  # in boost beta does not act (the stack's drag does)
