@@ -50,7 +50,7 @@ leaves free. The other two are the process noise of the bound:
   :math:`t_k - t_c \\le` one step; first order in that step), so
   :math:`Q_k = \\sigma_v^2 G G^T` (rank one), and :math:`Q = 0` on every other
   step of the boost. The estimator of the bound knows the thrust profile and the
-  launch time exactly, so in boost it is far below what any tracker with a
+  launch time exactly, so in boost it can be far below what a tracker with a
   nearly-constant-thrust model reaches; it is still a valid lower bound.
 * **Atmosphere (ballistic-coefficient dispersion).** After cut-off the truth's
   :math:`\\beta = \\beta_0(1 + \\sigma_\\beta z)` is one draw per trial and object,
