@@ -145,6 +145,7 @@ __all__ = [
     "position_variance",
     "measurement_information",
     "truth_transition",
+    "TruthDynamics",
     "pcrlb_information",
     "pcrlb_position_variance",
 ]
@@ -371,7 +372,29 @@ def _system_matrix(model, x_mid, tau_mid):
     return A
 
 
-def truth_transition(truth, threats, k0, k1, models=None):
+class TruthDynamics:
+    """The truth's boost and atmosphere transitions of a chunk, computed once and shared by calls.
+
+    Every (policy, nation) of a chunk has the same truth, so the costly part of
+    :func:`truth_transition` (finite differences of the truth's acceleration in
+    boost and in the atmosphere, about half the time of a call) need not be
+    redone per call: build one per chunk and pass it as ``dynamics=`` to
+    :func:`pcrlb_position_variance`. It keeps only those steps (a tenth of the
+    flight for the Hwasong-15: 392 bytes per trial, object and step).
+
+    Parameters
+    ----------
+    truth : sim.truth.Truth
+    threats : sequence of sim.config.ThreatConfig
+    """
+
+    def __init__(self, truth, threats):
+        self.truth = truth
+        self.models = _object_models(truth, threats)
+        self.full: dict = {}  # (k0, k1, object) -> (trial rows, step offsets, F (M, 7, 7))
+
+
+def truth_transition(truth, threats, k0, k1, models=None, dynamics=None):
     """Transition Jacobians and process noise of the truth's dynamics into grid indices ``k0 .. k1-1``.
 
     Parameters
@@ -384,6 +407,8 @@ def truth_transition(truth, threats, k0, k1, models=None):
         Grid indices, ``1 <= k0 <= k1 <= T``: step ``k`` goes from ``t[k-1]`` to ``t[k]``.
     models : list, optional
         Cached result of the per-object model lookup (internal).
+    dynamics : TruthDynamics, optional
+        Boost and atmosphere transitions already computed for this truth (filled on first use).
 
     Returns
     -------
@@ -393,7 +418,9 @@ def truth_transition(truth, threats, k0, k1, models=None):
     Q : ndarray, shape (trials, objects, k1 - k0, 7, 7)
         Process noise of the step: the burnout-speed impulse on the step of the cut-off, else 0.
     """
-    if models is None:
+    if dynamics is not None:
+        models = dynamics.models
+    elif models is None:
         models = _object_models(truth, threats)
     t = np.asarray(truth.t, dtype=np.float64)
     if not 1 <= k0 <= k1 <= t.size:
@@ -419,7 +446,11 @@ def truth_transition(truth, threats, k0, k1, models=None):
     for o in range(O):
         model = models[o]
         sel = full[:, o]
-        if sel.any():
+        hit_cache = dynamics.full.get((k0, k1, o)) if dynamics is not None else None
+        if hit_cache is not None:
+            n_i, b_i, Fo = hit_cache
+            F[n_i, o, b_i] = Fo
+        elif sel.any():
             n_i, b_i = np.nonzero(sel)
             hs = h[b_i]
             # Exponential midpoint rule on ATMOSPHERE_SUBSTEPS substeps (states from the cubic Hermite of the
@@ -433,6 +464,8 @@ def truth_transition(truth, threats, k0, k1, models=None):
                 A = _system_matrix(model, xm, tau)
                 Fo = _expm(A * (hs / ATMOSPHERE_SUBSTEPS)[:, None, None]) @ Fo
             F[n_i, o, b_i] = Fo
+            if dynamics is not None:
+                dynamics.full[(k0, k1, o)] = (n_i, b_i, Fo)
         # Burnout-speed impulse (module notes): on the step t[k-1] < t_c <= t[k].
         sigma_v = model.sigma_v
         if sigma_v > 0.0:
@@ -509,9 +542,9 @@ def _check(truth, dets, arrival, site_ecef, R_enu):
 class _Transitions:
     """:func:`truth_transition` in blocks of :data:`_BLOCK` steps, flattened to series, with F^-1 (internal)."""
 
-    def __init__(self, truth, models):
+    def __init__(self, truth, models, dynamics=None):
         self.truth, self.T = truth, truth.t.size
-        self.models = models
+        self.models, self.dynamics = models, dynamics
         self.blocks: dict = {}
 
     def get(self, k):
@@ -519,7 +552,7 @@ class _Transitions:
         if b not in self.blocks:
             k0 = 1 + b * _BLOCK
             k1 = min(self.T, k0 + _BLOCK)
-            F, Q = truth_transition(self.truth, None, k0, k1, self.models)
+            F, Q = truth_transition(self.truth, None, k0, k1, self.models, self.dynamics)
             n = F.shape[0] * F.shape[1]
             F = F.reshape((n,) + F.shape[2:])
             Q = Q.reshape((n,) + Q.shape[2:])
@@ -534,14 +567,17 @@ class _Transitions:
         return Fi[i], Q[i], qany[i]
 
 
-def _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
+def _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats, dynamics=None):
     """Generator of ``(j, J_j)``: the bound's information ``(trials * objects, 7, 7)`` at each grid index."""
     arrival, site_ecef, R_enu = _check(truth, dets, arrival, site_ecef, R_enu)
     t = np.asarray(truth.t, dtype=np.float64)
     T = t.size
     Ntr, O = truth.state.shape[:2]
     N = Ntr * O
-    models = _object_models(truth, threats)
+    if dynamics is not None and dynamics.truth is not truth:
+        raise InputError.single("dynamics", "TruthDynamics of another truth",
+                                "TruthDynamics(truth, threats) of this truth")
+    models = _object_models(truth, threats) if dynamics is None else dynamics.models
     J0 = np.zeros((N, N_STATE, N_STATE))
     sb = np.array([mdl.sigma_beta for mdl in models])
     # theta prior 1/sigma_beta^2; with no dispersion theta is known (no column couples it then)
@@ -584,7 +620,7 @@ def _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
     settled = np.maximum.accumulate(last)
     m_of_j = np.minimum(np.searchsorted(settled, t, side="right") - 1, np.arange(T))
 
-    trans = _Transitions(truth, models)
+    trans = _Transitions(truth, models, dynamics)
 
     def advance(J, k, cutoff):
         if k > 0:
@@ -617,12 +653,12 @@ def _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
         yield j, Jw
 
 
-def pcrlb_information(truth, dets, arrival, site_ecef, R_enu, threats):
+def pcrlb_information(truth, dets, arrival, site_ecef, R_enu, threats, dynamics=None):
     """Information matrices of the PCRLB of a nation's data at every grid time (module notes).
 
     Parameters
     ----------
-    truth, dets, arrival, site_ecef, R_enu, threats
+    truth, dets, arrival, site_ecef, R_enu, threats, dynamics
         As :func:`pcrlb_position_variance`.
 
     Returns
@@ -634,12 +670,12 @@ def pcrlb_information(truth, dets, arrival, site_ecef, R_enu, threats):
     """
     Ntr, O, T = truth.state.shape[:3]
     out = np.empty((Ntr * O, T, N_STATE, N_STATE))
-    for j, J in _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
+    for j, J in _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats, dynamics):
         out[:, j] = J
     return out.reshape(Ntr, O, T, N_STATE, N_STATE)
 
 
-def pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, threats):
+def pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, threats, dynamics=None):
     """Posterior Cramer-Rao bound on the position of each object from the data a nation has received.
 
     Parameters
@@ -658,6 +694,9 @@ def pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, threats):
         ECEF-to-ENU rotations of the sensors.
     threats : sequence of sim.config.ThreatConfig
         ``scenario.threats`` (the truth's dispersion is its process noise).
+    dynamics : TruthDynamics, optional
+        ``TruthDynamics(truth, threats)``, shared by the calls of one chunk (halves the
+        time of every call after the first); None: computed within the call.
 
     Returns
     -------
@@ -672,7 +711,7 @@ def pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, threats):
     ------
     InputError
         ``arrival`` of the wrong shape or before a measurement time, a sensor index
-        out of range, measurement times off the truth grid.
+        out of range, measurement times off the truth grid, ``dynamics`` of another truth.
 
     Notes
     -----
@@ -684,7 +723,7 @@ def pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, threats):
     out = np.empty((Ntr * O, T))
     buf = np.empty((Ntr * O, _BLOCK, N_STATE, N_STATE))
     j0 = 0
-    for j, J in _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats):
+    for j, J in _bound_steps(truth, dets, arrival, site_ecef, R_enu, threats, dynamics):
         buf[:, j - j0] = J
         if j - j0 == _BLOCK - 1 or j == T - 1:
             out[:, j0:j + 1] = position_variance(buf[:, :j - j0 + 1])

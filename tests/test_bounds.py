@@ -457,3 +457,27 @@ def test_boost_transition_against_truth_integrator():
     # the thrust and drag terms are far above that tolerance: without them F would miss by 1e-2
     assert np.abs(F[:6, :6] - ballistic_transition(states[0], 1.0)[1]).max() > 1e-2
     assert not np.any(F[:6, 6]) and not Q.any()  # in boost beta does not act (the stack's drag does)
+
+
+def test_shared_truth_dynamics_gives_identical_bounds():
+    from fusion.bounds import TruthDynamics
+    from sim.errors import InputError
+
+    beta = MISSILES[MISSILE].rv_ballistic_coeff
+    lat, lon = 41.0, 136.0
+    E = enu_rotation(np.radians(lat), np.radians(lon))
+    x0 = np.r_[pymap3d.geodetic2ecef(lat, lon, 60e3), E.T @ np.array([4000.0, 0.0, -2500.0])]
+    truth = _truth(_arc(x0, 8, beta, n_sub=4), PHASE_REENTRY)
+    site, Renu = _sites()
+    threats = [_threat()]
+    dets, arrival = _dets(np.arange(8), np.arange(8) % 2)
+    shared = TruthDynamics(truth, threats)
+    for late in (0.0, 2.0):  # two nations' arrivals, one shared dynamics
+        a = arrival + late
+        alone = pcrlb_position_variance(truth, dets, a, site, Renu, threats)
+        with_shared = pcrlb_position_variance(truth, dets, a, site, Renu, threats, dynamics=shared)
+        np.testing.assert_array_equal(with_shared, alone)
+    assert shared.full  # it was filled and reused
+    other = dataclasses.replace(truth, state=truth.state.copy())
+    with pytest.raises(InputError):
+        pcrlb_position_variance(other, dets, arrival, site, Renu, threats, dynamics=shared)
