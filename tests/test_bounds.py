@@ -101,6 +101,18 @@ def test_information_predict_equals_tichavsky_d_form():
     np.testing.assert_allclose(information_predict(J, F), Fi.T @ J @ Fi, rtol=1e-12)
 
 
+def test_position_variance_numerically_rank_deficient_is_inf():
+    """J of rank 5 built in float64 (eigenvalues ~1e-17 of either sign): the position is not determined."""
+    rng = np.random.default_rng(4)
+    scale = np.array([1e-2, 1e-3, 1e-4, 1.0, 10.0, 0.1, 400.0])  # mixed units, as m^-2, (m/s)^-2, theta
+    for _ in range(40):
+        B = rng.standard_normal((N_STATE, 5)) * np.sqrt(scale)[:, None]
+        assert position_variance(B @ B.T) == np.inf
+    B = rng.standard_normal((N_STATE, N_STATE)) * np.sqrt(scale)[:, None]
+    J = B @ B.T
+    assert position_variance(J) == pytest.approx(np.trace(np.linalg.inv(J)[:3, :3]), rel=1e-9)
+
+
 def test_position_variance_singular_and_free_components():
     J = np.zeros((N_STATE, N_STATE))
     assert position_variance(J) == np.inf
@@ -394,6 +406,14 @@ def test_burnout_impulse_process_noise():
     v_0 = pcrlb_position_variance(truth, dets, arrival, site, Renu, [_threat(burnout_speed=0.0)])[0, 0]
     np.testing.assert_allclose(v_q[:k], v_0[:k], rtol=1e-12)
     assert np.all(v_q[k:] > v_0[k:])
+    # a cut-off exactly on a grid time belongs to the step that ends there: the truth's sample at t_c
+    # is already past the impulse (sim.truth samples each step's [start, end) from its post-impulse start)
+    truth = dataclasses.replace(truth, launch_time=np.array([[7.0 - t_cut]]))
+    _, Q = truth_transition(truth, [threat], 1, truth.t.size)
+    assert np.flatnonzero(Q[0, 0].any(axis=(1, 2))).tolist() == [7 - 1]
+    v = truth.state[0, 0, 7, 3:] / np.linalg.norm(truth.state[0, 0, 7, 3:])
+    np.testing.assert_allclose(Q[0, 0, 6, 3:6, 3:6], sigma_v**2 * np.outer(v, v), rtol=1e-12)
+    np.testing.assert_allclose(Q[0, 0, 6, :3], 0.0, atol=1e-12)
 
 
 def test_bad_input():
