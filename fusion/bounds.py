@@ -350,17 +350,21 @@ def _system_matrix(model, x_mid, tau_mid):
     X, step = _fd_states(x_mid)
     acc = np.empty((M, 13, 3))
     powered = tau_mid < nom.t_cut
-    coast = np.flatnonzero(~powered)
-    if coast.size:
+    # sim.dynamics.acceleration skips the air for a whole batch when every state is above the atmosphere:
+    # rows wholly above it and rows partly in it are evaluated apart, so that each row's result does not
+    # depend on the others in the batch (trial k the same in any chunk).
+    in_air = (dyn.height_fast(X[:, :3]) < TOP_OF_ATMOSPHERE).reshape(M, 13).any(axis=1)
+    tau_c = nom.t_cut + 1.0e6  # any time after cut-off: the coasting acceleration does not depend on it
+    for coast in (np.flatnonzero(~powered & in_air), np.flatnonzero(~powered & ~in_air)):
+        if not coast.size:
+            continue
         idx = (coast[:, None] * 13 + np.arange(13)).ravel()
         prog = model.program(idx.size)
-        tau_c = nom.t_cut + 1.0e6  # any time after cut-off: the coasting acceleration does not depend on it
         acc[coast] = dyn.acceleration(tau_c, tau_c, X[idx, :3], X[idx, 3:], prog).reshape(-1, 13, 3)
         # theta column: drag and lift scale as 1/beta, so d a / d ln(beta) = -(a(beta) - a(beta = inf)).
-        base = X[coast * 13]
-        p1, p_inf = model.program(coast.size), model.program(coast.size, beta=np.inf)
-        a_aero = (dyn.acceleration(tau_c, tau_c, base[:, :3], base[:, 3:], p1)
-                  - dyn.acceleration(tau_c, tau_c, base[:, :3], base[:, 3:], p_inf))
+        p_inf = model.program(idx.size, beta=np.inf)
+        a_aero = (acc[coast, 0]
+                  - dyn.acceleration(tau_c, tau_c, X[idx, :3], X[idx, 3:], p_inf).reshape(-1, 13, 3)[:, 0])
         A[coast, 3:6, 6] = -a_aero
     if powered.any():
         prog = model.program(13)
@@ -489,16 +493,17 @@ def _expm(M):
     2003, method 3). scipy.linalg.expm loops over a batch matrix by matrix (~10 ms each).
     """
     norm = np.max(np.sum(np.abs(M), axis=-2), axis=-1)  # 1-norm
-    sq = int(max(0, np.ceil(np.log2(max(float(norm.max(initial=0.0)), 1e-300) / 0.5))))
-    X = M / 2.0**sq
+    # Scaling per matrix (not per batch), so each result is the same whatever else is in the batch.
+    sq = np.maximum(0, np.ceil(np.log2(np.maximum(norm, 1e-300) / 0.5))).astype(np.int64)
+    X = M / np.ldexp(1.0, sq)[..., None, None]
     n = M.shape[-1]
     E = np.broadcast_to(np.eye(n), M.shape).copy()
     term = E.copy()
     for k in range(1, 15):
         term = term @ X / k
         E += term
-    for _ in range(sq):
-        E = E @ E
+    for i in range(int(sq.max(initial=0))):
+        E = np.where((sq > i)[..., None, None], E @ E, E)
     return E
 
 

@@ -437,6 +437,28 @@ def test_expm_against_scipy():
     rng = np.random.default_rng(3)
     M = rng.standard_normal((5, 7, 7)) * np.array([0.01, 0.1, 0.5, 1.0, 3.0])[:, None, None]
     np.testing.assert_allclose(_expm(M), np.stack([scipy.linalg.expm(m) for m in M]), rtol=1e-12, atol=1e-14)
+    # each matrix's result is its own, whatever else is in the batch (scaling chosen per matrix)
+    for i in range(M.shape[0]):
+        np.testing.assert_array_equal(_expm(M)[i], _expm(M[i:i + 1])[0])
+
+
+def test_system_matrix_rows_independent_of_batch_with_glide_lift():
+    """A row above the atmosphere gets the same Jacobian alone or batched with rows in the air (glide lift on)."""
+    from fusion.bounds import _ObjectModel, _system_matrix
+    from sim.shaping import nominal_for_threat
+
+    threat = _threat()
+    model = _ObjectModel(threat, "rv")
+    model.__dict__["nominal"] = dataclasses.replace(nominal_for_threat(threat), lift_glide=2.0)  # a gliding RV
+    lat, lon = 41.0, 136.0
+    E = enu_rotation(np.radians(lat), np.radians(lon))
+    x = np.stack([np.r_[pymap3d.geodetic2ecef(lat, lon, h), E.T @ np.array([5000.0, 0.0, -1000.0])]
+                  for h in (123e3, 40e3)])
+    tau = np.full(2, 1.0e4)
+    A_batch = _system_matrix(model, x, tau)
+    A_alone = _system_matrix(model, x[:1], tau[:1])
+    np.testing.assert_array_equal(A_batch[0], A_alone[0])
+    assert np.abs(A_batch[1, 3:6, 6]).max() > 1.0  # the row in the air has drag (and lift) on theta
 
 
 def test_boost_transition_against_truth_integrator():
@@ -501,3 +523,25 @@ def test_shared_truth_dynamics_gives_identical_bounds():
     other = dataclasses.replace(truth, state=truth.state.copy())
     with pytest.raises(InputError):
         pcrlb_position_variance(other, dets, arrival, site, Renu, threats, dynamics=shared)
+
+
+def test_trial_bound_does_not_depend_on_its_batch():
+    """Trial k's bound is the same to the bit alone or with other trials (metrics byte-identical for any chunking)."""
+    beta = MISSILES[MISSILE].rv_ballistic_coeff
+    lat, lon = 41.0, 136.0
+    E = enu_rotation(np.radians(lat), np.radians(lon))
+    arcs = []
+    for h0, v in ((60e3, (4000.0, 0.0, -2500.0)), (130e3, (6000.0, 500.0, -3000.0))):  # one lands in the air later
+        x0 = np.r_[pymap3d.geodetic2ecef(lat, lon, h0), E.T @ np.array(v)]
+        arcs.append(_arc(x0, 8, beta, n_sub=4))
+    one = _truth(arcs[0], PHASE_REENTRY)
+    both = dataclasses.replace(one, state=np.stack(arcs)[:, None], phase=np.full((2, 1, 8), PHASE_REENTRY, np.int8),
+                               launch_time=np.full((2, 1), -5000.0), trial_index=np.array([7, 8]))
+    site, Renu = _sites()
+    d, arr = _dets(np.arange(8), np.arange(8) % 2)
+    d2 = dataclasses.replace(d, trial=np.r_[d.trial, np.full(8, 8)], time=np.r_[d.time, d.time],
+                             sensor=np.r_[d.sensor, d.sensor], object=np.r_[d.object, d.object],
+                             z=np.r_[d.z, d.z], R=np.r_[d.R, d.R], snr=np.r_[d.snr, d.snr])
+    alone = pcrlb_information(one, d, arr, site, Renu, [_threat()])[0]
+    batch = pcrlb_information(both, d2, np.r_[arr, arr + 1.0], site, Renu, [_threat()])[0]
+    np.testing.assert_array_equal(batch, alone)
