@@ -2,8 +2,8 @@
 
 The bound is the information recursion of Tichavsky, Muravchik & Nehorai,
 "Posterior Cramer-Rao bounds for discrete-time nonlinear filtering", IEEE Trans.
-Signal Processing 46(5), 1998, eqs. (21)-(23), for additive Gaussian noise
-(their sec. IV, eqs. (34)-(36)), linearized about the true trajectory:
+Signal Processing 46(5), 1998 (their Proposition 1 and its special case of
+additive Gaussian noise), linearized about the true trajectory:
 
 .. math::
 
@@ -77,9 +77,11 @@ drag, lift), augmented with the :math:`\\theta` column, and :math:`F` is the
 product of :math:`e^{A_i h}` over :data:`ATMOSPHERE_SUBSTEPS` substeps, :math:`A_i`
 at each substep's midpoint on the cubic Hermite of the truth's samples (the
 exponential midpoint rule of :mod:`fusion.models`, second order: 1.4e-6 on the
-entries of a 1-s boost step with 4 substeps, against the truth's RK4). The acceleration uses the nominal azimuth and
-ballistic coefficient (the trial's draws are not in :class:`~sim.truth.Truth`):
-they move :math:`A` by the dispersion (about 5 %), not the true path.
+entries of a 1-s boost step with 4 substeps, against the truth's RK4). The
+acceleration uses the nominal azimuth and ballistic coefficient (the trial's draws
+are not in :class:`~sim.truth.Truth`): they move :math:`A` by the dispersion
+(about 5 %), not the true path. :class:`TruthDynamics` keeps these steps for the
+other calls of a chunk.
 
 Measurements
 ------------
@@ -118,8 +120,8 @@ steps, vectorized over trials and objects.
 References
 ----------
 Tichavsky, Muravchik & Nehorai, IEEE TSP 46(5):1386-1396, 1998;
-Ristic, Arulampalam & Gordon, *Beyond the Kalman Filter*, 2004, ch. 4 (PCRLB
-with additive Gaussian noise, eq. 4.7-4.9);
+Ristic, Arulampalam & Gordon, *Beyond the Kalman Filter*, 2004, ch. 4 (the PCRLB
+with additive Gaussian noise);
 Bar-Shalom, Li & Kirubarajan, *Estimation with Applications to Tracking and
 Navigation*, 2001, sec. 7.2 (information filter).
 """
@@ -188,8 +190,8 @@ def information_predict(J, F, Q=None, F_inv=None):
     ndarray, shape (..., n, n)
         :math:`(I + M Q)^{-1} M` with :math:`M = F^{-T} J F^{-1}`, i.e.
         :math:`(Q + F J^{-1} F^T)^{-1}`; equal (matrix inversion lemma) to
-        :math:`D^{22} - D^{21}(J + D^{11})^{-1}D^{12}` of Tichavsky et al. 1998,
-        eq. (21), without the measurement term, where :math:`Q` is invertible.
+        :math:`D^{22} - D^{21}(J + D^{11})^{-1}D^{12}` of Tichavsky et al. 1998
+        (Proposition 1) without the measurement term, where :math:`Q` is invertible.
     """
     Fi = np.linalg.inv(F) if F_inv is None else F_inv
     M = np.swapaxes(Fi, -1, -2) @ J @ Fi
@@ -200,7 +202,7 @@ def information_predict(J, F, Q=None, F_inv=None):
 
 
 def information_recursion(J0, F, info, Q=None):
-    """The PCRLB information recursion over a sequence of steps (Tichavsky et al. 1998, eq. 21).
+    """The PCRLB information recursion over a sequence of steps (Tichavsky et al. 1998, Proposition 1).
 
     Parameters
     ----------

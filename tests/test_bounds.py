@@ -94,7 +94,7 @@ def test_information_predict_equals_tichavsky_d_form():
     J = B @ B.T + 0.2 * np.eye(n)
     Qi = np.linalg.inv(Q)
     D11, D12, D22 = F.T @ Qi @ F, -F.T @ Qi, Qi
-    expected = D22 - D12.T @ np.linalg.inv(J + D11) @ D12  # Tichavsky et al. 1998, eq. (21) without H
+    expected = D22 - D12.T @ np.linalg.inv(J + D11) @ D12  # Tichavsky et al. 1998, Proposition 1, without H
     np.testing.assert_allclose(information_predict(J, F, Q), expected, rtol=1e-10)
     # Q = 0: J_pred = F^-T J F^-1
     Fi = np.linalg.inv(F)
