@@ -57,6 +57,7 @@ def geodetic_to_ecef(lat_rad, lon_rad, alt_m):
     ----------
     pymap3d.geodetic2ecef (TR8350.2 eq. 4-14).
     """
+    lat_rad, lon_rad, alt_m = (np.asarray(a, dtype=np.float64) for a in (lat_rad, lon_rad, alt_m))
     x, y, z = pymap3d.geodetic2ecef(lat_rad, lon_rad, alt_m, ell=_ELLIPSOID, deg=False)
     return np.stack(np.broadcast_arrays(x, y, z), axis=-1).astype(np.float64)
 
@@ -136,6 +137,8 @@ def geodesic_inverse(lat1_deg, lon1_deg, lat2_deg, lon2_deg):
     ----------
     pyproj.Geod.inv (Karney, *Algorithms for geodesics*, J. Geodesy 87, 2013).
     """
+    lat1_deg, lon1_deg, lat2_deg, lon2_deg = (np.asarray(a, dtype=np.float64)
+                                              for a in (lat1_deg, lon1_deg, lat2_deg, lon2_deg))
     az, _, dist = _GEOD.inv(lon1_deg, lat1_deg, lon2_deg, lat2_deg)
     return np.mod(np.asarray(az, dtype=np.float64), 360.0), np.asarray(dist, dtype=np.float64)
 
@@ -161,6 +164,7 @@ def geodesic_direct(lat_deg, lon_deg, azimuth_deg, range_m):
     ----------
     pyproj.Geod.fwd (Karney 2013).
     """
-    lat_b, lon_b, az_b, rng_b = np.broadcast_arrays(lat_deg, lon_deg, azimuth_deg, range_m)
+    lat_b, lon_b, az_b, rng_b = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
+                                                      for a in (lat_deg, lon_deg, azimuth_deg, range_m)))
     lon2, lat2, _ = _GEOD.fwd(lon_b, lat_b, az_b, rng_b)
     return np.asarray(lat2, dtype=np.float64), np.asarray(lon2, dtype=np.float64)
