@@ -54,6 +54,9 @@ SEA_COLOR = (12, 22, 38)
 ALT_FLOOR_KM = 0.1  # lowest altitude on the log axis, km
 PIXMAP_CACHE_KB = 192 * 1024  # QPixmapCache limit for the item caches (Qt default 10 MB is too small)
 DEFAULT_ELLIPSE_SCALE = 10  # map ellipses drawn x10: true 2-sigma ellipses are sub-pixel at this map scale
+DEFAULT_WIDTH = 1600  # px, window width (height 5/8 of it)
+MIN_WIDTH, MAX_WIDTH = 1024, 4096  # px: every title and legend fits from 1,024 px (a small laptop screen) up
+HEADLESS_PLATFORMS = ("offscreen", "minimal")  # Qt platform plugins that need no display server
 
 
 def _cache(item):
@@ -773,6 +776,9 @@ def _check_args(scenario, args) -> None:
         raise InputError.single("--screenshot", args.screenshot, "a .png file in an existing folder")
     if args.at is not None and not np.isfinite(args.at):
         raise InputError.single("--at", args.at, "a finite scenario time, s")
+    width = getattr(args, "width", None)
+    if width is not None and not MIN_WIDTH <= int(width) <= MAX_WIDTH:
+        raise InputError.single("--width", width, f"a window width in pixels in [{MIN_WIDTH}, {MAX_WIDTH}]")
     if args.at is not None:
         # The span ends at impact, so it needs the trial's flight (a few seconds), not the minute the
         # trackers take: check it before the window starts computing.
@@ -782,6 +788,37 @@ def _check_args(scenario, args) -> None:
         t = generate_truth(scenario.threats, [int(args.trial)], info.seed, info.dt, info.duration).t
         if not t[0] <= args.at <= t[-1]:
             raise InputError.single("--at", args.at, f"a scenario time in [{t[0]:g}, {t[-1]:g}] s")
+
+
+def probe_display(timeout_s: float = 20.0) -> str | None:
+    """Whether Qt can open its platform plugin here, asked of a child process; None if it can, else why not.
+
+    A Qt platform plugin that cannot start (``DISPLAY`` naming a display that does not exist, a
+    ``QT_QPA_PLATFORM`` that cannot load) makes Qt call ``qFatal``, which aborts the process with
+    SIGABRT: nothing in this process could catch it. A child with the same environment takes the
+    abort instead, and its standard error says what failed.
+
+    Returns
+    -------
+    str or None
+        None when the child could create a ``QGuiApplication``; otherwise the last line Qt printed
+        (or the exit status).
+    """
+    import subprocess
+
+    code = "import sys; from PySide6.QtGui import QGuiApplication; QGuiApplication(sys.argv[:1])"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"no answer from the Qt platform plugin within {timeout_s:g} s"
+    if done.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+    hint = next((ln for ln in lines if "could not" in ln.lower() or "cannot" in ln.lower()), None)
+    if hint is None:
+        return lines[-1] if lines else f"exit status {done.returncode}"
+    # 'qt.qpa.plugin: Could not load the Qt platform plugin "xcb" in "" even though it was found.'
+    return hint.split(": ", 1)[-1].split(' in "')[0].rstrip(".")
 
 
 _QT_NOISE = ("does not support propagateSizeHints",)  # offscreen platform plugin, harmless (new-user trials)
@@ -830,7 +867,7 @@ def main(args) -> int:
     args : argparse.Namespace
         ``scenario`` (path), ``trial`` (int), ``speed`` (float, simulated s per
         wall s), ``policy`` (str or None), ``screenshot`` (path or None), ``at``
-        (float or None, s).
+        (float or None, s), ``width`` (int or None, px; optional).
 
     Returns
     -------
@@ -841,8 +878,10 @@ def main(args) -> int:
     ------
     sim.errors.InputError
         Bad scenario file, trial out of range, unknown policy, speed <= 0,
-        ``--at`` outside the scenario's time span, screenshot not a .png, or
-        no display on Linux without ``--screenshot`` (Qt would abort the process).
+        ``--at`` outside the scenario's time span, screenshot not a .png, ``--width``
+        outside [1024, 4096], no display on Linux without ``--screenshot``, or a
+        display or Qt platform plugin that cannot start (probed in a child process,
+        :func:`probe_display`: Qt would abort this one).
     """
     from sim.scenario import load_scenario
 
@@ -851,17 +890,32 @@ def main(args) -> int:
     import os
     import sys
 
+    allowed = "a desktop session, or --screenshot FILE.png --at T to render headless"
     if args.screenshot is not None:
         # A screenshot needs no screen: render off-screen unless the user chose a platform.
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif (sys.platform.startswith("linux") and "QT_QPA_PLATFORM" not in os.environ
           and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         # Qt would abort the process (no platform plugin can start) instead of raising.
-        raise InputError.single("DISPLAY", "unset (and WAYLAND_DISPLAY too)",
-                                "a desktop session, or --screenshot FILE.png --at T to render headless")
+        raise InputError.single("DISPLAY", "unset (and WAYLAND_DISPLAY too)", allowed)
+    if (QtWidgets.QApplication.instance() is None
+            and os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] not in HEADLESS_PLATFORMS):
+        # A display that does not exist, or a plugin that cannot load: Qt would abort (SIGABRT) when
+        # asked for the application below, so ask a child process first.
+        why = probe_display()
+        if why is not None:
+            platform = os.environ.get("QT_QPA_PLATFORM")
+            where = (f"QT_QPA_PLATFORM={platform}" if platform else
+                     f"DISPLAY={os.environ.get('DISPLAY', '')}" if os.environ.get("DISPLAY") else
+                     f"WAYLAND_DISPLAY={os.environ.get('WAYLAND_DISPLAY', '')}")
+            key, value = where.split("=", 1)
+            raise InputError.single(key, value, f"a display Qt can open (Qt: {why}), or --screenshot FILE.png "
+                                                "--at T to render headless")
     app = _app()
     window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
                         start_time=args.at)
+    width = getattr(args, "width", None) or DEFAULT_WIDTH
+    window.resize(int(width), int(round(width * 5 / 8)))
     try:
         if args.screenshot is not None:
             window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
