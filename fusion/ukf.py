@@ -156,7 +156,8 @@ def aer_mean(sigmas_z, Wm):
     Wm = np.asarray(Wm, dtype=np.float64)
     z = np.einsum("k,...km->...m", Wm, sz, optimize=True)
     az = sz[..., 1]
-    z[..., 1] = np.mod(np.arctan2(np.sin(az) @ Wm, np.cos(az) @ Wm), _TWO_PI)
+    a = np.mod(np.arctan2(np.sin(az) @ Wm, np.cos(az) @ Wm), _TWO_PI)
+    z[..., 1] = np.where(a < _TWO_PI, a, 0.0)  # -tiny wraps to 2pi - tiny, which rounds to 2pi
     return z
 
 

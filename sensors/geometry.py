@@ -77,7 +77,9 @@ def enu_to_rae(enu):
     horiz = np.hypot(e, n)
     out = np.empty(enu.shape, dtype=np.float64)
     out[..., 0] = np.sqrt(horiz**2 + u**2)
-    out[..., 1] = np.mod(np.arctan2(e, n), TWO_PI)
+    az = np.mod(np.arctan2(e, n), TWO_PI)
+    # A tiny negative angle (east -1e-167 m) wraps to 2pi - tiny, which rounds to 2pi: outside [0, 2pi).
+    out[..., 1] = np.where(az < TWO_PI, az, 0.0)
     out[..., 2] = np.arctan2(u, horiz)
     return out
 
