@@ -48,7 +48,12 @@ FRAME_INTERVAL_MS = 33  # 30 frames per second
 NATION_COLORS = {"US": (80, 140, 255), "JP": (255, 80, 80), "KR": (60, 200, 120)}
 POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.PenStyle.DashLine,
                  "trilateral": QtCore.Qt.PenStyle.SolidLine}
-OBJECT_COLORS = [(255, 255, 255), (255, 200, 60), (200, 120, 255), (120, 220, 255)]
+# One colour per truth object: Kelly's colours of maximum contrast (Kelly, "Twenty-two colors of maximum
+# contrast", Color Engineering 3(6), 1965) that read on a dark background and stay clear of the nation
+# colours (blue, red, green); beyond twelve objects they repeat.
+OBJECT_COLORS = [(242, 243, 244), (243, 195, 0), (161, 202, 241), (230, 143, 172), (243, 132, 0), (141, 182, 0),
+                 (194, 178, 128), (190, 150, 230), (249, 147, 121), (220, 211, 0), (150, 150, 150), (0, 200, 190)]
+TITLE_SIZE = "10pt"  # panel titles: short enough at this size to fit a 1,024 px window
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
 ALT_FLOOR_KM = 0.1  # lowest altitude on the log axis, km
@@ -76,6 +81,31 @@ def _cache(item):
 def _nation_color(nation: str, alpha: int = 255):
     r, g, b = NATION_COLORS.get(nation, (200, 200, 200))
     return (r, g, b, alpha)
+
+
+def object_color(o: int) -> tuple:
+    """RGB colour of truth object ``o`` (:data:`OBJECT_COLORS`, repeating after twelve)."""
+    return OBJECT_COLORS[o % len(OBJECT_COLORS)]
+
+
+def _hex(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+def key_html(object_names, nations, policies) -> str:
+    """The colour key of the view, as rich text for a label outside the panels (it covers no data).
+
+    Objects by colour (truth paths, detection bars), nations by colour (radars, coverage, tracks,
+    horizons, errors), policies by line style (errors).
+    """
+    bar = "━━"
+    objs = " ".join(f"<span style='color:{_hex(object_color(o))}'>{bar}</span>&nbsp;{name}&nbsp;"
+                    for o, name in enumerate(object_names))
+    nats = " ".join(f"<span style='color:{_hex(_nation_color(n))}'>{bar}</span>&nbsp;{n}" for n in nations)
+    style_words = {"isolated": "dotted", "bilateral": "dashed", "trilateral": "solid"}
+    pols = ", ".join(f"{style_words.get(p, 'dash-dot')} {p}" for p in policies)
+    return (f"<b>objects</b>&nbsp; {objs} &nbsp;&nbsp;│&nbsp; <b>nations</b> (radars, tracks, horizons) {nats}"
+            f" &nbsp;&nbsp;│&nbsp; <b>error lines</b> {pols}; thick: the policy shown")
 
 
 def _path_item(lonlat: np.ndarray, pen, brush) -> QtWidgets.QGraphicsPathItem:
@@ -109,6 +139,18 @@ def _nan_join(rows: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return np.zeros(0)
     return np.hstack([rows, np.full((rows.shape[0], 1), np.nan)]).ravel()
+
+
+def timeline_lanes(n_objects: int, half_height: float = 0.36) -> np.ndarray:
+    """Vertical offsets, in rows, of each object's lane inside a radar's row of the timeline.
+
+    Evenly spread over ``[-half_height, +half_height]`` (first object on top), so that lanes of
+    any number of objects stay inside their row (the old fixed 0.18-row step ran into the next
+    radar's row from the fourth object on).
+    """
+    if n_objects <= 1:
+        return np.zeros(max(n_objects, 0))
+    return np.linspace(half_height, -half_height, n_objects)
 
 
 def coastline_path_data(box=MAP_BOX, resolution: str = "l") -> np.ndarray:
@@ -199,6 +241,9 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.speed = float(speed)
         self.ellipse_scale = float(ellipse_scale)
         self.scene: Scene | None = None
+        self.selected = -1  # index of the object the altitude and error panels follow
+        self._object_names: list = []
+        self._lanes = np.zeros(0)
         self.error: BaseException | None = None
         self.index = 0
         self.sim_time = 0.0
@@ -252,6 +297,11 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.nation_box.addItems(["all", "US", "JP", "KR"])
         self.nation_box.currentTextChanged.connect(self._set_nation)
         row.addWidget(self.nation_box)
+        row.addWidget(QtWidgets.QLabel("object"))
+        self.object_box = QtWidgets.QComboBox()  # the object the altitude and error panels are about
+        self.object_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.object_box.currentIndexChanged.connect(self._set_object)
+        row.addWidget(self.object_box)
         row.addWidget(QtWidgets.QLabel("trial"))
         self.trial_box = QtWidgets.QSpinBox()
         self.trial_box.setRange(0, max(self.scenario.info.trials - 1, 0))
@@ -268,26 +318,32 @@ class ViewWindow(QtWidgets.QMainWindow):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        # The colour key lives outside the panels, where it covers no data and wraps at any width.
+        self.key_label = QtWidgets.QLabel("")
+        self.key_label.setWordWrap(True)
+        self.key_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.key_label.setStyleSheet("background: black; color: #c8c8c8; padding: 2px 8px; font-size: 8pt;")
         central = QtWidgets.QWidget()
         col = QtWidgets.QVBoxLayout(central)
         col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
         col.addWidget(bar)
+        col.addWidget(self.key_label)
         col.addWidget(self.graphics, stretch=1)
         self.setCentralWidget(central)
-        self.resize(1600, 1000)
+        self.resize(DEFAULT_WIDTH, DEFAULT_WIDTH * 5 // 8)
 
     def _build_plots(self) -> None:
         g = self.graphics
         self.title_label = g.addLabel("", row=0, col=0, colspan=2)
         # (a) map
-        self.map = g.addPlot(row=1, col=0, rowspan=2, title="Map (lon, lat deg)")
+        self.map = g.addPlot(row=1, col=0, rowspan=2)
         lon0, lon1, lat0, lat1 = MAP_BOX
         self.map.getViewBox().setBackgroundColor(SEA_COLOR)
         self.map.setAspectLocked(True, ratio=float(np.cos(np.radians(0.5 * (lat0 + lat1)))))
         self.map.setXRange(lon0, lon1, padding=0)
         self.map.setYRange(lat0, lat1, padding=0)
         self.map.showGrid(x=True, y=True, alpha=0.15)
-        self.map.addLegend(offset=(5, 5), labelTextSize="8pt")
         land = _path_item(coastline_path_data(), pg.mkPen((120, 125, 135), width=1), LAND_BRUSH)
         land.setZValue(-20)
         _cache(land)
@@ -301,7 +357,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.los_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 70), width=1), connect="finite")
         self.map.addItem(self.los_item)
         # (b) altitude against ground range
-        self.alt = g.addPlot(row=1, col=1, title="Altitude vs ground range, with radar horizons (4/3 Earth)")
+        self.alt = g.addPlot(row=1, col=1)
         self.alt.setLabel("bottom", "ground range from its launch point", units="km")
         self.alt.setLabel("left", "altitude (log)", units="km")
         # Log altitude: the horizons (tens of km) and a lofted apogee (thousands of km) on one panel.
@@ -311,13 +367,12 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.alt.showGrid(x=True, y=True, alpha=0.2)
         self.horizon_items: list = []
         # (c) position error against time
-        self.err = g.addPlot(row=2, col=1, title="Position error of the best track on the target, 2σ band")
+        self.err = g.addPlot(row=2, col=1)
         self.err.setLabel("bottom", "time", units="s")
         self.err.setLabel("left", "error", units="km")
         self.err.getAxis("left").enableAutoSIPrefix(False)
         self.err.getAxis("bottom").enableAutoSIPrefix(False)
         self.err.showGrid(x=True, y=True, alpha=0.2)
-        self.err.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=3)
         self.err_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 120)))
         self.err.addItem(self.err_cursor)
         # A veil over the future: the whole error history is drawn once (static, cached) and this
@@ -328,7 +383,8 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.err_future.setZValue(50)
         self.err.addItem(self.err_future, ignoreBounds=True)
         # (d) timeline
-        self.timeline = g.addPlot(row=3, col=0, colspan=2, title="Detections: which radar sees which object")
+        self.timeline = g.addPlot(row=3, col=0, colspan=2)
+        self.timeline.setTitle("Detections: which radar sees which object (colour: object)", size=TITLE_SIZE)
         self.timeline.setLabel("bottom", "time", units="s")
         self.timeline.getAxis("bottom").enableAutoSIPrefix(False)
         self.timeline.setMouseEnabled(y=False)
@@ -337,7 +393,6 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.timeline_now = pg.ScatterPlotItem(size=8, symbol="o", brush=pg.mkBrush(255, 255, 255))
         self.timeline_now.setZValue(5)
         self.timeline.addItem(self.timeline_now)
-        self.timeline.addLegend(offset=(420, 2), labelTextSize="8pt", colCount=4)
         self.timeline_items: list = []
         g.ci.layout.setColumnStretchFactor(0, 3)
         g.ci.layout.setColumnStretchFactor(1, 2)
@@ -448,9 +503,6 @@ class ViewWindow(QtWidgets.QMainWindow):
             for it in d.values():
                 plot.removeItem(it)
             d.clear()
-        for legend in (self.map.legend, self.err.legend, self.timeline.legend):
-            if legend is not None:
-                legend.clear()
 
     def set_scene(self, scene: Scene) -> None:
         """Create the items of a scene (static ones filled once) and show its start."""
@@ -460,6 +512,16 @@ class ViewWindow(QtWidgets.QMainWindow):
         self._log_alt = {"truth": _log_km(scene.truth_alt_km)}
         self._log_alt.update({key: _log_km(ts.alt_km) for key, ts in scene.tracks.items()})
         self.title_label.setText(f"{scene.title} — trial {scene.trial}")
+        names = list(scene.object_names)
+        keep = self.selected if 0 <= self.selected < len(names) and names == self._object_names else scene.target
+        self._object_names = names
+        self.object_box.blockSignals(True)
+        self.object_box.clear()
+        self.object_box.addItems(names)
+        self.object_box.setCurrentIndex(keep)
+        self.object_box.blockSignals(False)
+        self.selected = keep
+        self.key_label.setText(key_html(names, scene.nations, self.policies))
         # Radars: coverage wedges, sites, labels.
         spots = []
         for nation in dict.fromkeys(r.nation for r in scene.radars):
@@ -485,7 +547,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.site_item.setData(spots)
         # Truth: faint full path, solid progress.
         for o, name in enumerate(scene.object_names):
-            color = OBJECT_COLORS[o % len(OBJECT_COLORS)]
+            color = object_color(o)
             ghost = pg.PlotCurveItem(scene.truth_lon[o], scene.truth_lat[o], connect="finite",
                                      pen=pg.mkPen(color + (60,), width=1))
             live = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
@@ -494,7 +556,6 @@ class ViewWindow(QtWidgets.QMainWindow):
                 it.setZValue(7 if o == scene.target else 6)  # the target on top of its spent stage
                 self.map.addItem(it)
                 self.truth_map.append(it)
-            self.map.legend.addItem(live, f"truth {name}")
             ghost_a = pg.PlotCurveItem(scene.truth_ground_km[o], _log_km(scene.truth_alt_km[o]), connect="finite",
                                        pen=pg.mkPen(color + (60,), width=1))
             live_a = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
@@ -503,19 +564,16 @@ class ViewWindow(QtWidgets.QMainWindow):
                 it.setZValue(7 if o == scene.target else 6)
                 self.alt.addItem(it)
                 self.truth_alt.append(it)
-        # Horizon curves: lowest visible altitude along the target's ground track.
-        for i, r in enumerate(scene.radars):
-            it = _cache(pg.PlotCurveItem(scene.horizon_ground_km[i], _log_km(scene.horizon_alt_km[i]),
-                                         connect="finite",
-                                         pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
-                                                      style=QtCore.Qt.PenStyle.DashLine)))
+        # Horizon curves: lowest visible altitude along the selected object's ground track (set in _show_object).
+        for r in scene.radars:
+            it = _cache(pg.PlotCurveItem(connect="finite", pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
+                                                                        style=QtCore.Qt.PenStyle.DashLine)))
             self.alt.addItem(it)
             self.horizon_items.append(it)
         # Tracks per nation (map, altitude) and errors per (policy, nation).
         for nation in scene.nations:
             c = _nation_color(nation)
             self.track_map[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
-            self.map.legend.addItem(self.track_map[nation], f"{nation} tracks")
             self.track_now[nation] = pg.ScatterPlotItem(size=7, symbol="s", brush=pg.mkBrush(c), pen=None)
             self.track_ellipse[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="finite")
             self.track_alt[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
@@ -530,7 +588,6 @@ class ViewWindow(QtWidgets.QMainWindow):
             item.setZValue(3)
             _cache(item)
             self.err.addItem(item)
-            self.err.legend.addItem(item, f"{nation} {policy}")
             self.err_items[(policy, nation)] = item
         for nation in scene.nations:
             # The band 0..2 sigma: one curve filled down to zero (FillBetweenItem rebuilds a
@@ -540,22 +597,27 @@ class ViewWindow(QtWidgets.QMainWindow):
             _cache(band)
             self.err.addItem(band)
             self.err_bands[nation] = band
-        # Timeline: bars per (radar, object), static.
+        # Timeline: bars per (radar, object), static; each object on its own lane inside its radar's row.
         n = len(scene.radars)
         iv = scene.intervals
+        self._lanes = timeline_lanes(len(scene.object_names))
         for o, name in enumerate(scene.object_names):
             rows = iv[iv[:, 1] == o] if len(iv) else np.zeros((0, 4))
-            y = rows[:, 0] + (0.18 if o == 0 else -0.18 * o)
+            y = rows[:, 0] + self._lanes[o]
             xs = np.column_stack([rows[:, 2], rows[:, 3]]).ravel()
             ys = np.repeat(y, 2)
-            item = pg.PlotCurveItem(xs, ys, connect="pairs",
-                                    pen=pg.mkPen(OBJECT_COLORS[o % len(OBJECT_COLORS)], width=3))
+            item = pg.PlotCurveItem(xs, ys, connect="pairs", pen=pg.mkPen(object_color(o), width=3))
             _cache(item)
             self.timeline.addItem(item)
-            self.timeline.legend.addItem(item, name)
             self.timeline_items.append(item)
         ax = self.timeline.getAxis("left")
         ax.setTicks([[(i, r.name) for i, r in enumerate(scene.radars)]])
+        # Fix the axis width to the longest radar name now: left to the axis, the width follows the labels
+        # only at the next paint, so the first grab of a never-shown window drew the names clipped away.
+        font = ax.style.get("tickFont") or ax.font()
+        metrics = QtGui.QFontMetrics(font)
+        text_w = max((metrics.horizontalAdvance(r.name) for r in scene.radars), default=0)
+        ax.setWidth(text_w + max(ax.style["tickLength"], 0) + ax.style["tickTextOffset"][0] + 8)
         self.timeline.setYRange(-0.6, n - 0.4, padding=0)
         self.timeline.setXRange(scene.t[0], scene.t[-1], padding=0.01)
         self.err.setXRange(scene.t[0], scene.t[-1], padding=0.01)
@@ -564,9 +626,7 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.alt.setXRange(0.0, float(np.nanmax(scene.truth_ground_km)) * 1.05, padding=0)
             self.alt.setYRange(np.log10(ALT_FLOOR_KM), np.log10(float(np.nanmax(scene.truth_alt_km)) * 1.5),
                                padding=0)
-        self._fix_error_range()
-        self._update_error_curves()
-        self._update_titles()
+        self._show_object()
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(scene.t) - 1)
         self.slider.blockSignals(False)
@@ -578,6 +638,7 @@ class ViewWindow(QtWidgets.QMainWindow):
     def _update_error_curves(self) -> None:
         """Fill the error curves for the chosen policy and nation (only when those change, not per frame)."""
         s = self.scene
+        o = self.selected
         for (policy, nation), item in self.err_items.items():
             if self.nation not in ("all", nation):
                 item.setData([], [])
@@ -586,23 +647,47 @@ class ViewWindow(QtWidgets.QMainWindow):
             item.setPen(pg.mkPen(_nation_color(nation, 255 if chosen else 130), width=2.5 if chosen else 1.0,
                                  style=POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine)))
             item.setZValue(4 if chosen else 3)
-            item.setData(s.t, s.tracks[(policy, nation)].err_km)
+            item.setData(s.t, s.tracks[(policy, nation)].err_km[o])
         for nation, band in self.err_bands.items():
             ts = s.tracks.get((self.policy, nation))
             if ts is None or self.nation not in ("all", nation):
                 band.setData([], [])
                 continue
-            band.setData(s.t, ts.band_km)
+            band.setData(s.t, ts.band_km[o])
 
     def _update_titles(self) -> None:
-        self.map.setTitle(f"Map: truth, radar coverage, tracks under <b>{self.policy}</b> "
-                          f"with 2σ ellipses ×{self.ellipse_scale:g}")
-        self.err.setTitle(f"Position error of the best track on the target; 2σ band under <b>{self.policy}</b>")
+        name = self.scene.object_names[self.selected] if self.scene is not None else "the target"
+        self.map.setTitle(f"Map: tracks under <b>{self.policy}</b>, 2σ ellipses ×{self.ellipse_scale:g}",
+                          size=TITLE_SIZE)
+        self.alt.setTitle(f"Altitude vs ground range; horizons for <b>{name}</b>", size=TITLE_SIZE)
+        self.err.setTitle(f"Error of the best track on <b>{name}</b>; 2σ: <b>{self.policy}</b>", size=TITLE_SIZE)
+
+    def _show_object(self) -> None:
+        """Point the altitude and error panels at the selected object: its horizons, its errors, its name."""
+        s, o = self.scene, self.selected
+        for i, it in enumerate(self.horizon_items):
+            it.setData(s.horizon_ground_km[o, i], _log_km(s.horizon_alt_km[o, i]))
+        for k, it in enumerate(self.truth_alt):  # the selected object's path on top, a little thicker
+            oo = k // 2
+            it.setZValue(9 if oo == o else (7 if oo == s.target else 6))
+        for k in range(1, len(self.truth_map), 2):
+            self.truth_map[k].setPen(pg.mkPen(object_color(k // 2), width=3 if k // 2 == o else 2))
+            self.truth_alt[k].setPen(pg.mkPen(object_color(k // 2), width=3 if k // 2 == o else 2))
+        self._fix_error_range()
+        self._update_error_curves()
+        self._update_titles()
+
+    def _set_object(self, index: int) -> None:
+        if self.scene is None or index < 0:
+            return
+        self.selected = int(index)
+        self._show_object()
 
     def _fix_error_range(self) -> None:
         s = self.scene
-        vals = [ts.err_km for ts in s.tracks.values()] + [2 * ts.sigma_km for (p, _), ts in s.tracks.items()
-                                                          if p == self.policy]
+        o = self.selected
+        vals = [ts.err_km[o] for ts in s.tracks.values()] + [2 * ts.sigma_km[o] for (p, _), ts in s.tracks.items()
+                                                             if p == self.policy]
         top = max((float(np.nanpercentile(v, 98)) for v in vals if np.isfinite(v).any()), default=1.0)
         self._err_top = top * 1.1 if top > 0 else 1.0
         self.err.setYRange(0.0, self._err_top, padding=0)
@@ -637,7 +722,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         for o in range(len(s.object_names)):
             self.truth_map[2 * o + 1].setData(s.truth_lon[o, sl], s.truth_lat[o, sl])
             self.truth_alt[2 * o + 1].setData(s.truth_ground_km[o, sl], self._log_alt["truth"][o, sl])
-            b = pg.mkBrush(OBJECT_COLORS[o % len(OBJECT_COLORS)])
+            b = pg.mkBrush(object_color(o))
             if np.isfinite(s.truth_lon[o, k]):
                 spots_map.append({"pos": (s.truth_lon[o, k], s.truth_lat[o, k]), "brush": b})
             if np.isfinite(s.truth_ground_km[o, k]) and np.isfinite(self._log_alt["truth"][o, k]):
@@ -669,8 +754,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         dt = float(s.t[1] - s.t[0]) if len(s.t) > 1 else 1.0
         act = active_detections(s.intervals, now, slack_s=0.5 * dt)
         self.timeline_cursor.setValue(now)
-        self.timeline_now.setData(np.full(len(act), now), act[:, 0] + np.where(act[:, 1] == 0, 0.18,
-                                                                              -0.18 * act[:, 1]))
+        self.timeline_now.setData(np.full(len(act), now), act[:, 0] + self._lanes[act[:, 1].astype(int)])
         los_x, los_y = [], []
         for sensor, obj in act[:, :2].astype(int):
             if self.nation != "all" and s.radars[sensor].nation != self.nation:
