@@ -52,7 +52,7 @@ POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.
 # contrast", Color Engineering 3(6), 1965) that read on a dark background and stay clear of the nation
 # colours (blue, red, green); beyond twelve objects they repeat.
 OBJECT_COLORS = [(242, 243, 244), (243, 195, 0), (161, 202, 241), (230, 143, 172), (243, 132, 0), (141, 182, 0),
-                 (194, 178, 128), (190, 150, 230), (249, 147, 121), (220, 211, 0), (150, 150, 150), (0, 200, 190)]
+                 (194, 178, 128), (190, 150, 230), (249, 147, 121), (200, 90, 160), (150, 150, 150), (0, 200, 190)]
 TITLE_SIZE = "10pt"  # panel titles: short enough at this size to fit a 1,024 px window
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
