@@ -12,14 +12,19 @@ map
 altitude
     Altitude against ground range from each object's launch point, with each radar's
     4/3-Earth horizon: the lowest visible altitude over each point of the
-    target's ground track (:func:`sensors.horizon.min_visible_height`).
+    selected object's ground track (:func:`sensors.horizon.min_visible_height`).
 error
-    Position error of each nation's best track on the target against time,
+    Position error of each nation's best track on the selected object against time,
     for every policy (line style per policy; the chosen one thick, with its
     band from 0 to 2 sigma, sigma = sqrt(trace P_pos)); drawn whole once, with
     the part after the current time veiled.
 timeline
-    Which radar detects which object, and when.
+    Which radar detects which object, and when: one lane per object inside each radar's row.
+
+Every object has its own colour (:data:`OBJECT_COLORS`), every nation its own; the
+colour key is a label above the panels, so no legend covers data, and it wraps at any
+window width. The ``object`` selector (default: the main target) chooses the object the
+altitude and error panels are about, and their titles name it.
 
 The trial is computed in a worker thread (:class:`ReplayWorker`) while the
 window stays responsive; a 30 Hz QTimer advances the scenario clock at the
