@@ -57,7 +57,7 @@ POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.
 # contrast", Color Engineering 3(6), 1965) that read on a dark background and stay clear of the nation
 # colours (blue, red, green); beyond twelve objects they repeat.
 OBJECT_COLORS = [(242, 243, 244), (243, 195, 0), (161, 202, 241), (230, 143, 172), (243, 132, 0), (141, 182, 0),
-                 (194, 178, 128), (190, 150, 230), (249, 147, 121), (200, 90, 160), (150, 150, 150), (0, 200, 190)]
+                 (194, 178, 128), (190, 150, 230), (0, 200, 190), (200, 90, 160), (150, 150, 150), (249, 147, 121)]
 TITLE_SIZE = "10pt"  # panel titles: short enough at this size to fit a 1,024 px window
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
@@ -624,6 +624,8 @@ class ViewWindow(QtWidgets.QMainWindow):
         text_w = max((metrics.horizontalAdvance(r.name) for r in scene.radars), default=0)
         ax.setWidth(text_w + max(ax.style["tickLength"], 0) + ax.style["tickTextOffset"][0] + 8)
         self.timeline.setYRange(-0.6, n - 0.4, padding=0)
+        # A row per radar tall enough for its name (about 13 px at the tick font), whatever the window height.
+        self.timeline.setMinimumHeight(13 * n + 75)
         self.timeline.setXRange(scene.t[0], scene.t[-1], padding=0.01)
         self.err.setXRange(scene.t[0], scene.t[-1], padding=0.01)
         finite = np.isfinite(scene.truth_ground_km)
@@ -941,7 +943,12 @@ def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
         raise InputError.single("--at", at, f"a scenario time in [{t0:g}, {t1:g}] s")
     window.pause()
     window.seek(t1 if at is None else at)
-    QtWidgets.QApplication.instance().processEvents()
+    app = QtWidgets.QApplication.instance()
+    app.processEvents()
+    # pyqtgraph fits an axis to its tick labels while painting it, so the first paint after the data,
+    # the range or the size changed draws the labels over the axis title: paint once, then grab.
+    window.grab()
+    app.processEvents()
     path = Path(path)
     if not window.grab().save(str(path), "PNG"):
         raise InputError.single("--screenshot", str(path), "a writable PNG path")
