@@ -148,15 +148,28 @@ def _run_view(env_changes):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("env,key", [({"DISPLAY": ":987"}, "DISPLAY"),
-                                     ({"DISPLAY": ":987", "QT_QPA_PLATFORM": "no-such-plugin"}, "QT_QPA_PLATFORM")])
-def test_a_display_that_cannot_open_is_one_line_and_exit_2(env, key):
-    """Qt would abort with SIGABRT (exit 134); the view probes in a child and says why, in one line."""
-    done = _run_view(env)
+def test_a_display_that_cannot_open_is_one_line_and_exit_2():
+    """DISPLAY naming no display: Qt would abort with SIGABRT (exit 134); the view probes in a child, one line."""
+    done = _run_view({"DISPLAY": ":987"})
     assert done.returncode == 2, (done.returncode, done.stderr[-500:])
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"gsomia-sim view: {key}: got ") and "--screenshot" in lines[0]
+    assert lines[0].startswith("gsomia-sim view: DISPLAY: got ':987'") and "--screenshot" in lines[0]
+
+
+def test_a_platform_plugin_that_cannot_load_is_a_user_error(scenario, monkeypatch):
+    """QT_QPA_PLATFORM naming no plugin: the probe's child aborts, main raises the one-line InputError."""
+    from viz.app import main, probe_display
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "no-such-plugin")
+    why = probe_display()
+    assert why is not None and "no-such-plugin" in why
+    monkeypatch.setattr("viz.app.QtWidgets.QApplication.instance", staticmethod(lambda: None))  # as in a fresh CLI
+    args = types.SimpleNamespace(scenario=scenario.path, trial=0, speed=10.0, policy=None, screenshot=None, at=None)
+    with pytest.raises(InputError, match="QT_QPA_PLATFORM: got 'no-such-plugin'"):
+        main(args)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert probe_display() is None  # a plugin that loads passes the probe
 
 
 def test_width_option_is_checked(scenario, tmp_path):
