@@ -422,6 +422,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.track_alt: dict = {}
         self.err_items: dict = {}
         self.err_bands: dict = {}
+        self._update_titles()  # named after the selected object once a trial is computed
 
     # ----------------------------------------------------------------- data
     def load_trial(self, trial: int) -> None:
