@@ -172,6 +172,25 @@ def test_a_platform_plugin_that_cannot_load_is_a_user_error(scenario, monkeypatc
     assert probe_display() is None  # a plugin that loads passes the probe
 
 
+def test_wait_ready_without_deadline_waits_for_a_slow_trial(qtbot, scenario):
+    """The CLI waits as long as the trial takes (its old 600 s deadline ended in a traceback under load)."""
+    import time
+
+    from viz.app import ViewWindow
+
+    def slow(*a):
+        time.sleep(0.6)
+        return synthetic_replay(*a)
+
+    w = ViewWindow(scenario, source=slow)
+    qtbot.addWidget(w)
+    with pytest.raises(TimeoutError):
+        w.wait_ready(timeout_s=0.05)
+    assert w.wait_ready(timeout_s=None) is w.scene is not None
+    w.close()
+    w.wait_workers()
+
+
 def test_width_option_is_checked(scenario, tmp_path):
     from viz.app import main
 

@@ -467,12 +467,13 @@ class ViewWindow(QtWidgets.QMainWindow):
 
     closed = False
 
-    def wait_ready(self, timeout_s: float = 600.0) -> Scene | None:
+    def wait_ready(self, timeout_s: float | None = 600.0) -> Scene | None:
         """Block (processing events, so the window stays live) until the current trial is computed.
 
-        Returns None if the window was closed meanwhile; re-raises the worker's error.
+        ``timeout_s`` None waits as long as the computation takes. Returns None if the window was
+        closed meanwhile; re-raises the worker's error; raises TimeoutError after ``timeout_s``.
         """
-        deadline = time.monotonic() + timeout_s
+        deadline = np.inf if timeout_s is None else time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
         while self.scene is None and self.error is None and not self.closed:
             if time.monotonic() > deadline:
@@ -928,15 +929,19 @@ def _app() -> QtWidgets.QApplication:
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
 
 
-def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
+def screenshot(window: ViewWindow, path, at: float | None = None, timeout_s: float | None = 600.0) -> Path:
     """Render the whole window at scenario time ``at`` (s; default the last step) to a PNG.
+
+    ``timeout_s`` bounds the wait for the trial (None: as long as it takes, what the CLI does).
 
     Raises
     ------
     InputError
         ``at`` outside the scenario's time span.
+    TimeoutError
+        The trial was not computed within ``timeout_s``.
     """
-    scene = window.wait_ready()
+    scene = window.wait_ready(timeout_s)
     if scene is None:
         raise RuntimeError("the window was closed before the trial was computed")
     t0, t1 = float(scene.t[0]), float(scene.t[-1])
@@ -1017,10 +1022,12 @@ def main(args) -> int:
         if args.screenshot is not None:
             window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
             window.show()
-            screenshot(window, args.screenshot, args.at)
+            # No deadline: a lofted ICBM's trial on a loaded machine took over 600 s, and the
+            # user asked for the picture (a timeout here ended in a traceback).
+            screenshot(window, args.screenshot, args.at, timeout_s=None)
             return 0
         window.show()
-        scene = window.wait_ready()
+        scene = window.wait_ready(timeout_s=None)  # the window stays live; the user can close it
         if scene is None:  # closed while computing
             return 0
         if args.at is not None and not scene.t[0] <= args.at <= scene.t[-1]:
