@@ -159,13 +159,16 @@ def radar_H(x, site, R_enu, H):
     :math:`\\partial\\rho/\\partial\\mathbf e = \\mathbf e/\\rho`,
     :math:`\\partial a/\\partial(e,n,u) = (n,-e,0)/s^2`,
     :math:`\\partial\\epsilon/\\partial(e,n,u) = (-ue,-un,s^2)/(\\rho^2 s)`, times :math:`R_{enu}`.
-    Singular at the zenith (s = 0).
+    Singular at the zenith (s = 0): all NaN there, so the pair is invalid and the track keeps its prior.
     """
     d0, d1, d2 = x[0] - site[0], x[1] - site[1], x[2] - site[2]
     e = R_enu[0, 0] * d0 + R_enu[0, 1] * d1 + R_enu[0, 2] * d2
     n = R_enu[1, 0] * d0 + R_enu[1, 1] * d1 + R_enu[1, 2] * d2
     u = R_enu[2, 0] * d0 + R_enu[2, 1] * d1 + R_enu[2, 2] * d2
     s2 = e * e + n * n
+    if s2 == 0.0:  # exactly overhead: azimuth undefined; NaN makes the pair invalid (no update), as batched
+        H[:, :] = np.nan
+        return
     s = math.sqrt(s2)
     rho2 = s2 + u * u
     rho = math.sqrt(rho2)

@@ -292,3 +292,28 @@ def test_pda_merge_is_the_mixture_of_all_hypotheses(kind):
     tk.combine(xm, Pm, mu, xc, Pc)
     np.testing.assert_allclose(xc, m, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(Pc, C, rtol=1e-10, atol=1e-8)
+
+
+def test_exact_zenith_makes_the_pair_invalid_and_keeps_the_prior():
+    """Target exactly overhead (ENU east = north = 0): no exception, no update (as fusion.kalman skips it)."""
+    from sensors.geometry import Site, ecef_to_enu
+
+    site = Site(0.0, 0.0, 30.0)
+    x = np.array([site.ecef[0] + 300e3, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert np.all(ecef_to_enu(x[:3], site.ecef, site.R_enu)[:2] == 0.0)
+    P = np.diag([1e6] * 3 + [1e4] * 3)
+    R = np.diag([25.0**2, 1.5e-3**2, 1.5e-3**2])
+    z = np.array([300e3 - 30.0, 0.1, np.pi / 2 - 1e-4])
+    H = np.empty((3, 6))
+    tk.radar_H(x, site.ecef, site.R_enu, H)
+    assert np.all(np.isnan(H))
+    for kind in (tk.EKF, tk.IMM):
+        r = 2 if kind == tk.IMM else 1
+        xm, Pm, mu = np.repeat(x[None], r, 0), np.repeat(P[None], r, 0), np.full(r, 1.0 / r)
+        ok, d2, cost, ld = tk.pair_stats(kind, xm, Pm, mu, z, R, site.ecef, site.R_enu)
+        assert not ok and not d2 <= 1e300
+        x0, P0, mu0 = xm.copy(), Pm.copy(), mu.copy()
+        tk.update_track(kind, xm, Pm, mu, z, R, site.ecef, site.R_enu, False)
+        np.testing.assert_array_equal(xm, x0)
+        np.testing.assert_array_equal(Pm, P0)
+        np.testing.assert_array_equal(mu, mu0)
