@@ -211,6 +211,12 @@ class TrackHistory:
         ``updates``; and scalars ``groups`` (group steps run, replays included),
         ``replays`` (OOSM restores), ``late_detections`` (detections that
         arrived after a later-measured group had been processed).
+    thrust_prob : ndarray, shape (trials, tracks, T), optional
+        Probability of the thrusting mode at ``t`` (the IMM's predicted mode
+        probability; 0 for the single-model ballistic filters ``ekf`` and ``ukf``;
+        NaN where no track). A track report carries it, so a receiver predicts the
+        report with the sender's motion model (:func:`fusion.track_fusion.delayed_reports`).
+        ``None`` for histories built without it (read as 0).
     """
 
     t: np.ndarray
@@ -220,6 +226,7 @@ class TrackHistory:
     object: np.ndarray
     sensors: np.ndarray
     stats: dict = field(default_factory=dict)
+    thrust_prob: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1149,15 +1156,17 @@ class _DeferredEstimates:
             for k in f:
                 f[k][mv] = pred[k]
         x, P = filt.combined(f)
+        mu = f["mu"][:, 0] if "mu" in f else np.zeros(x.shape[0])  # thrust mode (IMM), else none
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > trk.max_var))
         if not keep.all():
-            I, b, j, x, P, conf, obj, sens = (v[keep] for v in (I, b, j, x, P, conf, obj, sens))
-        out_x, out_P, out_conf, out_obj, out_sens = self.outs
+            I, b, j, x, P, conf, obj, sens, mu = (v[keep] for v in (I, b, j, x, P, conf, obj, sens, mu))
+        out_x, out_P, out_conf, out_obj, out_sens, out_mu = self.outs
         out_x[b, j, I] = x
         out_P[b, j, I] = P
         out_conf[b, j, I] = conf
         out_obj[b, j, I] = obj
         out_sens[b, j, I] = sens
+        out_mu[b, j, I] = mu
 
 
 def infer_revisit(det_time, det_sensor, n_sensors, default):
@@ -1296,6 +1305,7 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     out_conf = np.zeros((B, N, T), dtype=bool)
     out_obj = np.full((B, N, T), -1, dtype=np.int32)
     out_sens = np.zeros((B, N, T), dtype=np.uint64)
+    out_mu = np.full((B, N, T), np.nan)
 
     # Detections used: those arriving by the last grid time. Group them by (time, sensor).
     use = np.isfinite(arrival) & (arrival <= t[-1])
@@ -1331,7 +1341,7 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     snaps: dict = {}
     stats = {"groups": 0, "replays": 0, "late_detections": 0}
 
-    outs = (out_x, out_P, out_conf, out_obj, out_sens)
+    outs = (out_x, out_P, out_conf, out_obj, out_sens, out_mu)
     deferred = _DeferredEstimates(trk, outs) if hasattr(trk.filter, "prepare") else None
     processed = -1  # last group id processed
     for i in range(T):
@@ -1375,9 +1385,11 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
             out_conf[b, j, i] = conf
             out_obj[b, j, i] = trk.state["object"][b, j]
             out_sens[b, j, i] = trk.state["sensors"][b, j]
+            out_mu[b, j, i] = 0.0  # filters without prepare/finish are single-model (no thrust mode)
     if deferred is not None:
         deferred.flush()
 
     for name in _COUNTERS:
         stats[name] = trk.state["n_" + name].copy()
-    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj, sensors=out_sens, stats=stats)
+    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj, sensors=out_sens, stats=stats,
+                        thrust_prob=out_mu)
