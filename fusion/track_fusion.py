@@ -418,17 +418,17 @@ def _grouped(fn, key, *args):
 def predict_reports(x, P, thrust_prob, dt, q: float):
     """Predict track reports with the sender's motion model, the tracker's IMM.
 
-    A report is the sender's combined estimate :math:`(\hat x, P)` at its report time and
-    its thrust-mode probability :math:`\mu_T`. From that single Gaussian the IMM prediction
+    A report is the sender's combined estimate :math:`(\\hat x, P)` at its report time and
+    its thrust-mode probability :math:`\\mu_T`. From that single Gaussian the IMM prediction
     (Bar-Shalom, Li & Kirubarajan 2001, sec. 11.6.6: mixing, mode-matched prediction,
     eq. 11.6.6-16/17 combination) is
 
     .. math::
 
-        \bar c_T = \mu_T p_{TT} + (1-\mu_T) p_{BT},\quad
-        \hat x_j, P_j = f_j(\hat x, \Delta t),\ F_jPF_j^T + Q_j,\quad
-        \hat x = \sum_j \bar c_j\hat x_j,\
-        P = \sum_j \bar c_j\big(P_j + (\hat x_j - \hat x)(\hat x_j - \hat x)^T\big)
+        \\bar c_T = \\mu_T p_{TT} + (1-\\mu_T) p_{BT},\\quad
+        \\hat x_j, P_j = f_j(\\hat x, \\Delta t),\\ F_jPF_j^T + Q_j,\\quad
+        \\hat x = \\sum_j \\bar c_j\\hat x_j,\\
+        P = \\sum_j \\bar c_j\\big(P_j + (\\hat x_j - \\hat x)(\\hat x_j - \\hat x)^T\\big)
 
     with the modes of :mod:`fusion.tracker`'s IMM: thrusting
     (:func:`fusion.models.thrust_transition` at :data:`fusion.tracker.IMM_THRUST_ACCEL`,
@@ -436,7 +436,7 @@ def predict_reports(x, P, thrust_prob, dt, q: float):
     drag of a nominal ballistic coefficient (:func:`fusion.drag.drag_transition`,
     :func:`fusion.models.process_noise` of ``q`` plus :func:`fusion.drag.drag_process_noise`),
     and its mode dwell times. The single-model filters (``ekf``, ``ukf``) report
-    :math:`\mu_T = 0`: the drag model alone. Where :math:`\bar c_T` <
+    :math:`\\mu_T = 0`: the drag model alone. Where :math:`\\bar c_T` <
     :data:`REPORT_THRUST_MIN` the thrust mode is left out.
 
     Parameters
@@ -445,7 +445,7 @@ def predict_reports(x, P, thrust_prob, dt, q: float):
         Reported ECEF states, m and m/s.
     P : ndarray, shape (n, 6, 6)
     thrust_prob : ndarray, shape (n,)
-        Thrust-mode probability :math:`\mu_T` in [0, 1] (NaN read as 0).
+        Thrust-mode probability :math:`\\mu_T` in [0, 1] (NaN read as 0).
     dt : ndarray, shape (n,)
         Age of each report at the time it is used, s (>= 0).
     q : float
@@ -512,13 +512,13 @@ def delayed_reports(hist: "TrackHistory", t, latency: float, interval: float, q:
     """What a receiver knows of a sender's tracks at each output time.
 
     At output time :math:`t` the latest report is the sender's estimate at
-    :math:`s = \lfloor (t - L)/I\rfloor I` (reports every :math:`I` s since the epoch,
+    :math:`s = \\lfloor (t - L)/I\\rfloor I` (reports every :math:`I` s since the epoch,
     arriving :math:`L` s later; :math:`s = t - L` for :math:`I = 0`), taken at the
-    latest grid time :math:`t_k \le s`, and predicted to :math:`t` over the report's
+    latest grid time :math:`t_k \\le s`, and predicted to :math:`t` over the report's
     age :math:`t - t_k`: by default with the sender's own motion model
     (:func:`predict_reports`: the tracker's IMM of thrusting and drag-ballistic modes,
     from the report's thrust-mode probability ``hist.thrust_prob``), or with a given
-    single model, :math:`\hat x = f(\hat x_k, t - t_k)`, :math:`P = F P_k F^T + Q(t - t_k)`.
+    single model, :math:`\\hat x = f(\\hat x_k, t - t_k)`, :math:`P = F P_k F^T + Q(t - t_k)`.
     Only tracks confirmed at :math:`t_k` are reported.
 
     Parameters
