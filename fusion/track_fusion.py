@@ -435,8 +435,8 @@ def predict_reports(x, P, thrust_prob, dt, q: float):
     white-noise acceleration :data:`fusion.tracker.IMM_THRUST_NOISE`) and ballistic with
     drag of a nominal ballistic coefficient (:func:`fusion.drag.drag_transition`,
     :func:`fusion.models.process_noise` of ``q`` plus :func:`fusion.drag.drag_process_noise`),
-    and its mode dwell times. The single-model filters (``ekf``, ``ukf``) report
-    :math:`\\mu_T = 0`: the drag model alone. Where :math:`\\bar c_T` <
+    and its mode dwell times. The single-model filters (``ekf``, ``ukf``) have no thrust
+    mode (``thrust_prob`` NaN, read as 0): the drag model alone. Where :math:`\\bar c_T` <
     :data:`REPORT_THRUST_MIN` the thrust mode is left out.
 
     Parameters
@@ -517,7 +517,8 @@ def delayed_reports(hist: "TrackHistory", t, latency: float, interval: float, q:
     latest grid time :math:`t_k \\le s`, and predicted to :math:`t` over the report's
     age :math:`t - t_k`: by default with the sender's own motion model
     (:func:`predict_reports`: the tracker's IMM of thrusting and drag-ballistic modes,
-    from the report's thrust-mode probability ``hist.thrust_prob``), or with a given
+    from the report's thrust-mode probability ``hist.thrust_prob``, which a report
+    carries with its state and covariance), or with a given
     single model, :math:`\\hat x = f(\\hat x_k, t - t_k)`, :math:`P = F P_k F^T + Q(t - t_k)`.
     Only tracks confirmed at :math:`t_k` are reported.
 
@@ -703,5 +704,11 @@ def fuse_track_histories(local: "TrackHistory",
         conf[tr, jb, ti], obj[tr, jb, ti], sens[tr, jb, ti] = False, -1, 0
         used += R
     # same class and every other field (e.g. the tracker's counters) as the local history
-    # thrust_prob: the fused picture is never reported onward (senders report own-sensor tracks)
-    return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens, thrust_prob=None)
+    extra = {}
+    if getattr(local, "thrust_prob", None) is not None:
+        # The receiver's own thrust belief stays on its slots; a report standing alone carries none (NaN):
+        # the metrics then judge its phase as a tracker without a thrust mode (fusion.metrics).
+        thr = np.full((n, total, T), np.nan)
+        thr[:, :L] = local.thrust_prob
+        extra["thrust_prob"] = thr
+    return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens, **extra)

@@ -47,7 +47,7 @@ from viz.scene import Scene, active_detections, build_scene, ellipses_lonlat
 FRAME_INTERVAL_MS = 33  # 30 frames per second
 NATION_COLORS = {"US": (80, 140, 255), "JP": (255, 80, 80), "KR": (60, 200, 120)}
 POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.PenStyle.DashLine,
-                 "trilateral": QtCore.Qt.PenStyle.SolidLine}
+                 "trilateral": QtCore.Qt.PenStyle.SolidLine, "trilateral-tracks": QtCore.Qt.PenStyle.DashDotDotLine}
 OBJECT_COLORS = [(255, 255, 255), (255, 200, 60), (200, 120, 255), (120, 220, 255)]
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
