@@ -3,9 +3,13 @@
 A *policy* is a set of directed links between nations (:class:`sim.config.LinkConfig`,
 grouped in a :class:`sim.config.PolicyConfig`). A link ``A -> B`` carries what A's own
 sensors produced (``share = "measurements"``: their detections; ``share = "tracks"``:
-A's own-sensor track reports every ``interval`` seconds), after ``latency`` seconds.
-It carries another nation C's data only when ``C`` is named in ``relay``: relaying is
-explicit, so no data reaches a nation by accident or twice.
+the track reports of A's own picture every ``interval`` seconds: tracks from A's radars
+and from the measurements A receives, never A's track-fused picture), after ``latency``
+seconds. It carries another nation C's data (detections or C's track reports) only when
+``C`` is named in ``relay``: relaying is explicit, so no data reaches a nation by
+accident. A track report built partly from the receiver's own measurements (KR -> US
+measurements, US -> KR tracks) reaches it as correlated data; the fusion sees that in
+the report's sensor bitmask (:mod:`fusion.track_fusion`, "Data incest").
 
 Built-in policies (:func:`builtin_policy`):
 
@@ -476,7 +480,8 @@ def track_routes(policy: PolicyConfig, nation: str) -> list[TrackRoute]:
     -------
     list of TrackRoute
         ``(source, latency, interval)`` in the order of :data:`sim.config.NATIONS`:
-        ``source``'s own-sensor tracks (never re-shared fused tracks: no data incest),
+        the tracks of ``source``'s own picture (from its radars and the measurements it
+        receives; never its track-fused picture, which would re-share reports),
         sampled every ``interval`` s and delayed by ``latency`` s. Where a policy (not
         validated) offers several routes the shortest is taken.
     """

@@ -1,12 +1,14 @@
 """Track-to-track fusion: a nation's tracks combined with the track reports it receives.
 
 Where a policy shares ``tracks`` (:mod:`fusion.network`), each receiving nation gets
-the *own-sensor* tracks of the sending nations (never their fused tracks: re-sharing
-fused tracks would count the same measurements twice, "data incest"), every ``interval``
-seconds and ``latency`` seconds late. At each output time the latest report is
-predicted to that time with the ballistic motion model, associated with the local
-tracks by chi-square gating on the state difference and global nearest neighbour
-(GNN), and fused by one of three rules:
+the tracks of the sending nations' own pictures (from the detections each sender
+tracks with: its own radars' and those it receives as measurements; never its
+track-fused picture), every ``interval`` seconds and ``latency`` seconds late. A
+report carries the sender's state, covariance, thrust-mode probability and the
+bitmask of the sensors whose data it holds. At each output time the latest report is
+predicted to that time with the sender's motion model (:func:`predict_reports`),
+associated with the local tracks by chi-square gating on the state difference and
+global nearest neighbour (GNN), and fused by one of three rules:
 
 ``covariance-intersection``
     Julier & Uhlmann (1997): consistent for *any* unknown cross-correlation of the
@@ -19,6 +21,21 @@ tracks by chi-square gating on the state difference and global nearest neighbour
 
 A remote track that associates with no local track becomes a fused-output track of
 its own: the nation learns of a threat it cannot see itself, the point of sharing.
+
+Data incest
+-----------
+A report whose sensor bitmask shares a sensor with the track it is fused into (the
+receiver's own radars, relayed back through a hub that tracked with them, or a third
+nation's data that reached the receiver over two routes) holds information the track
+already has: their errors are correlated through the common measurements, and the
+``naive`` rule would count them twice. Such pairs are fused by covariance intersection
+whatever the rule (Julier & Uhlmann 1997: consistent for any cross-correlation;
+``best-track`` combines nothing and is kept). The exact alternative, decorrelating the
+common information (subtracting it once, the information-matrix form of Chong, Mori &
+Chang, "Distributed multitarget multisensor tracking", in Bar-Shalom (ed.),
+*Multitarget-Multisensor Tracking: Advanced Applications*, 1990, ch. 8; Bar-Shalom,
+Willett & Tian 2011, sec. 9.4), needs the common part, which a receiver of another
+nation's track reports does not have.
 
 Everything is batched over the leading axes (trials, tracks, time); the only Python
 loops run over the routes, over the matrix dimension in :func:`fusion.kalman.inv_spd`,
@@ -658,8 +675,9 @@ def fuse_track_histories(local: "TrackHistory",
     every slot holding a track after routes ``< k``, so two senders' reports of a
     target the receiver cannot see make one track, not two. Association is made
     afresh at every output time (no track-to-track association memory). Fused tracks
-    are not re-shared (no data incest): senders' reports are always their own-sensor
-    tracks.
+    are not re-shared: senders' reports are the tracks of their own pictures. A pair
+    whose sensor bitmasks overlap (the report holds data the track already has: data
+    incest) is fused by covariance intersection even under ``naive`` (module notes).
     """
     if rule not in TRACK_FUSION_RULES:
         raise InputError.single("sharing.track_fusion", rule, "one of: " + ", ".join(TRACK_FUSION_RULES))
@@ -693,6 +711,12 @@ def fuse_track_histories(local: "TrackHistory",
         sel = associate_gnn(tr * T + ti, ia, ib, d2, gamma)
         tr, ia, ib, ti = tr[sel], ia[sel], ib[sel], ti[sel]
         xf, Pf = fuse_pair(X[tr, ia, ti], P[tr, ia, ti], xr[tr, ib, ti], Pr[tr, ib, ti], rule, ci_criterion)
+        if rule == "naive":  # data incest: a pair with common sensors is correlated, fused by CI (module notes)
+            common = np.nonzero((sens[tr, ia, ti] & sensr[tr, ib, ti]) != 0)[0]
+            if common.size:
+                c = (tr[common], ia[common], ti[common])
+                xf[common], Pf[common], _ = covariance_intersection(X[c], P[c], xr[tr[common], ib[common], ti[common]],
+                                                                    Pr[tr[common], ib[common], ti[common]], ci_criterion)
         X[tr, ia, ti], P[tr, ia, ti] = xf, Pf
         conf[tr, ia, ti] = True
         obj[tr, ia, ti] = np.where(obj[tr, ia, ti] >= 0, obj[tr, ia, ti], objr[tr, ib, ti])
