@@ -132,12 +132,14 @@ class LinkConfig:
     latency : float
         s, >= 0.
     share : str
-        ``"measurements"`` or ``"tracks"``.
+        ``"measurements"`` (the sender's radars' detections) or ``"tracks"`` (the track
+        reports of the sender's own picture: tracks from its radars and from the
+        detections it receives; never its track-fused picture).
     interval : float
         Track report interval, s (for ``share = "tracks"``), >= 0.
     relay : tuple of str
         Nations whose data this link relays onward besides the sender's own
-        (empty: only what the sender's own sensors produced).
+        (empty: only the sender's own data, as ``share`` defines it).
     """
 
     source: str
