@@ -371,13 +371,14 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
 
 
 @njit(cache=True, inline="always")
-def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
+def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth):
     """Write the estimate of every live track at grid time ``t[i]`` (read-only on the state).
 
     A track is live if the deletion rules keep it on the clock ``t - L``
     (``L`` the longest latency of the feed, see :mod:`fusion.tracker`); it is
     predicted to ``t`` on a copy, and hidden when confirmed with a position
-    sigma above the bound.
+    sigma above the bound. ``oth`` gets the IMM's predicted thrust-mode
+    probability at ``t`` (left NaN for the single-mode filters).
     """
     N, r = X.shape[0], X.shape[1]
     tc = t - fp[_P_LAG]
@@ -394,8 +395,10 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
             tk.predict_track(ip[_I_KIND], xm, Pm, mu, dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
                              fp[_P_BOOST], fp[_P_BALL])
             tk.combine(xm, Pm, mu, xc, Pc)
+            thrust = mu[0]
         else:
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
+            thrust = MU[j, 0]
         conf = TI[j, _CONFIRMED] == 1
         if conf and Pc[0, 0] + Pc[1, 1] + Pc[2, 2] > fp[_P_MAXVAR]:
             continue
@@ -404,11 +407,13 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os):
         oc[j, i] = conf
         oo[j, i] = TI[j, _OBJECT]
         os[j, i] = SENS[j]
+        if r == 2:
+            oth[j, i] = thrust
 
 
 @njit(cache=True, inline="always")
 def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
-               ox, oP, oc, oo, os, cnt, run_stats):
+               ox, oP, oc, oo, os, oth, cnt, run_stats):
     """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.
 
     ``d_epoch[d]`` is the first grid index at or after the detection's arrival.
@@ -564,7 +569,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                     live[m] = pt
                     m += 1
             n_live = m
-        _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os)
+        _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth)
     cnt[:] = CNT
     run_stats[0] = groups
     run_stats[1] = replays
@@ -573,14 +578,14 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
 
 @njit(cache=True, nogil=True)
 def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu,
-                revisit, ox, oP, oc, oo, os, cnt, run_stats):
+                revisit, ox, oP, oc, oo, os, oth, cnt, run_stats):
     """Trials ``trials`` of a chunk, one after the other: trial ``b`` owns detections ``off[b]:off[b+1]``
     and row ``b`` of every output. Releases the GIL, so threads run disjoint trial sets in parallel."""
     for b in trials:
         lo, hi = off[b], off[b + 1]
         _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
-                   d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], cnt[b],
-                   run_stats[b])
+                   d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], oth[b],
+                   cnt[b], run_stats[b])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -679,6 +684,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     out_conf = np.zeros((B, N, T), dtype=bool)
     out_obj = np.full((B, N, T), -1, dtype=np.int64)
     out_sens = np.zeros((B, N, T), dtype=np.uint64)
+    out_thr = np.full((B, N, T), np.nan)
     cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
     run_stats = np.zeros((B, 3), dtype=np.int64)
     args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
@@ -686,7 +692,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
             np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
             epoch, np.ascontiguousarray(inp["site_ecef"]), np.ascontiguousarray(inp["R_enu"]),
             np.ascontiguousarray(inp["revisit"], dtype=np.float64),
-            out_x, out_P, out_conf, out_obj, out_sens, cnt, run_stats)
+            out_x, out_P, out_conf, out_obj, out_sens, out_thr, cnt, run_stats)
     _announce_compile()
     n_threads = max(1, min(int(threads if threads is not None else numba.get_num_threads()), B))
     if n_threads == 1:
@@ -704,4 +710,4 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     for c, name in enumerate(COUNTERS):
         stats[name] = cnt[:, c].copy()
     return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj.astype(np.int32),
-                        sensors=out_sens, stats=stats)
+                        sensors=out_sens, stats=stats, thrust_prob=out_thr)

@@ -185,6 +185,12 @@ class TrackHistory:
         Truth object of the last associated detection (-1: none or a false alarm).
     sensors : ndarray of uint64, shape (trials, tracks, T)
         Bitmask of the sensors whose data updated the track so far (bit s = sensor s).
+    thrust_prob : ndarray, shape (trials, tracks, T), or None
+        The tracker's own belief that the object is thrusting: the IMM's predicted
+        probability of its thrust mode at ``t`` (``mu[0]``, :mod:`fusion.imm`); NaN
+        where no track or the filter has no thrust mode (EKF, UKF). None when the
+        producer does not record it. :mod:`fusion.metrics` uses it to withhold impact
+        point predictions while the nation believes the missile is still under thrust.
     stats : dict
         Counters per trial (arrays of shape ``(trials,)``): ``rejected_nonfinite``
         (detections with non-finite ``z`` or ``R``), ``initiated``,
@@ -204,6 +210,7 @@ class TrackHistory:
     object: np.ndarray
     sensors: np.ndarray
     stats: dict = field(default_factory=dict)
+    thrust_prob: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,3 +112,19 @@ def test_bad_configuration_names_the_key(scene):
                      (TrackerConfig(confirm_m=4, confirm_n=3), "tracker.confirm_m")):
         with pytest.raises(InputError, match=key):
             run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg)
+
+
+def test_thrust_probability_is_the_imm_predicted_mode_probability(scene):
+    """IMM: the predicted thrust-mode probability where a track is shown, 0.5 (IMM_MU0) at its initiation
+    time, NaN elsewhere; single-mode filters: NaN everywhere."""
+    t, truth, d, se, Re = scene
+    h = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), TrackerConfig(max_tracks=10), revisit=[2.0, 3.0])
+    shown = np.isfinite(h.x[..., 0])
+    np.testing.assert_array_equal(np.isfinite(h.thrust_prob), shown)
+    assert np.all((h.thrust_prob[shown] > 0.0) & (h.thrust_prob[shown] < 1.0))
+    np.testing.assert_array_equal(h.thrust_prob[:, :, 0][shown[:, :, 0]], 0.5)  # tracks started at t = 0
+    # midcourse objects: the ballistic mode wins once confirmed tracks have a few updates
+    assert np.median(h.thrust_prob[h.confirmed][-100:]) < 0.1
+    he = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), TrackerConfig(filter="ekf", max_tracks=10),
+                              revisit=[2.0, 3.0])
+    assert np.all(np.isnan(he.thrust_prob))

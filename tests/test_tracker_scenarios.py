@@ -164,6 +164,7 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
     oc = np.zeros((B, N, T), dtype=bool)
     oo = np.full((B, N, T), -1, dtype=np.int64)
     os_ = np.zeros((B, N, T), dtype=np.uint64)
+    oth = np.full((B, N, T), np.nan)
     revisit = np.asarray(revisit, dtype=np.float64)
     for b in range(B):  # reference: plain loops over trials and groups
         X, PP, MU = np.zeros((N, r, 6)), np.zeros((N, r, 6, 6)), np.zeros((N, r))
@@ -183,5 +184,5 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
                               np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), X, PP, MU, TF, TI,
                               SENS, CNT)
                 k += 1
-            L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b])
+            L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b])
     return ox, oP, oc, oo.astype(np.int32), os_
