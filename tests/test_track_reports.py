@@ -87,11 +87,12 @@ def test_report_prediction_consistent_against_truth(truth, phase):
 
 def test_report_prediction_is_the_trackers_imm_prediction(truth):
     """From one Gaussian and a thrust probability, the tracker's IMM predict + combine, to rounding."""
-    from fusion.tracker import SUPPORTED_FILTERS, _make_filter  # noqa: F401  (private: the oracle is the tracker)
+    from fusion import track_kernels as tk  # the oracle is the tracker's own per-track IMM kernel
+    from fusion.loop import _P_ACC, _P_BALL, _P_BOOST, _P_QT, _P_VFLOOR, _parameters
     from sim.config import TrackerConfig
 
     o = truth.object_kind.index("rv")
-    filt = _make_filter(TrackerConfig(filter="imm", process_noise=1.0))
+    _, fp = _parameters(TrackerConfig(filter="imm", process_noise=1.0))
     n = 8
     rows = np.arange(n)
     # boost, midcourse and re-entry states, one report age each
@@ -108,14 +109,17 @@ def test_report_prediction_is_the_trackers_imm_prediction(truth):
     big = mu >= 1e-6  # below REPORT_THRUST_MIN the thrust mode is left out
     for m in (np.nonzero(big)[0], np.nonzero(~big)[0]):
         for i in m:  # one by one: each element takes its own RK4 substeps in both
-            pred = filt.predict({k: v[i:i + 1] for k, v in f.items()}, dt[i:i + 1])
-            xc, Pc = filt.combined(pred)
+            xm, Pm, mu_i = f["xm"][i].copy(), f["Pm"][i].copy(), f["mu"][i].copy()
+            tk.predict_track(tk.IMM, xm, Pm, mu_i, float(dt[i]), 1.0, fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
+                             fp[_P_BOOST], fp[_P_BALL])
+            xc, Pc = np.empty(6), np.empty((6, 6))
+            tk.combine(xm, Pm, mu_i, xc, Pc)
             if big[i]:
-                np.testing.assert_allclose(xr[i], xc[0], rtol=1e-12, atol=1e-6)
-                np.testing.assert_allclose(Pr[i], Pc[0], rtol=1e-9, atol=1e-6)
+                np.testing.assert_allclose(xr[i], xc, rtol=1e-12, atol=1e-6)
+                np.testing.assert_allclose(Pr[i], Pc, rtol=1e-9, atol=1e-6)
             else:  # the thrust mode's weight (< 1e-6) left out: a sub-metre, sub-m^2 difference here
-                np.testing.assert_allclose(xr[i], xc[0], rtol=0, atol=0.05)
-                np.testing.assert_allclose(Pr[i], Pc[0], rtol=1e-4, atol=5.0)
+                np.testing.assert_allclose(xr[i], xc, rtol=0, atol=0.05)
+                np.testing.assert_allclose(Pr[i], Pc, rtol=1e-4, atol=5.0)
 
 
 def test_track_sharing_metrics_byte_identical_whatever_the_chunking(scenarios_dir, tmp_path):
