@@ -1,6 +1,6 @@
 """The engine: runs a scenario through truth, sensors, sharing, trackers and metrics.
 
-Data flows one way (``../shared/DESIGN.md``)::
+Data flows one way (README, "What happens, in words")::
 
     scenario -> truth -> detections -> sharing network -> trackers per nation x policy -> metrics
 
