@@ -58,7 +58,7 @@ def _cmd_validate(args) -> int:
     failed = False
     for path in args.scenario:
         try:
-            scenario = load_scenario(path)
+            scenario = load_scenario(path, args.overrides)
             build_radars(scenario)
             check_threats(scenario)  # every flight must be one its missile class can fly
         except GsomiaError as e:
@@ -139,7 +139,7 @@ def _cmd_run(args) -> int:
     from sim.report import check_out_dir, output_names, print_tables, span_sentence, trials_text, write_outputs
     from sim.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, args.overrides)
     check_out_dir(args.out, output_names(scenario))  # before the run, not after minutes of work
     start = time.perf_counter()
     with _progress(f"{scenario.info.name}") as advance:
@@ -203,6 +203,14 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _add_set(p) -> None:
+    """``--set KEY=VALUE``, repeatable: a scenario setting overridden (:func:`sim.scenario.load_scenario`)."""
+    p.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+                   help="override a scenario setting, validated like the file; KEY is a key path as in the error "
+                        "messages (sharing.link_latency_s=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
+                        "VALUE is a TOML value, or else a string; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gsomia-sim`` command (subcommands and their options)."""
     from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_SEED, MAX_TRIALS, MAX_WORKERS
@@ -214,10 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check scenario files; print ok or every problem found")
     p.add_argument("scenario", nargs="+", help="scenario TOML file(s)")
+    _add_set(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run a scenario: every policy for every nation, Monte Carlo, metrics and report")
     p.add_argument("scenario", help="scenario TOML file")
+    _add_set(p)
     trials = _value(int, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
     p.add_argument("--trials", type=trials, help="override [scenario].trials")
     p.add_argument("--seed", type=_value(int, f"a whole number in [0, {MAX_SEED}]"), help="override [scenario].seed")
@@ -253,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="live pyqtgraph view of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
+    _add_set(p)
     p.add_argument("--trial", type=_value(int, "a trial index from 0"), default=0, help="trial to show")
     p.add_argument("--speed", type=_value(float, "simulated seconds per wall second, > 0"), default=10.0,
                    help="replay speed, simulated s per wall s")

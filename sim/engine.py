@@ -22,7 +22,7 @@ import numpy as np
 from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
 from sim.errors import InputError
-from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS
+from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS, blame_overrides, did_you_mean
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
@@ -98,12 +98,12 @@ def build_radars(scenario: Scenario) -> tuple:
     problems = []
     for i, cfg in enumerate(scenario.sensors):
         try:
-            radars.append(build_radar(cfg))
+            radars.append(build_radar(cfg, key_prefix=f"sensor[{i}]"))
         except InputError as e:
             problems.extend(dataclasses.replace(p, file=scenario.path,
                                                 key_path=p.key_path or f"sensor[{i}]") for p in e.problems)
     if problems:
-        raise InputError(problems)
+        raise InputError(blame_overrides(problems, _override_keys(scenario)))
     return tuple(radars)
 
 
@@ -129,7 +129,12 @@ def check_threats(scenario: Scenario) -> None:
                     p = target_range_problem(p, point, "target_lat_deg/target_lon_deg", "the launch point")
                 problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
-        raise InputError(problems)
+        raise InputError(blame_overrides(problems, _override_keys(scenario)))
+
+
+def _override_keys(scenario: Scenario) -> tuple[str, ...]:
+    """Key paths of the scenario's ``--set`` overrides (their problems are named by the ``--set``)."""
+    return tuple(text.partition("=")[0] for text in scenario.overrides)
 
 
 def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> tuple[str, ...]:
@@ -149,7 +154,8 @@ def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> 
         return tuple(scenario.sharing.policies)
     for name in policies:
         if name not in known:
-            raise InputError.single("--policies", name, "allowed: " + ", ".join(known))
+            raise InputError.single("--policies", name, f"unknown policy; {did_you_mean(name, known)}allowed: "
+                                                        + ", ".join(known))
     return tuple(dict.fromkeys(policies))
 
 

@@ -846,7 +846,7 @@ def main(args) -> int:
     """
     from sim.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, getattr(args, "overrides", None))  # --set KEY=VALUE
     _check_args(scenario, args)
     import os
     import sys
