@@ -123,7 +123,8 @@ class TrialProgress:
         self.start = self.clock()
         if self.terminal:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), _Figures(self),
-                                console=Console(file=self.stream), transient=True, refresh_per_second=4)
+                                console=Console(file=self.stream, force_terminal=True), transient=True,
+                                refresh_per_second=4)
             self.bar.start()
             self._task = self.bar.add_task(self.label, total=self.total)
         else:

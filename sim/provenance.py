@@ -22,19 +22,24 @@ _SIGNIFICANT = 12  # digits kept of values converted back to file units (rad -> 
 
 
 def _num(v):
-    """A float in file units, rounded to 12 significant digits (None stays None)."""
+    """A float as stored (file units already; None stays None)."""
     if v is None:
         return None
     v = float(v)
-    return float(f"{v:.{_SIGNIFICANT}g}") if math.isfinite(v) else None
+    return v if math.isfinite(v) else None
+
+
+def _converted(v):
+    """A value converted back to file units, rounded to 12 significant digits (39.25, not 39.250000000000014)."""
+    return float(f"{v:.{_SIGNIFICANT}g}")
 
 
 def _deg(v):
-    return None if v is None else _num(math.degrees(v))
+    return None if v is None else _converted(math.degrees(v))
 
 
 def _km(v):
-    return None if v is None else _num(v / 1e3)
+    return None if v is None else _converted(v / 1e3)
 
 
 def threat_settings(threat) -> dict:
