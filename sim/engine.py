@@ -743,7 +743,8 @@ def _chunk_job(job):
     return results, curves
 
 
-def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None) -> Replay:
+def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None,
+           progress: Callable[[float, int], None] | None = None) -> Replay:
     """Run one trial of a scenario for every policy and nation and keep every array (for the live view).
 
     Parameters
@@ -753,6 +754,8 @@ def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = 
         Global trial index, 0 <= trial < scenario.info.trials.
     policies : sequence of str, optional
         Default: the scenario's ``[sharing].policies``.
+    progress : callable, optional
+        ``progress(done, 1)`` as the trial's work gets done (``done`` from 0 to 1, see :func:`run_scenario`).
 
     Raises
     ------
@@ -770,5 +773,7 @@ def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = 
         kept[(policy, nation)] = tracks
         store["dets"] = dets
 
-    truth = run_chunk(scenario, radars, np.array([trial]), scenario.info.seed, names, TrialResults(), keep)
+    within = None if progress is None else (lambda fraction: progress(fraction, 1))
+    truth = run_chunk(scenario, radars, np.array([trial]), scenario.info.seed, names, TrialResults(), keep,
+                      progress=within)
     return Replay(scenario, radars, truth, store["dets"], kept)

@@ -38,6 +38,10 @@ def duration_text(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def _trials(n: float) -> str:
+    return f"{n:g} trial" if n == 1 else f"{n:g} trials"
+
+
 def rate_text(done: float, elapsed: float) -> str:
     """Trials per second, or seconds per trial when slower than one a second; ``"--"`` before any is done."""
     if done <= 0 or elapsed <= 0:
@@ -100,7 +104,7 @@ class TrialProgress:
         """The plain progress line: percent, trials, elapsed, rate and ETA."""
         pct = 100.0 * self.done / self.total if self.total > 0 else 100.0
         at_report = (self.last_report - self.start) if self.last_report is not None else self.elapsed()
-        return (f"{self.label}: {pct:3.0f} % ({self.done:.1f} of {self.total:g} trials) in "
+        return (f"{self.label}: {pct:3.0f} % ({self.done:.1f} of {_trials(self.total)}) in "
                 f"{duration_text(self.elapsed())}, {rate_text(self.done, at_report)}, "
                 f"ETA {duration_text(self.eta())}")
 
@@ -128,7 +132,7 @@ class TrialProgress:
             self.bar.start()
             self._task = self.bar.add_task(self.label, total=self.total)
         else:
-            print(f"{self.label}: started, {self.total:g} trials; a line each {LINE_STEP:.0%} of them",
+            print(f"{self.label}: started, {_trials(self.total)}; a line each {LINE_STEP:.0%} of them",
                   file=self.stream, flush=True)
         return self
 
@@ -148,5 +152,5 @@ class _Figures(ProgressColumn):
     def render(self, task) -> Text:
         o = self.owner
         at_report = (o.last_report - o.start) if o.last_report is not None else o.elapsed()
-        return Text(f"{o.done:.1f}/{o.total:g} trials  {rate_text(o.done, at_report)}  "
+        return Text(f"{o.done:.1f}/{_trials(o.total)}  {rate_text(o.done, at_report)}  "
                     f"elapsed {duration_text(o.elapsed())}  ETA {duration_text(o.eta())}")

@@ -822,6 +822,17 @@ def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
     return path
 
 
+def _source_with_progress(scenario, trial: int, policies):
+    """:func:`default_source` saying on standard error what it computes, with its progress and ETA
+    (:class:`sim.progress.TrialProgress`): a screenshot takes a minute, not in silence."""
+    from sim.engine import replay
+    from sim.progress import TrialProgress
+
+    label = f"gsomia-sim view: computing trial {trial} of {scenario.info.name} ({', '.join(policies)} x US, JP, KR)"
+    with TrialProgress(label, 1) as progress:
+        return replay(scenario, trial, policies, progress=progress)
+
+
 def main(args) -> int:
     """Entry point of ``gsomia-sim view`` (wired by :mod:`sim.cli`).
 
@@ -861,7 +872,7 @@ def main(args) -> int:
                                 "a desktop session, or --screenshot FILE.png --at T to render headless")
     app = _app()
     window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
-                        start_time=args.at)
+                        start_time=args.at, source=_source_with_progress)
     try:
         if args.screenshot is not None:
             window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
