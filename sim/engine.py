@@ -218,7 +218,10 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
 
     ``cache`` maps a :func:`feed_key` to the history already computed for it in
     this chunk: two (policy, nation) pairs that receive the same data after the
-    same delays get the same tracks, computed once.
+    same delays get the same tracks, computed once. Its ``progress`` (a
+    :class:`ChunkProgress` or None) is credited when a history is stored; a tracker
+    that runs trial by trial may report each trial through
+    ``cache.progress.trial_callback(key, n_trials)``.
 
     Returns
     -------

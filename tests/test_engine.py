@@ -66,8 +66,16 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
                                                if s.catalog in ("us-thaad-seongju", "jp-fps5-sado", "kr-greenpine-b-1")))
     a = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
     a2 = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
-    b = run_scenario(sc, policies=["trilateral"], chunk_trials=1)
-    b2 = run_scenario(sc, policies=["trilateral"], chunk_trials=1, workers=2)  # chunks in two processes
+    seen_b, seen_b2 = [], []
+    b = run_scenario(sc, policies=["trilateral"], chunk_trials=1, progress=lambda d, n: seen_b.append((d, n)))
+    b2 = run_scenario(sc, policies=["trilateral"], chunk_trials=1, workers=2,  # chunks in two processes
+                      progress=lambda d, n: seen_b2.append((d, n)))
+    # Progress counts trials, never goes back, and ends at the total, from worker processes too (their
+    # reports cross a queue); serially each chunk's end is a whole trial.
+    for seen in (seen_b, seen_b2):
+        done = [d for d, _ in seen]
+        assert done == sorted(done) and done[-1] == 3.0 and {n for _, n in seen} == {3}
+    assert {1.0, 2.0, 3.0} <= {d for d, _ in seen_b} and len(seen_b) > 6  # inside chunks, not only between
     for name, run in (("a", a), ("a2", a2), ("b", b), ("b2", b2)):
         write_outputs(tmp_path / name, sc, run)
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "a2" / "metrics.json").read_bytes()
