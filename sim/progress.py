@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+from rich.progress import Progress, ProgressColumn
 from rich.text import Text
 
 LINE_STEP = 0.10  # a piped run prints a line each time this fraction of the trials is through
@@ -68,15 +68,18 @@ class TrialProgress:
         Bar (True) or lines (False); default: whether ``stream`` is a terminal.
     clock : callable, optional
         Seconds, monotonic (for tests).
+    width : int, optional
+        Terminal width in characters; default: the terminal's.
     """
 
     def __init__(self, label: str, total: float, stream=None, terminal: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, width: int | None = None):
         self.label = label
         self.total = float(total)
         self.stream = sys.stderr if stream is None else stream
         self.terminal = self.stream.isatty() if terminal is None else terminal
         self.clock = clock
+        self.width = width
         self.done = 0.0
         self.start = None
         self.last_report = None
@@ -126,9 +129,8 @@ class TrialProgress:
     def __enter__(self) -> "TrialProgress":
         self.start = self.clock()
         if self.terminal:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), _Figures(self),
-                                console=Console(file=self.stream, force_terminal=True), transient=True,
-                                refresh_per_second=4)
+            console = Console(file=self.stream, force_terminal=True, width=self.width)
+            self.bar = Progress(_Line(self), console=console, transient=True, refresh_per_second=4)
             self.bar.start()
             self._task = self.bar.add_task(self.label, total=self.total)
         else:
@@ -142,15 +144,28 @@ class TrialProgress:
         return False
 
 
-class _Figures(ProgressColumn):
-    """Trials done of total, rate, elapsed and ETA, read from the :class:`TrialProgress` at each refresh."""
+class _Line(ProgressColumn):
+    """The whole bar line, fitted to the terminal: label (cut with an ellipsis), bar, then trials done of
+    total, rate and ETA, which are never cut (rich's own column layout cut the figures first on 80 columns)."""
+
+    BAR = 20  # characters of bar, at most
 
     def __init__(self, owner: TrialProgress):
         super().__init__()
         self.owner = owner
 
-    def render(self, task) -> Text:
+    def figures(self) -> str:
         o = self.owner
         at_report = (o.last_report - o.start) if o.last_report is not None else o.elapsed()
-        return Text(f"{o.done:.1f}/{_trials(o.total)}  {rate_text(o.done, at_report)}  "
-                    f"elapsed {duration_text(o.elapsed())}  ETA {duration_text(o.eta())}")
+        return f"{o.done:.1f}/{_trials(o.total)}  {rate_text(o.done, at_report)}  ETA {duration_text(o.eta())}"
+
+    def render(self, task) -> Text:
+        o = self.owner
+        fig = self.figures()
+        room = o.bar.console.width - 1 - len(fig) - 2  # one column spare: no wrap at the right edge
+        bar = max(0, min(self.BAR, room - 11))
+        label_w = max(0, room - bar - 1)
+        label = o.label if len(o.label) <= label_w else o.label[:max(0, label_w - 1)] + "\u2026"
+        filled = int(round(bar * (o.done / o.total if o.total > 0 else 1.0)))
+        return Text.assemble(label.ljust(label_w), " ", ("\u2501" * filled, "green"),
+                             ("\u2501" * (bar - filled), "grey37"), "  ", fig)

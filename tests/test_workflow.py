@@ -50,7 +50,7 @@ def test_piped_progress_prints_a_line_at_each_tenth_with_rate_and_eta():
 
 
 def test_eta_counts_down_between_reports_and_the_bar_shows_count_rate_eta():
-    from sim.progress import _Figures
+    from sim.progress import _Line
 
     clock = FakeClock()
     p = TrialProgress("x", 20, stream=io.StringIO(), terminal=False, clock=clock)
@@ -61,22 +61,30 @@ def test_eta_counts_down_between_reports_and_the_bar_shows_count_rate_eta():
         assert p.eta() == pytest.approx(160.0)
         clock.now += 25.0
         assert p.eta() == pytest.approx(135.0)
-        assert _Figures(p).render(None).plain == "4.0/20 trials  10.0 s/trial  elapsed 1 min 05 s  ETA 2 min 15 s"
+        assert _Line(p).figures() == "4.0/20 trials  10.0 s/trial  ETA 2 min 15 s"
     assert (duration_text(59.6), duration_text(3725), duration_text(math.inf)) == ("1 min 00 s", "1 h 02 min", "--")
     assert (rate_text(30, 10), rate_text(1, 4), rate_text(0, 4)) == ("3.00 trials/s", "4.0 s/trial", "--")
 
 
-def test_terminal_progress_draws_a_rich_bar():
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_terminal_progress_draws_a_rich_bar_whose_figures_fit(width):
     out = io.StringIO()
     clock = FakeClock()
-    p = TrialProgress("hs15", 4, stream=out, terminal=True, clock=clock)
+    p = TrialProgress("hwasong15-2017-11-29: isolated, bilateral, trilateral x US, JP, KR trackers", 4,
+                      stream=out, terminal=True, clock=clock, width=width)
     with p:
         assert p.bar is not None
         clock.now += 8.0
         p(1.0, 4)
         p.bar.refresh()
-    # rich writes to a non-terminal file only what a refresh draws; it holds the count and the ETA
-    assert "1.0/4 trials" in out.getvalue() and "ETA 24 s" in out.getvalue()
+    drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+    # the count, the rate and the ETA are drawn whole at any width; the long label gives way first
+    lines = [ln for ln in drawn.replace("\r", "\n").splitlines() if "1.0/4" in ln]
+    assert lines and all(ln.endswith("  1.0/4 trials  8.0 s/trial  ETA 24 s") for ln in lines), drawn
+    assert all(len(ln) <= width - 1 for ln in lines)
+    quarter = "\u2501" * 5 if width >= 80 else ""  # 1 of 4 trials: a quarter of the 20-character bar filled
+    assert all(quarter in ln for ln in lines)
+    assert ("trackers" in lines[0]) == (width >= 130)
 
 
 # ------------------------------------------------------------------------------------------------ one small run
