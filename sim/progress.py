@@ -163,7 +163,7 @@ class _Line(ProgressColumn):
         o = self.owner
         fig = self.figures()
         room = o.bar.console.width - 1 - len(fig) - 2  # one column spare: no wrap at the right edge
-        bar = max(0, min(self.BAR, room - 11))
+        bar = max(0, min(self.BAR, room - 11, max(6, room - len(o.label) - 1)))  # the label before the bar
         label_w = max(0, room - bar - 1)
         label = o.label if len(o.label) <= label_w else o.label[:max(0, label_w - 1)] + "\u2026"
         filled = int(round(bar * (o.done / o.total if o.total > 0 else 1.0)))

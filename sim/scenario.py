@@ -609,7 +609,7 @@ def parse_overrides(overrides) -> list[tuple[str, object]]:
     if isinstance(overrides, str):  # one text, not an iterable of characters
         overrides = [overrides]
     if isinstance(overrides, dict):
-        return [(str(k).strip(), v) for k, v in overrides.items()]
+        return [(str(k).strip(), _as_toml(v)) for k, v in overrides.items()]
     pairs = []
     for text in overrides:
         key, eq, value = str(text).partition("=")
@@ -618,6 +618,15 @@ def parse_overrides(overrides) -> list[tuple[str, object]]:
             raise _set_error("", text, _SET_FORM)
         pairs.append((key, _parse_value(value.strip())))
     return pairs
+
+
+def _as_toml(value):
+    """A Python value as tomllib would give it: tuples as lists (``("isolated", "trilateral")``), inside too."""
+    if isinstance(value, (list, tuple)):
+        return [_as_toml(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_toml(v) for k, v in value.items()}
+    return value
 
 
 def _parse_value(text: str):

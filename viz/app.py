@@ -828,7 +828,7 @@ def _source_with_progress(scenario, trial: int, policies):
     from sim.engine import replay
     from sim.progress import TrialProgress
 
-    label = f"gsomia-sim view: computing trial {trial} of {scenario.info.name} ({', '.join(policies)} x US, JP, KR)"
+    label = f"computing trial {trial} of {scenario.info.name} ({', '.join(policies)} x US, JP, KR)"
     with TrialProgress(label, 1) as progress:
         return replay(scenario, trial, policies, progress=progress)
 
