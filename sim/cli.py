@@ -168,7 +168,7 @@ def _cmd_run(args) -> int:
     import resource
     import time
 
-    from sim.engine import resolve_policy_names, run_scenario
+    from sim.engine import build_radars, check_run_args, check_threats, resolve_policy_names, run_scenario
     from sim.progress import TrialProgress
     from sim.report import check_out_dir, output_names, print_tables, span_sentence, trials_text, write_outputs
     from sim.scenario import load_scenario
@@ -176,8 +176,12 @@ def _cmd_run(args) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     check_out_dir(args.out, output_names(scenario))  # before the run, not after minutes of work
     start = time.perf_counter()
+    # Bad arguments fail here, before the progress display starts (one line, nothing else on stderr).
     trials = scenario.info.trials if args.trials is None else args.trials
-    policies = resolve_policy_names(scenario, args.policies)  # a typo fails here, before the progress starts
+    check_run_args(trials, scenario.info.seed if args.seed is None else args.seed, args.workers, args.chunk_trials)
+    policies = resolve_policy_names(scenario, args.policies)
+    build_radars(scenario)
+    check_threats(scenario)  # solved once, cached for the run
     label = f"{scenario.info.name}: {', '.join(policies)} x US, JP, KR trackers"
     with TrialProgress(label, trials) as progress:
         run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies,

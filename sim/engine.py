@@ -603,6 +603,27 @@ class RunOutput:
     per_trial: TrialResults | None = None
 
 
+def check_run_args(trials, seed, workers, chunk_trials) -> None:
+    """Check a run's trials, seed, workers and chunk size (the CLI calls it before its progress display starts).
+
+    Raises
+    ------
+    InputError
+        Trials or chunk_trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED], workers
+        outside [1, MAX_WORKERS], or any of them not a whole number.
+    """
+    from sim.scenario import MAX_SEED, MAX_TRIALS
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise InputError.single("--workers", workers, f"a whole number of processes in [1, {MAX_WORKERS}]")
+    if isinstance(chunk_trials, bool) or not isinstance(chunk_trials, int) or not 1 <= chunk_trials <= MAX_TRIALS:
+        raise InputError.single("--chunk-trials", chunk_trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+
+
 def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
                  policies: Sequence[str] | None = None, chunk_trials: int = DEFAULT_CHUNK_TRIALS, workers: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> RunOutput:
@@ -642,18 +663,10 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         workers outside [1, MAX_WORKERS], unknown policy) or sensor overrides.
     """
     from fusion.metrics import summarize
-    from sim.scenario import MAX_SEED, MAX_TRIALS
 
     trials = scenario.info.trials if trials is None else trials
     seed = scenario.info.seed if seed is None else seed
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
-        raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise InputError.single("--workers", workers, f"a whole number of processes in [1, {MAX_WORKERS}]")
-    if isinstance(chunk_trials, bool) or not isinstance(chunk_trials, int) or not 1 <= chunk_trials <= MAX_TRIALS:
-        raise InputError.single("--chunk-trials", chunk_trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    check_run_args(trials, seed, workers, chunk_trials)
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
     check_threats(scenario)
