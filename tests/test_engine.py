@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -184,9 +185,20 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     path = tmp_path / "short.toml"
     path.write_text(text)
     out_dir = tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out_dir), "--policies", "isolated", "trilateral"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["run", str(path), "--out", str(out_dir), "--policies", "isolated", "trilateral",
+                 "--set", "sharing.link_latency_s=10"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "firm track" in printed and "trilateral" in printed and "peak memory" in printed
+    # standard error is no terminal here: a start line, then a line per tenth of the trials, ending at 100 %
+    progress = captured.err.strip().splitlines()
+    label = "hwasong15-2017-11-29: isolated, trilateral x US, JP, KR trackers"
+    assert progress[0] == f"{label}: started, 2 trials; a line each 10% of them"
+    assert progress[-1].startswith(f"{label}: 100 % (2.0 of 2 trials) in ") and progress[-1].endswith(", ETA 0 s")
+    percents = [int(re.search(r": +(\d+) % \(", ln).group(1)) for ln in progress[1:]]
+    # inside the one chunk: several tracker runs each move it on, one line per tenth crossed
+    assert percents == sorted(percents) and len(percents) >= 3 and all(ln.startswith(label) for ln in progress)
+    assert len({p // 10 for p in percents}) == len(percents)
     # units in brackets are rich markup unless escaped; they must reach the reader
     assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed
     assert "IPP err @120s [km]" in printed and "warning [s to go]" in printed  # which seconds each one counts
@@ -200,7 +212,10 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert doc["tracker"] == {"filter": "imm", "association": "jpda", "process_noise_mps2": 1.0,
                               "gate_probability": 0.9997, "confirm_m": 3, "confirm_n": 5, "delete_after_missed": 5,
                               "max_position_sigma_km": 50.0, "init_max_speed_mps": 7500.0, "max_tracks": 6}
+    assert doc["overrides"] == ["sharing.link_latency_s=10"]
+    assert doc["resolved"]["sharing"]["links"]["trilateral"][0]["latency_s"] == 10.0
     report = (out_dir / "report.md").read_text()
+    assert "overrides: `--set sharing.link_latency_s=10`" in report
     assert "trilateral sharing gives" in report
     # a cut run says so, in the report and on the terminal (second new-user trial of this session)
     span = "This run covers only duration_s = 120 s from the first launch; the flights last until about 3,1"

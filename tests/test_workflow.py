@@ -221,3 +221,28 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert names["scenario"].sharing.link_latency == 10.0
     assert os.path.exists(tmp_path / "out" / "metrics.json")
+
+
+def test_chunk_progress_takes_per_trial_reports_inside_a_tracker_run_without_counting_twice():
+    """The hook a per-trial tracker loop calls: k of n trials through one feed's tracker credit k/n of that
+    feed's share; the run's end credits the rest, never more."""
+    from types import SimpleNamespace
+
+    from sim.engine import ChunkProgress
+
+    got = []
+    cp = ChunkProgress(got.append)
+    # two feeds: 'a' fed sensor 0 (3 distinct (time, radar) groups), 'b' fed both sensors (5 groups)
+    dets = SimpleNamespace(time=np.array([0.0, 0.0, 1.0, 1.0, 2.0, 2.0]), sensor=np.array([0, 1, 0, 0, 0, 1]))
+    cp.plan(dets, {"a": np.array([0.0, np.inf]), "b": np.array([1.0, 2.0])})
+    # weights by 1 + groups: a: 1 + 3 = 4, b: 1 + 5 = 6 of 10, over the trackers' 90 %
+    assert cp.weights == pytest.approx({"a": 0.36, "b": 0.54})
+    done = cp.trial_callback("b", 4)
+    done(1)
+    done(1)  # a repeated report adds nothing
+    done(3)
+    cp.run_done("b")
+    cp.run_done("b")  # twice: still its share only
+    cp.run_done("a")
+    cp.finish()
+    assert got == pytest.approx([0.05, 0.05 + 0.135, 0.05 + 0.405, 0.05 + 0.54, 0.95, 1.0])
