@@ -603,3 +603,14 @@ def test_trajectory_csv_into_a_missing_folder_is_one_line(tmp_path, capsys):
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"gsomia-sim trajectory: --csv: got '{tmp_path / 'no' / 'x.csv'}'; a file in an existing folder"]
+
+
+@pytest.mark.parametrize("command", ["run", "view"])
+def test_set_on_run_and_view_is_validated_before_any_work(tmp_path, capsys, command):
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    argv = [command, str(path), "--set", "sharing.link_latency_s=10", "--set", "sensor[2].range_max_km=-5"]
+    assert main(argv + (["--out", str(tmp_path / "out")] if command == "run" else [])) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"gsomia-sim {command}: --set sensor[2].range_max_km: got -5; allowed: instrumented range, km, (0, 10000]"]
+    assert not (tmp_path / "out").exists()
