@@ -226,15 +226,20 @@ MISSILES: dict[str, MissileClass] = {
         key="srbm-kn23",
         name="KN-23 (Hwasong-11Ga)",
         # 3.4 t launch mass, 7.5 m x 0.95 m, 500 kg payload (CSIS, KN23; estimate).
-        # Burn time and propellant split: assumption, sized for about 690 km.
-        stages=(Stage(burn_time=35.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
-        rv_mass=500.0,
-        # Whole 865 kg body, CD 0.25 (slender fineness-8 body at Mach 5-7, zero-lift drag
+        # Burn time and propellant split: assumption. The burn was 35 s, sized for about 690 km; the
+        # 2021-09-15 rail-launched flight, 800 km with a 60 km apogee (ROK JCS, KCNA; REC), needs a
+        # flatter, longer boost and a lighter payload: with 35 s the depressed program reached at most
+        # 745 km, and with 50 s and 500 kg it needed an apogee of at least 95 km at 800 km. 50 s and a
+        # 400 kg test payload (assumption, see "Test payloads") fly it.
+        stages=(Stage(burn_time=50.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
+        rv_mass=400.0,
+        # Whole 765 kg body, CD 0.25 (slender fineness-8 body at Mach 5-7, zero-lift drag
         # 0.2-0.3: Fleeman, Tactical Missile Design, 2nd ed., AIAA 2006, ch. 2), 0.709 m^2: assumption.
-        rv_ballistic_coeff=865.0 / (0.25 * 0.709),
+        rv_ballistic_coeff=765.0 / (0.25 * 0.709),
         stage_ballistic_coeff=4500.0,  # unused: the body does not separate
         drag_area=0.25 * 0.709,  # CD 0.25 x pi (0.95 m)^2 / 4 (assumption, as above)
-        max_range=690e3,  # CSIS: 450-690 km (estimate)
+        # CSIS: 450-690 km (estimate); 800 km flown on 2021-09-15 (ROK JCS, KCNA; REC).
+        max_range=800e3,
         separates=False,
         # Quasi-ballistic finned body gliding at angle of attack, hypersonic L/D about 2
         # (assumption; slender bodies with fins reach 1.5-2.5, Fleeman 2006 ch. 2). Sized so
@@ -244,7 +249,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=1.0,
         rcs_rv=0.1,  # whole slender body after burnout (estimate)
         rcs_stage=0.0,
-        sources=("CSIS", "KN23", "UCS2000", "burn time and mass split: assumption"),
+        sources=("CSIS", "KN23", "UCS2000", "REC", "burn time, mass split and 400 kg test payload: assumption"),
     ),
     "mrbm-nodong": MissileClass(
         key="mrbm-nodong",
