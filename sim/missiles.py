@@ -4,7 +4,8 @@ Every figure below is an unclassified, public open-source *estimate* or an
 *assumption* of this project; none is an official value. Masses and burn
 times were taken where published and otherwise chosen (marked ``assumption``)
 so that the point-mass model of :mod:`sim.dynamics` reaches about the published
-maximum range of the class with its re-entry vehicle (RV). Stages burn at
+maximum range of the class with its re-entry vehicle (RV) and flies every
+publicly reported flight of the class since 2017 (REC, below). Stages burn at
 constant mass flow with one effective (altitude-averaged) specific impulse,
 so the thrust of stage ``i`` is :math:`F_i = \\dot m_i I_{sp,i} g_0`.
 
@@ -125,7 +126,8 @@ class MissileClass:
     stages : tuple of Stage
         First stage first.
     rv_mass : float
-        Re-entry vehicle (payload) mass, kg.
+        Re-entry vehicle (payload) mass, kg; for the classes sized to their lofted
+        tests, the lighter test payload (module docstring, "Test payloads").
     rv_ballistic_coeff : float
         RV ballistic coefficient :math:`\\beta = m/(C_D A)`, kg/m^2. For a
         class whose body does not separate (``separates`` False) it is the
@@ -135,7 +137,9 @@ class MissileClass:
     drag_area : float
         :math:`C_D A` of the whole missile in boost, m^2.
     max_range : float
-        Published maximum range with ``rv_mass``, m.
+        Largest ground range a flight may request, m: the published maximum-range
+        estimate of the class, or its longest recorded flight where that is longer
+        (module docstring, "Test payloads").
     separates : bool
         True if the RV separates from the last stage at burnout (a second
         ``"stage"`` object); False for a single body flying to the target
