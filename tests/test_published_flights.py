@@ -33,12 +33,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sim.earth import geodesic_inverse  # noqa: E402
 from sim.missiles import MISSILES  # noqa: E402
 from sim.shaping import _fly_batch, flight_summary, solve_nominal  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "published_flights.csv"
 STEERING = Path(__file__).parent / "data" / "published_flights_steering.csv"
 RANGE_TOL, APOGEE_TOL, TIME_TOL, MEDIAN_TIME_TOL = 0.01, 0.02, 0.05, 0.03
+# deg, impact azimuth seen from the launch point against the bearing: sim.shaping re-aims until 0.02 deg
+# but keeps a miss under 1 deg that its unit-slope passes leave (Hwasong-14 2017-07-04: 0.9 deg).
+BEARING_TOL = 1.0
 DEFAULT_BEARING = 90.0  # deg, rows whose bearing is not published: east, into the Sea of Japan (assumption)
 
 
@@ -89,14 +93,14 @@ def _stored():
 
 
 def _fly(row, st):
-    """Fly one row with its stored steering; (range km, apogee km, flight time s)."""
+    """Fly one row with its stored steering; (range km, apogee km, flight time s, impact azimuth deg)."""
     m = MISSILES[row["class"]]
     lat, lon, *_ = _geometry(row)
     depressed = st["shape"] == "depressed"
     lift = m.glide_lift_to_drag if depressed else 0.0
-    rng, apo, tof, _, _ = _fly_batch(m, np.radians(lat), np.radians(lon), np.radians(float(st["azimuth_deg"])),
-                                     np.radians(float(st["kick_deg"])), float(st["t_cut_s"]), lift, 0.0, depressed)
-    return rng[0] / 1e3, apo[0] / 1e3, tof[0]
+    rng, apo, tof, azi, _ = _fly_batch(m, np.radians(lat), np.radians(lon), np.radians(float(st["azimuth_deg"])),
+                                       np.radians(float(st["kick_deg"])), float(st["t_cut_s"]), lift, 0.0, depressed)
+    return rng[0] / 1e3, apo[0] / 1e3, tof[0], azi[0]
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +112,12 @@ def stored_flights():
 
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_class_flies_the_reported_flight(row, stored_flights):
-    st, (R_f, A_f, T_f) = stored_flights[_row_id(row)]
-    _, _, _, R, A, T = _geometry(row)
+    st, (R_f, A_f, T_f, az_f) = stored_flights[_row_id(row)]
+    _, _, b, R, A, T = _geometry(row)
     assert abs(R_f / R - 1) <= RANGE_TOL, (R_f, R)
+    # On the bearing: a high loft drifts west as the Earth turns under it, and the aim must allow for it
+    # (the Hwasong-19 row landed 51 deg off its bearing before the secant re-aim of sim.shaping).
+    assert abs((az_f - b + 180.0) % 360.0 - 180.0) <= BEARING_TOL, (az_f, b)
     assert abs(A_f / A - 1) <= APOGEE_TOL, (A_f, A)
     if T is not None:
         assert abs(T_f / T - 1) <= TIME_TOL, (T_f, T)
@@ -151,8 +158,10 @@ def _fit(row):
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_trajectory_fits_the_reported_flight(row):
     s, nom, shape, _ = _fit(row)
-    _, _, _, R, A, T = _geometry(row)
+    lat, lon, b, R, A, T = _geometry(row)
     assert abs(s["range_km"] / R - 1) <= RANGE_TOL and abs(s["apogee_km"] / A - 1) <= APOGEE_TOL, s
+    az, _ = geodesic_inverse(lat, lon, s["impact_lat_deg"], s["impact_lon_deg"])
+    assert abs((az - b + 180.0) % 360.0 - 180.0) <= BEARING_TOL, (az, b)
     if T is not None:
         assert abs(s["flight_time_s"] / T - 1) <= TIME_TOL, (s["flight_time_s"], T)
     # The stored steering is the one the solver finds today (else regenerate it).
@@ -233,8 +242,10 @@ def write_steering(path: Path = STEERING) -> None:
     out = []
     for r in ROWS:
         s, nom, shape, a_me = _solve(r)
-        _, _, _, R, A, T = _geometry(r)
+        lat, lon, b, R, A, T = _geometry(r)
         ok = abs(s["range_km"] / R - 1) <= RANGE_TOL and abs(s["apogee_km"] / A - 1) <= APOGEE_TOL
+        az, _ = geodesic_inverse(lat, lon, s["impact_lat_deg"], s["impact_lon_deg"])
+        ok &= abs((az - b + 180.0) % 360.0 - 180.0) <= BEARING_TOL
         ok &= T is None or abs(s["flight_time_s"] / T - 1) <= TIME_TOL
         print(f"{_row_id(r):45s} {shape:9s} A {s['apogee_km']:8.1f}/{A:<8g} T {s['flight_time_s']:6.0f}/{T or '-'}",
               flush=True)
