@@ -110,7 +110,7 @@ def synthetic_replay(scenario, trial=0, policies=None, T=701, dt=1.0, seed=0):
         snr=np.full(K, 100.0), range_rate=None, range_rate_var=None)
     tracks = {}
     start = {"isolated": {"US": 160, "JP": 210, "KR": 10}, "bilateral": {"US": 12, "JP": 160, "KR": 10},
-             "trilateral": {"US": 12, "JP": 14, "KR": 10}}
+             "trilateral": {"US": 12, "JP": 14, "KR": 10}, "trilateral-tracks": {"US": 14, "JP": 16, "KR": 10}}
     for p in (policies or POLICIES):
         for n in NATIONS:
             x = np.full((1, 2, T, 6), np.nan)

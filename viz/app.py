@@ -52,7 +52,7 @@ from viz.scene import Scene, active_detections, build_scene, ellipses_lonlat
 FRAME_INTERVAL_MS = 33  # 30 frames per second
 NATION_COLORS = {"US": (80, 140, 255), "JP": (255, 80, 80), "KR": (60, 200, 120)}
 POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.PenStyle.DashLine,
-                 "trilateral": QtCore.Qt.PenStyle.SolidLine}
+                 "trilateral": QtCore.Qt.PenStyle.SolidLine, "trilateral-tracks": QtCore.Qt.PenStyle.DashDotDotLine}
 # One colour per truth object: Kelly's colours of maximum contrast (Kelly, "Twenty-two colors of maximum
 # contrast", Color Engineering 3(6), 1965) that read on a dark background and stay clear of the nation
 # colours (blue, red, green); beyond twelve objects they repeat.
