@@ -58,7 +58,7 @@ def _cmd_validate(args) -> int:
     failed = False
     for path in args.scenario:
         try:
-            scenario = load_scenario(path)
+            scenario = load_scenario(path, args.overrides)
             build_radars(scenario)
             check_threats(scenario)  # every flight must be one its missile class can fly
         except GsomiaError as e:
@@ -91,13 +91,46 @@ def _cmd_trajectory(args) -> int:
                 p = target_range_problem(p, f"{args.target[0]:g},{args.target[1]:g}", "--target", "--launch")
             problems.append(dataclasses.replace(p, key_path=flags.get(p.key_path, p.key_path)))
         raise InputError(problems) from None
+    if args.csv is not None:
+        _write_trajectory_csv(args, shape)
     if args.json:
         print(json.dumps(summary))
     else:
         width = max(len(k) for k in summary)
         for key, value in summary.items():
             print(f"{key:<{width}}  {value:.3f}")
+        if args.csv is not None:
+            print(f"time series written to {args.csv}")
     return 0
+
+
+def _write_trajectory_csv(args, shape: str) -> None:
+    """``trajectory --csv FILE``: the fitted flight's time series (:func:`sim.truth.nominal_series_csv`), written
+    through a temporary file and a rename."""
+    from pathlib import Path
+
+    from sim.config import ThreatConfig
+    from sim.report import write_atomic
+    from sim.truth import nominal_series_csv
+
+    rad = math.radians
+    threat = ThreatConfig(
+        name="trajectory", missile=args.missile, launch_lat=rad(args.launch[0]), launch_lon=rad(args.launch[1]),
+        bearing=None if args.bearing is None else rad(args.bearing),
+        range=None if args.range_km is None else args.range_km * 1e3,
+        target_lat=None if args.target is None else rad(args.target[0]),
+        target_lon=None if args.target is None else rad(args.target[1]),
+        shape=shape, apogee=None if args.apogee_km is None else args.apogee_km * 1e3)
+    text = nominal_series_csv(threat)
+    path = Path(args.csv)
+    if path.is_dir():
+        raise InputError.single("--csv", args.csv, "a file name, not a folder")
+    if not path.resolve().parent.is_dir():
+        raise InputError.single("--csv", args.csv, "a file in an existing folder")
+    try:
+        write_atomic(path, text.encode())
+    except OSError as e:
+        raise InputError.single("--csv", args.csv, f"cannot be written ({e.strerror}); a writable file") from None
 
 
 def _cmd_sensors(args) -> int:
@@ -135,16 +168,24 @@ def _cmd_run(args) -> int:
     import resource
     import time
 
-    from sim.engine import run_scenario
+    from sim.engine import build_radars, check_run_args, check_threats, resolve_policy_names, run_scenario
+    from sim.progress import TrialProgress
     from sim.report import check_out_dir, output_names, print_tables, span_sentence, trials_text, write_outputs
     from sim.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, args.overrides)
     check_out_dir(args.out, output_names(scenario))  # before the run, not after minutes of work
     start = time.perf_counter()
-    with _progress(f"{scenario.info.name}") as advance:
+    # Bad arguments fail here, before the progress display starts (one line, nothing else on stderr).
+    trials = scenario.info.trials if args.trials is None else args.trials
+    check_run_args(trials, scenario.info.seed if args.seed is None else args.seed, args.workers, args.chunk_trials)
+    policies = resolve_policy_names(scenario, args.policies)
+    build_radars(scenario)
+    check_threats(scenario)  # solved once, cached for the run
+    label = f"{scenario.info.name}: {', '.join(policies)} x US, JP, KR trackers"
+    with TrialProgress(label, trials) as progress:
         run = run_scenario(scenario, trials=args.trials, seed=args.seed, policies=args.policies,
-                           chunk_trials=args.chunk_trials, workers=args.workers, progress=advance)
+                           chunk_trials=args.chunk_trials, workers=args.workers, progress=progress)
     wall = time.perf_counter() - start
     doc = write_outputs(args.out, scenario, run)
     print_tables(doc)
@@ -163,34 +204,6 @@ def _cmd_run(args) -> int:
     return 0
 
 
-class _progress:
-    """A rich progress bar over trials, silent when standard error is not a terminal."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.bar = None
-
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            return lambda done, total: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=None)
-
-        def advance(done, total):
-            self.bar.update(task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
-
-
 def _cmd_view(args) -> int:
     from viz.app import main as view_main
 
@@ -201,6 +214,14 @@ def _cmd_bench(args) -> int:
     from benchmarks.report import main as bench_main
 
     return bench_main(args)
+
+
+def _add_set(p) -> None:
+    """``--set KEY=VALUE``, repeatable: a scenario setting overridden (:func:`sim.scenario.load_scenario`)."""
+    p.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+                   help="override a scenario setting, validated like the file; KEY is a key path as in the error "
+                        "messages (sharing.link_latency_s=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
+                        "VALUE is a TOML value, or else a string; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,10 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check scenario files; print ok or every problem found")
     p.add_argument("scenario", nargs="+", help="scenario TOML file(s)")
+    _add_set(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run a scenario: every policy for every nation, Monte Carlo, metrics and report")
     p.add_argument("scenario", help="scenario TOML file")
+    _add_set(p)
     trials = _value(int, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
     p.add_argument("--trials", type=trials, help="override [scenario].trials")
     p.add_argument("--seed", type=_value(int, f"a whole number in [0, {MAX_SEED}]"), help="override [scenario].seed")
@@ -245,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--minimum-energy", action="store_true", help="minimum-energy flight")
     p.add_argument("--depressed", action="store_true", help="with --apogee-km: depressed instead of lofted")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--csv", metavar="FILE", help="also write the time series (1 s steps: time, ECEF position and "
+                                                 "velocity, latitude, longitude, height, speed, phase) as CSV")
     p.set_defaults(func=_cmd_trajectory)
 
     p = sub.add_parser("sensors", help="list the notional sensor catalog with sources")
@@ -253,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="live pyqtgraph view of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
+    _add_set(p)
     p.add_argument("--trial", type=_value(int, "a trial index from 0"), default=0, help="trial to show")
     p.add_argument("--speed", type=_value(float, "simulated seconds per wall second, > 0"), default=10.0,
                    help="replay speed, simulated s per wall s")

@@ -267,6 +267,10 @@ class Scenario:
     sharing : SharingConfig
     tracker : TrackerConfig
     metrics : MetricsConfig
+    file_sha256 : str
+        SHA-256 of the file's bytes, hex ("" when not built from a file).
+    overrides : tuple of str
+        Settings overridden on top of the file, as ``KEY=VALUE`` texts (``--set``).
     """
 
     path: str
@@ -276,3 +280,5 @@ class Scenario:
     sharing: SharingConfig = field(default_factory=SharingConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    file_sha256: str = ""
+    overrides: tuple[str, ...] = ()

@@ -81,10 +81,10 @@ def ecef_to_geodetic(r_ecef):
     pymap3d.ecef2geodetic (You 2000, one closed-form correction) loses accuracy with height:
     its latitude is off by 1e-9 rad at 1,000 km and 1.4e-7 rad (0.9 m) at 5,000 km, where
     lofted ICBMs fly. Two steps of the classical fixed-point iteration
-    :math:`\varphi \leftarrow \operatorname{atan2}(z + e^2 N(\varphi)\sin\varphi,\ p)`
+    :math:`\\varphi \\leftarrow \\operatorname{atan2}(z + e^2 N(\\varphi)\\sin\\varphi,\\ p)`
     (Heiskanen & Moritz, *Physical Geodesy*, 1967), each dividing the error by more than
-    :math:`1/e^2 \approx 150`, bring it to rounding; the height is then
-    :math:`h = p\cos\varphi + z\sin\varphi - a\sqrt{1 - e^2\sin^2\varphi}`, which has no
+    :math:`1/e^2 \\approx 150`, bring it to rounding; the height is then
+    :math:`h = p\\cos\\varphi + z\\sin\\varphi - a\\sqrt{1 - e^2\\sin^2\\varphi}`, which has no
     division and holds at the poles.
     """
     r = np.asarray(r_ecef, dtype=np.float64)

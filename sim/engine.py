@@ -1,6 +1,6 @@
 """The engine: runs a scenario through truth, sensors, sharing, trackers and metrics.
 
-Data flows one way (``../shared/DESIGN.md``)::
+Data flows one way (README, "What happens, in words")::
 
     scenario -> truth -> detections -> sharing network -> trackers per nation x policy -> metrics
 
@@ -23,7 +23,7 @@ import numpy as np
 from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
 from sim.errors import InputError
-from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS
+from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS, blame_overrides, did_you_mean
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
@@ -114,12 +114,12 @@ def build_radars(scenario: Scenario) -> tuple:
     problems = []
     for i, cfg in enumerate(scenario.sensors):
         try:
-            radars.append(build_radar(cfg))
+            radars.append(build_radar(cfg, key_prefix=f"sensor[{i}]"))
         except InputError as e:
             problems.extend(dataclasses.replace(p, file=scenario.path,
                                                 key_path=p.key_path or f"sensor[{i}]") for p in e.problems)
     if problems:
-        raise InputError(problems)
+        raise InputError(blame_overrides(problems, _override_keys(scenario)))
     return tuple(radars)
 
 
@@ -145,7 +145,12 @@ def check_threats(scenario: Scenario) -> None:
                     p = target_range_problem(p, point, "target_lat_deg/target_lon_deg", "the launch point")
                 problems.append(dataclasses.replace(p, file=scenario.path, key_path=f"threat[{i}].{p.key_path}"))
     if problems:
-        raise InputError(problems)
+        raise InputError(blame_overrides(problems, _override_keys(scenario)))
+
+
+def _override_keys(scenario: Scenario) -> tuple[str, ...]:
+    """Key paths of the scenario's ``--set`` overrides (their problems are named by the ``--set``)."""
+    return tuple(text.partition("=")[0] for text in scenario.overrides)
 
 
 def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> tuple[str, ...]:
@@ -165,7 +170,8 @@ def resolve_policy_names(scenario: Scenario, policies: Sequence[str] | None) -> 
         return tuple(scenario.sharing.policies)
     for name in policies:
         if name not in known:
-            raise InputError.single("--policies", name, "allowed: " + ", ".join(known))
+            raise InputError.single("--policies", name, f"unknown policy; {did_you_mean(name, known)}allowed: "
+                                                        + ", ".join(known))
     return tuple(dict.fromkeys(policies))
 
 
@@ -236,7 +242,10 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
 
     ``cache`` maps a :func:`feed_key` to the history already computed for it in
     this chunk: two (policy, nation) pairs that receive the same data after the
-    same delays get the same tracks, computed once.
+    same delays get the same tracks, computed once. Its ``progress`` (a
+    :class:`ChunkProgress` or None) is credited when a history is stored; a tracker
+    that runs trial by trial may report each trial through
+    ``cache.progress.trial_callback(key, n_trials)``.
 
     ``shared``, if given, receives per track-level sender and RV object what the
     sender's reports tell this nation besides the state
@@ -309,17 +318,102 @@ def _shared_points(scenario, truth, own_tracks, remote, senders, shared: dict) -
 
 
 class _CountingCache(dict):
-    """The per-chunk tracker-history cache; counts the work of each history stored in it."""
+    """The per-chunk tracker-history cache; counts the work of each history stored in it and reports progress.
 
-    def __init__(self, work: dict):
+    Parameters
+    ----------
+    work : dict
+        :attr:`TrialResults.work`, updated in place.
+    progress : ChunkProgress, optional
+        Advanced by each tracker run's share of the chunk once its history is stored.
+    """
+
+    def __init__(self, work: dict, progress: "ChunkProgress | None" = None):
         super().__init__()
         self.work = work
+        self.progress = progress
 
     def __setitem__(self, key, hist):
         self.work["tracker_runs"] += 1
         self.work["track_steps"] += int(np.count_nonzero(np.isfinite(hist.x[..., 0])))
         self.work["updates"] += int(np.sum(hist.stats.get("updates", 0)))
         super().__setitem__(key, hist)
+        if self.progress is not None:
+            self.progress.run_done(key)
+
+
+# Share of a chunk's wall time spent outside the trackers (truth, detections, metrics): 10 % measured on the
+# Hwasong-15 scenario (4 trials, 900 s span, 2026-12-07: 27 s of 280 s); the rest is split over the tracker runs.
+_PRE_TRACKER_SHARE = 0.05  # truth and detections, reported once they are done
+_TRACKER_SHARE = 0.9
+
+
+class ChunkProgress:
+    """Progress through one chunk of trials, as a fraction of its work, for an honest rate and ETA.
+
+    A chunk's trials go through every stage together, so no trial finishes before the
+    others. The chunk's work is split instead: truth and detections first, then one
+    share per tracker run (one per distinct data feed, :func:`feed_key`), weighted by
+    the (time, radar) groups of detections it is fed (a tracker's cost is mostly per
+    group; README, "Large runs"), then the metrics.
+
+    Parameters
+    ----------
+    report : callable
+        ``report(fraction)`` with the fraction of the chunk done, in [0, 1], never decreasing.
+
+    Notes
+    -----
+    A tracker that runs trial by trial can report inside its run:
+    ``done = progress.trial_callback(key, n_trials)`` then ``done(k)`` after its k-th
+    trial; :meth:`run_done` completes the run's share.
+    """
+
+    def __init__(self, report: Callable[[float], None]):
+        self.report = report
+        self.fraction = 0.0
+        self.weights: dict = {}
+        self.credited: dict = {}
+
+    def _advance_to(self, fraction: float) -> None:
+        fraction = min(1.0, fraction)
+        if fraction > self.fraction:
+            self.fraction = fraction
+            self.report(fraction)
+
+    def plan(self, dets, delays: dict) -> None:
+        """Weight each tracker run by the (time, radar) groups it is fed; report truth and detections done.
+
+        ``delays`` maps each :func:`feed_key` to its per-sensor delay array (inf: not fed).
+        """
+        pairs = np.column_stack([dets.time, dets.sensor.astype(float)])
+        groups = {}
+        for key, delay in delays.items():
+            fed = np.isfinite(np.asarray(delay)[dets.sensor])
+            groups[key] = 1 + (np.unique(pairs[fed], axis=0).shape[0] if fed.any() else 0)
+        total = sum(groups.values())
+        self.weights = {k: _TRACKER_SHARE * g / total for k, g in groups.items()}
+        self._advance_to(_PRE_TRACKER_SHARE)
+
+    def trial_callback(self, key, n_trials: int) -> Callable[[int], None]:
+        """``done(k)``: k of the run's ``n_trials`` trials are through the tracker of feed ``key``."""
+
+        def done(k: int) -> None:
+            share = self.weights.get(key, 0.0) * min(k, n_trials) / max(n_trials, 1)
+            extra = share - self.credited.get(key, 0.0)
+            if extra > 0:
+                self.credited[key] = share
+                self._advance_to(self.fraction + extra)
+
+        return done
+
+    def run_done(self, key) -> None:
+        """The tracker of feed ``key`` has finished: its whole share is done."""
+        self.trial_callback(key, 1)(1)
+
+    def finish(self) -> None:
+        """The chunk is done (metrics included)."""
+        self._advance_to(1.0)
 
 
 def _take(dets, mask):
@@ -332,7 +426,8 @@ def _take(dets, mask):
 
 
 def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Sequence[str], results: TrialResults,
-              keep: Callable | None = None, curves: "Curves | None" = None):
+              keep: Callable | None = None, curves: "Curves | None" = None,
+              progress: Callable[[float], None] | None = None):
     """Run one chunk of trials through every stage and add its per-trial metrics to ``results``.
 
     Parameters
@@ -352,6 +447,10 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         (policy, nation) with the chunk's arrays; must not keep references it does not need.
     curves : Curves, optional
         Accumulator of the decimated error curves for the report's figures.
+    progress : callable, optional
+        ``progress(fraction)``: the fraction of this chunk's work done, in (0, 1], never
+        decreasing; called after truth and detections, after each tracker run and at the
+        end (:class:`ChunkProgress`).
     """
     from fusion.metrics import trial_metrics
     from fusion.network import resolve_policies
@@ -369,14 +468,21 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     # Plan the feeds first, so each cached tracker history is dropped after its last use (memory).
     plans = {}
     uses: dict = {}
+    delays: dict = {}
     for policy_name in policies:
         for nation in NATIONS:
             own, routes, _ = feed_plan(radars, all_policies[policy_name], nation)
-            keys = [feed_key(own)] + [feed_key(r[0]) for r in routes]
+            feeds = [own] + [r[0] for r in routes]
+            keys = [feed_key(d) for d in feeds]
+            delays.update(zip(keys, feeds))
             plans[(policy_name, nation)] = keys
             for key in keys:
                 uses[key] = uses.get(key, 0) + 1
-    cache: _CountingCache = _CountingCache(results.work)
+    chunk_progress = None
+    if progress is not None:
+        chunk_progress = ChunkProgress(progress)
+        chunk_progress.plan(dets, delays)
+    cache: _CountingCache = _CountingCache(results.work, chunk_progress)
     from fusion.shared_estimates import ipp_at_warning, pairwise_spread_km
 
     tgo = float(scenario.metrics.ipp_time_to_go)
@@ -418,6 +524,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     if curves is not None and curves.coverage is None:
         curves.set_coverage(truth, dets, len(radars))
     results.trials += len(trial_indices)
+    if chunk_progress is not None:
+        chunk_progress.finish()
     return truth
 
 
@@ -561,6 +669,8 @@ class RunOutput:
         per-trial largest distance between two nations' IPPs at the warning time) and
         ``disagree`` / ``compared`` (trials with a spread above ``ipp_threshold_km`` /
         trials where at least two nations had an IPP).
+    per_trial : TrialResults or None
+        Every trial's figures of merit, in trial order (:func:`sim.api.trials_frame` makes a table of them).
     """
 
     rows: list
@@ -572,6 +682,28 @@ class RunOutput:
     work: dict
     shared: list = dataclasses.field(default_factory=list)
     ipp_spread: list = dataclasses.field(default_factory=list)
+    per_trial: TrialResults | None = None
+
+
+def check_run_args(trials, seed, workers, chunk_trials) -> None:
+    """Check a run's trials, seed, workers and chunk size (the CLI calls it before its progress display starts).
+
+    Raises
+    ------
+    InputError
+        Trials or chunk_trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED], workers
+        outside [1, MAX_WORKERS], or any of them not a whole number.
+    """
+    from sim.scenario import MAX_SEED, MAX_TRIALS
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise InputError.single("--workers", workers, f"a whole number of processes in [1, {MAX_WORKERS}]")
+    if isinstance(chunk_trials, bool) or not isinstance(chunk_trials, int) or not 1 <= chunk_trials <= MAX_TRIALS:
+        raise InputError.single("--chunk-trials", chunk_trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
 
 
 def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
@@ -595,7 +727,12 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         workers are spawned (:mod:`multiprocessing`), so a script calling this with
         ``workers > 1`` must guard its entry point with ``if __name__ == "__main__":``.
     progress : callable, optional
-        ``progress(done, total)`` after each chunk.
+        ``progress(done, total)``: ``done`` trials of ``total`` are through, a float that
+        never decreases and ends at ``total``. It advances inside a chunk too, by each
+        chunk's share of work done (:class:`ChunkProgress`: truth and detections, then
+        each tracker run weighted by the detections it is fed, then the metrics), with
+        ``workers > 1`` as well (the workers report through a queue), so
+        ``done / elapsed`` is an honest rate and ``(total - done) / rate`` an ETA.
 
     Returns
     -------
@@ -608,18 +745,10 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         workers outside [1, MAX_WORKERS], unknown policy) or sensor overrides.
     """
     from fusion.metrics import summarize
-    from sim.scenario import MAX_SEED, MAX_TRIALS
 
     trials = scenario.info.trials if trials is None else trials
     seed = scenario.info.seed if seed is None else seed
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
-        raise InputError.single("--trials", trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InputError.single("--seed", seed, f"a whole number in [0, {MAX_SEED}]")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise InputError.single("--workers", workers, f"a whole number of processes in [1, {MAX_WORKERS}]")
-    if isinstance(chunk_trials, bool) or not isinstance(chunk_trials, int) or not 1 <= chunk_trials <= MAX_TRIALS:
-        raise InputError.single("--chunk-trials", chunk_trials, f"a whole number of trials in [1, {MAX_TRIALS:,}]")
+    check_run_args(trials, seed, workers, chunk_trials)
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
     check_threats(scenario)
@@ -629,26 +758,51 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     parts = chunks(trials, chunk_trials)
     if workers == 1 or len(parts) == 1:
         for idx in parts:
-            run_chunk(scenario, radars, idx, seed, names, results, curves=curves)
-            if progress is not None:
-                progress(results.trials, trials)
+            before = results.trials
+
+            def within(fraction, before=before, size=len(idx)):
+                if progress is not None:
+                    progress(before + fraction * size, trials)
+
+            run_chunk(scenario, radars, idx, seed, names, results, curves=curves, progress=within)
     else:
         import multiprocessing
+        import queue as queue_module
 
         # spawn: a fresh interpreter per worker (no forked BLAS threads or locks). imap hands the chunks
         # out in order and returns them in order, so the merge is the serial run's. Leaving the block
         # (done, an error, or Ctrl-C, which only this process hears) terminates the workers.
         ctx = multiprocessing.get_context("spawn")
-        jobs = [(scenario, idx, seed, names, step) for idx in parts]
+        jobs = [(scenario, idx, seed, names, step, c) for c, idx in enumerate(parts)]
+        reports = ctx.Queue()  # (chunk, fraction) from the workers, read here between results
+        fractions = [0.0] * len(parts)
+
+        def tell():
+            while True:
+                try:
+                    c, f = reports.get_nowait()
+                except queue_module.Empty:
+                    break
+                fractions[c] = max(fractions[c], f)
+            if progress is not None:
+                progress(sum(f * len(idx) for f, idx in zip(fractions, parts)), trials)
+
         n_proc = min(workers, len(parts))
         # the tracker loop's threads (fusion.loop) share the cores with the other workers: never more in all
         threads = max(1, (os.cpu_count() or 1) // n_proc)
-        with ctx.Pool(processes=n_proc, initializer=_worker_init, initargs=(threads,)) as pool:
-            for part_results, part_curves in pool.imap(_chunk_job, jobs):
+        with ctx.Pool(processes=n_proc, initializer=_worker_init, initargs=(reports, threads)) as pool:
+            pending = pool.imap(_chunk_job, jobs)
+            for c in range(len(parts)):
+                while True:
+                    try:
+                        part_results, part_curves = pending.next(timeout=1.0)
+                        break
+                    except multiprocessing.TimeoutError:
+                        tell()
                 results.merge(part_results)
                 curves.merge(part_curves)
-                if progress is not None:
-                    progress(results.trials, trials)
+                fractions[c] = 1.0
+                tell()
     rows = []
     for (policy, nation, target), values in results.values.items():
         row = {"policy": policy, "nation": nation, "target": target}
@@ -665,33 +819,48 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         v = np.asarray(v, dtype=float)
         spread.append({"policy": p, "target": tg, "spread_km": summarize(v),
                        "disagree": int(np.sum(v > threshold_km)), "compared": int(np.sum(np.isfinite(v)))})
-    return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), shared, spread)
+    return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), shared, spread,
+                     per_trial=results)
 
 
-def _worker_init(threads: int = 1) -> None:
-    """Worker processes ignore Ctrl-C (the main process hears it and terminates them) and run the
-    tracker loop on ``threads`` threads (``NUMBA_NUM_THREADS`` of the worker, at most the cores per worker)."""
+_REPORTS = None  # a worker's queue of (chunk, fraction done) progress reports to the main process
+
+
+def _worker_init(reports=None, threads: int = 1) -> None:
+    """Worker processes ignore Ctrl-C (the main process hears it and terminates them), keep the progress
+    queue, and run the tracker loop on ``threads`` threads (at most the worker's ``NUMBA_NUM_THREADS``;
+    the caller gives each worker its share of the cores)."""
     import signal
 
     import numba
 
+    global _REPORTS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _REPORTS = reports
     numba.set_num_threads(max(1, min(int(threads), numba.get_num_threads())))
 
 
 def _chunk_job(job):
     """One chunk in a worker process: its own results and curves, to be merged in chunk order.
 
-    ``job`` is ``(scenario, trial_indices, seed, policies, step)``.
+    ``job`` is ``(scenario, trial_indices, seed, policies, step, chunk number)``; the chunk's
+    progress goes to the main process as ``(chunk number, fraction)`` on the queue.
     """
-    scenario, trial_indices, seed, policies, step = job
+    scenario, trial_indices, seed, policies, step, chunk = job
     results = TrialResults()
     curves = Curves(step)
-    run_chunk(scenario, build_radars(scenario), trial_indices, seed, policies, results, curves=curves)
+
+    def report(fraction):
+        if _REPORTS is not None:
+            _REPORTS.put((chunk, fraction))
+
+    run_chunk(scenario, build_radars(scenario), trial_indices, seed, policies, results, curves=curves,
+              progress=report)
     return results, curves
 
 
-def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None) -> Replay:
+def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = None,
+           progress: Callable[[float, int], None] | None = None) -> Replay:
     """Run one trial of a scenario for every policy and nation and keep every array (for the live view).
 
     Parameters
@@ -701,6 +870,8 @@ def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = 
         Global trial index, 0 <= trial < scenario.info.trials.
     policies : sequence of str, optional
         Default: the scenario's ``[sharing].policies``.
+    progress : callable, optional
+        ``progress(done, 1)`` as the trial's work gets done (``done`` from 0 to 1, see :func:`run_scenario`).
 
     Raises
     ------
@@ -718,5 +889,7 @@ def replay(scenario: Scenario, trial: int = 0, policies: Sequence[str] | None = 
         kept[(policy, nation)] = tracks
         store["dets"] = dets
 
-    truth = run_chunk(scenario, radars, np.array([trial]), scenario.info.seed, names, TrialResults(), keep)
+    within = None if progress is None else (lambda fraction: progress(fraction, 1))
+    truth = run_chunk(scenario, radars, np.array([trial]), scenario.info.seed, names, TrialResults(), keep,
+                      progress=within)
     return Replay(scenario, radars, truth, store["dets"], kept)

@@ -4,7 +4,8 @@ Every figure below is an unclassified, public open-source *estimate* or an
 *assumption* of this project; none is an official value. Masses and burn
 times were taken where published and otherwise chosen (marked ``assumption``)
 so that the point-mass model of :mod:`sim.dynamics` reaches about the published
-maximum range of the class with its re-entry vehicle (RV). Stages burn at
+maximum range of the class with its re-entry vehicle (RV) and flies every
+publicly reported flight of the class since 2017 (REC, below). Stages burn at
 constant mass flow with one effective (altitude-averaged) specific impulse,
 so the thrust of stage ``i`` is :math:`F_i = \\dot m_i I_{sp,i} g_0`.
 
@@ -48,6 +49,24 @@ UCS2000
 P2017
     T. Postol, M. Schiller, R. Schmucker, analyses of North Korean RVs and
     Hwasong-14 re-entry (2017).
+REC
+    The flight record in ``tests/data/published_flights.csv`` (Japan MoD,
+    ROK JCS and KCNA releases of each flight, 2017-2024; each row names its
+    sources). Where a figure below was changed so that the class flies every
+    flight of its record (issue 21), the comment says which flight sized it.
+
+Test payloads
+-------------
+The lofted tests of 2017-2024 reached apogees that the classes sized to an
+operational re-entry vehicle could not (Hwasong-17: 6,248.5 km claimed by KCNA
+against 3,400 km from the earlier figures). A lighter payload for lofted
+tests is the common reading of those flights in the open literature (W2017,
+E2017, E2023), so ``rv_mass`` of the ICBMs and the Hwasong-12 is the *test*
+payload, an assumption sized so that the highest recorded apogee lies inside
+the lofted envelope with a few per cent to spare. ``max_range`` stays the
+published estimate (the cap that ``trajectory`` enforces) or the longest
+recorded flight where that is longer; with the light test payload the model
+would fly some classes farther than their published range.
 """
 
 from __future__ import annotations
@@ -107,7 +126,8 @@ class MissileClass:
     stages : tuple of Stage
         First stage first.
     rv_mass : float
-        Re-entry vehicle (payload) mass, kg.
+        Re-entry vehicle (payload) mass, kg; for the classes sized to their lofted
+        tests, the lighter test payload (module docstring, "Test payloads").
     rv_ballistic_coeff : float
         RV ballistic coefficient :math:`\\beta = m/(C_D A)`, kg/m^2. For a
         class whose body does not separate (``separates`` False) it is the
@@ -117,7 +137,9 @@ class MissileClass:
     drag_area : float
         :math:`C_D A` of the whole missile in boost, m^2.
     max_range : float
-        Published maximum range with ``rv_mass``, m.
+        Largest ground range a flight may request, m: the published maximum-range
+        estimate of the class, or its longest recorded flight where that is longer
+        (module docstring, "Test payloads").
     separates : bool
         True if the RV separates from the last stage at burnout (a second
         ``"stage"`` object); False for a single body flying to the target
@@ -208,15 +230,20 @@ MISSILES: dict[str, MissileClass] = {
         key="srbm-kn23",
         name="KN-23 (Hwasong-11Ga)",
         # 3.4 t launch mass, 7.5 m x 0.95 m, 500 kg payload (CSIS, KN23; estimate).
-        # Burn time and propellant split: assumption, sized for about 690 km.
-        stages=(Stage(burn_time=35.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
-        rv_mass=500.0,
-        # Whole 865 kg body, CD 0.25 (slender fineness-8 body at Mach 5-7, zero-lift drag
+        # Burn time and propellant split: assumption. The burn was 35 s, sized for about 690 km; the
+        # 2021-09-15 rail-launched flight, 800 km with a 60 km apogee (ROK JCS, KCNA; REC), needs a
+        # flatter, longer boost and a lighter payload: with 35 s the depressed program reached at most
+        # 745 km, and with 50 s and 500 kg it needed an apogee of at least 95 km at 800 km. 50 s and a
+        # 400 kg test payload (assumption, see "Test payloads") fly it.
+        stages=(Stage(burn_time=50.0, propellant_mass=2550.0, dry_mass=365.0, isp=262.0, propellant=_S),),
+        rv_mass=400.0,
+        # Whole 765 kg body, CD 0.25 (slender fineness-8 body at Mach 5-7, zero-lift drag
         # 0.2-0.3: Fleeman, Tactical Missile Design, 2nd ed., AIAA 2006, ch. 2), 0.709 m^2: assumption.
-        rv_ballistic_coeff=865.0 / (0.25 * 0.709),
+        rv_ballistic_coeff=765.0 / (0.25 * 0.709),
         stage_ballistic_coeff=4500.0,  # unused: the body does not separate
         drag_area=0.25 * 0.709,  # CD 0.25 x pi (0.95 m)^2 / 4 (assumption, as above)
-        max_range=690e3,  # CSIS: 450-690 km (estimate)
+        # CSIS: 450-690 km (estimate); 800 km flown on 2021-09-15 (ROK JCS, KCNA; REC).
+        max_range=800e3,
         separates=False,
         # Quasi-ballistic finned body gliding at angle of attack, hypersonic L/D about 2
         # (assumption; slender bodies with fins reach 1.5-2.5, Fleeman 2006 ch. 2). Sized so
@@ -226,7 +253,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=1.0,
         rcs_rv=0.1,  # whole slender body after burnout (estimate)
         rcs_stage=0.0,
-        sources=("CSIS", "KN23", "UCS2000", "burn time and mass split: assumption"),
+        sources=("CSIS", "KN23", "UCS2000", "REC", "burn time, mass split and 400 kg test payload: assumption"),
     ),
     "mrbm-nodong": MissileClass(
         key="mrbm-nodong",
@@ -255,20 +282,26 @@ MISSILES: dict[str, MissileClass] = {
         # Isp 295 s burns in 19.7e3 x 295 x 9.80665 / 784.5e3 = 73 s (estimate; the older 100 s
         # assumption meant 58 tf, which made the 2017-08-29 flight 7 % longer than reported).
         stages=(Stage(burn_time=73.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),),
-        rv_mass=650.0,
+        # Test payload 500 kg (assumption, see "Test payloads"; W2017 gives 500-650 kg): with 650 kg the
+        # class reached 4,554 km from Mupyong-ri on the 2022-10-04 bearing, short of the 4,600 km Japan
+        # reported, and lofted at most 2,150 km at 787 km against the 2,111.5 km of 2017-05-14 (REC).
+        rv_mass=500.0,
         # Slender cone RV, hypersonic CD about 0.1 on a 0.9 m base: 650 / (0.1 x 0.64) ~ 10,000 kg/m^2;
         # 8,000 kg/m^2 taken (assumption within the UCS2000 range for conical RVs).
         rv_ballistic_coeff=8_000.0,
         stage_ballistic_coeff=700.0,
         drag_area=0.3 * 2.11,  # 1.64 m diameter (CSIS)
-        max_range=4_500e3,
+        # 4,600 km: the longest recorded flight (Japan MoD, 2022-10-04; ROK JCS: about 4,500 km), beyond
+        # the published 4,500 km estimate (E2017, W2017, CSIS; with 650 kg).
+        max_range=4_600e3,
         separates=True,
         glide_lift_to_drag=0.0,
         vertical_rise=4.0,
         rcs_booster=8.0,
         rcs_rv=0.05,
         rcs_stage=8.0,
-        sources=("E2017", "W2017", "S2016", "CSIS", "UCS2000", "burn time from the claimed 80 tf thrust (estimate); RV ballistic coefficient: assumption"),
+        sources=("E2017", "W2017", "S2016", "CSIS", "UCS2000", "REC", "burn time from the claimed 80 tf thrust (estimate); RV ballistic coefficient and "
+                 "500 kg test payload: assumption"),
     ),
     "icbm-hwasong14": MissileClass(
         key="icbm-hwasong14",
@@ -278,7 +311,12 @@ MISSILES: dict[str, MissileClass] = {
             Stage(burn_time=110.0, propellant_mass=19_700.0, dry_mass=1_900.0, isp=295.0, propellant=_L),
             Stage(burn_time=300.0, propellant_mass=3_300.0, dry_mass=500.0, isp=300.0, propellant=_L),
         ),
-        rv_mass=500.0,
+        # Test payload 300 kg (assumption, see "Test payloads"; W2017 and E2017 read the July 2017 flights
+        # as lightly loaded): with 500 kg the class lofted at most 3,186 km at 998 km, short of the
+        # 3,724.9 km of 2017-07-28 (KCNA, REC); 300 kg lofts to about 4,090 km. The long second-stage
+        # burn is kept: a 150 s burn lofts as high but makes the 2017-07-04 flight 5 % shorter than the
+        # reported 39 min.
+        rv_mass=300.0,
         rv_ballistic_coeff=4_000.0,
         stage_ballistic_coeff=500.0,
         drag_area=0.3 * 2.11,
@@ -289,7 +327,8 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=8.0,
         rcs_rv=0.05,
         rcs_stage=2.0,
-        sources=("E2017", "W2017", "P2017", "CSIS", "UCS2000", "second-stage burn time: assumption"),
+        sources=("E2017", "W2017", "P2017", "CSIS", "UCS2000", "REC",
+                 "second-stage burn time and 300 kg test payload: assumption"),
     ),
     "icbm-hwasong15": MissileClass(
         key="icbm-hwasong15",
@@ -316,11 +355,17 @@ MISSILES: dict[str, MissileClass] = {
         key="icbm-hwasong17",
         name="Hwasong-17",
         # Four-chamber first stage, about 100 t, 15,000 km (E2023, CSIS; estimate).
+        # Burn times (assumption): the first stage has twice the chambers of the Hwasong-15's twin-chamber
+        # first stage (E2023, CSIS), so twice its thrust here (2 x 1,437 kN): 80 t at Isp 285 s burns in
+        # 80e3 x 285 x 9.80665 / 2.874e6 = 78 s. The older 140 s and 230 s burns (half that thrust, and a
+        # long second-stage burn) lost so much to gravity on a lofted path that the class lofted at most
+        # 3,415 km at 1,090 km, against the 6,040.9-6,248.5 km of 2022-2023 (KCNA, REC).
         stages=(
-            Stage(burn_time=140.0, propellant_mass=80_000.0, dry_mass=8_000.0, isp=285.0, propellant=_L),
-            Stage(burn_time=230.0, propellant_mass=14_000.0, dry_mass=2_000.0, isp=300.0, propellant=_L),
+            Stage(burn_time=78.0, propellant_mass=80_000.0, dry_mass=8_000.0, isp=285.0, propellant=_L),
+            Stage(burn_time=150.0, propellant_mass=14_000.0, dry_mass=2_000.0, isp=300.0, propellant=_L),
         ),
-        rv_mass=1_500.0,
+        # Test payload 750 kg (assumption, see "Test payloads"): lofts to about 6,650 km at 1,090 km.
+        rv_mass=750.0,
         rv_ballistic_coeff=4_000.0,
         stage_ballistic_coeff=600.0,
         drag_area=0.3 * 5.73,  # 2.7 m diameter
@@ -331,7 +376,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=15.0,
         rcs_rv=0.05,
         rcs_stage=5.0,
-        sources=("E2023", "CSIS", "UCS2000", "stage masses and burn times: assumption"),
+        sources=("E2023", "CSIS", "UCS2000", "REC", "stage masses, burn times and 750 kg test payload: assumption"),
     ),
     "icbm-hwasong18": MissileClass(
         key="icbm-hwasong18",
@@ -342,7 +387,9 @@ MISSILES: dict[str, MissileClass] = {
             Stage(burn_time=60.0, propellant_mass=11_000.0, dry_mass=1_500.0, isp=275.0, propellant=_S),
             Stage(burn_time=60.0, propellant_mass=2_800.0, dry_mass=400.0, isp=280.0, propellant=_S),
         ),
-        rv_mass=600.0,
+        # Test payload 500 kg (assumption, see "Test payloads"): with 600 kg the class lofted at most
+        # 6,327 km at 1,001 km, short of the 6,648.4 km of 2023-07-12 (KCNA, REC).
+        rv_mass=500.0,
         rv_ballistic_coeff=5_000.0,
         stage_ballistic_coeff=1_000.0,
         drag_area=0.3 * 3.8,  # about 2.2 m diameter
@@ -353,7 +400,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=10.0,
         rcs_rv=0.05,
         rcs_stage=2.0,
-        sources=("E2023", "CSIS", "UCS2000", "stage masses and burn times: assumption"),
+        sources=("E2023", "CSIS", "UCS2000", "REC", "stage masses, burn times and 500 kg test payload: assumption"),
     ),
     "icbm-hwasong19": MissileClass(
         key="icbm-hwasong19",
@@ -364,7 +411,9 @@ MISSILES: dict[str, MissileClass] = {
             Stage(burn_time=65.0, propellant_mass=15_000.0, dry_mass=2_000.0, isp=275.0, propellant=_S),
             Stage(burn_time=60.0, propellant_mass=3_500.0, dry_mass=500.0, isp=280.0, propellant=_S),
         ),
-        rv_mass=1_000.0,
+        # Test payload 600 kg (assumption, see "Test payloads"): with 1,000 kg the class lofted at most
+        # 5,502 km at 1,001 km, short of the 7,687.5 km of 2024-10-31 (KCNA, REC); 600 kg: about 8,000 km.
+        rv_mass=600.0,
         rv_ballistic_coeff=5_000.0,
         stage_ballistic_coeff=1_000.0,
         drag_area=0.3 * 4.5,  # about 2.4 m diameter
@@ -375,7 +424,7 @@ MISSILES: dict[str, MissileClass] = {
         rcs_booster=12.0,
         rcs_rv=0.05,
         rcs_stage=2.5,
-        sources=("E2023", "CSIS", "UCS2000", "stage masses and burn times: assumption"),
+        sources=("E2023", "CSIS", "UCS2000", "REC", "stage masses, burn times and 600 kg test payload: assumption"),
     ),
     "slbm-pukguksong3": MissileClass(
         key="slbm-pukguksong3",

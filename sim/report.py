@@ -108,8 +108,12 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
     Returns
     -------
     dict
-        Top level ``scenario``, ``version``, ``seed``, ``trials``, ``event_utc``, ``results``.
+        Top level ``scenario``, ``version``, ``seed``, ``trials``, ``event_utc``, ``tracker``,
+        the provenance of :func:`sim.provenance.provenance_fields` (``scenario_file``,
+        ``overrides``, ``git`` when run from a checkout, ``resolved``) and ``results``.
     """
+    from sim.provenance import provenance_fields
+
     results = []
     for row in rows:
         out = {"policy": row["policy"], "nation": row["nation"], "target": row["target"]}
@@ -126,6 +130,8 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
         "trials": int(trials),
         "event_utc": scenario.info.event_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tracker": tracker_settings(scenario.tracker),
+        # the resolved scenario, file hash, overrides and code revision (sim.provenance)
+        **provenance_fields(scenario, trials, seed, list(dict.fromkeys(r["policy"] for r in rows))),
         "results": results,
     }
 
@@ -478,6 +484,10 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", 
     out.write(f"# {doc['scenario']}\n\n")
     out.write(f"gsomia-sim {doc['version']}, seed {doc['seed']}, {trials_text(doc['trials'])}, "
               f"event {doc['event_utc']}.\n\n")
+    if "resolved" in doc:
+        from sim.provenance import provenance_line
+
+        out.write(f"{provenance_line(doc)}\n\n")
     for para in intro:
         out.write(f"**{para}**\n\n")
     out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "

@@ -17,9 +17,13 @@ CLI), so it may check names against the sensor catalog and the sharing rules.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
+import hashlib
+import json
 import math
+import re
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -132,9 +136,7 @@ class _Reader:
                                   "characters")
             return default
         if choices is not None and value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            self.add(path, value, f"unknown name; {hint}allowed: {', '.join(map(str, choices))}")
+            self.add(path, value, f"unknown name; {did_you_mean(value, choices)}allowed: {', '.join(map(str, choices))}")
             return default
         if lo is not None and (value < lo or (lo_open and value == lo)):
             self.add(path, value, f"out of range; {_kind_words(kind, lo, hi, lo_open, choices)}")
@@ -143,6 +145,23 @@ class _Reader:
             self.add(path, value, f"out of range; {_kind_words(kind, lo, hi, lo_open, choices)}")
             return default
         return value
+
+
+def did_you_mean(value, names) -> str:
+    """``"did you mean 'x'? "`` for the name closest to ``value``, or ``""``.
+
+    Names are case-sensitive (``filter = "EKF"`` is refused); a name that differs only in
+    case is suggested first, then the closest by :func:`difflib.get_close_matches` (cut-off
+    0.6) compared in lower case, so ``trilat`` gets ``trilateral`` and ``EKF`` gets ``ekf``.
+    """
+    names = [str(n) for n in names]
+    text = str(value)
+    same = [n for n in names if n.lower() == text.lower()]
+    if same:
+        return f"did you mean '{same[0]}'? names are case-sensitive; "
+    lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(text.lower(), list(lower), n=1, cutoff=0.6)
+    return f"did you mean '{lower[close[0]]}'? " if close else ""
 
 
 def _join(prefix: str, key: str) -> str:
@@ -406,9 +425,8 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
         policies = list(DEFAULT_POLICIES)
     for k, name in enumerate(policies):
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            r.add(f"sharing.policies[{k}]", name, f"unknown policy; {hint}allowed: {', '.join(known)}")
+            r.add(f"sharing.policies[{k}]", name, f"unknown policy; {did_you_mean(name, known)}allowed: "
+                                                  f"{', '.join(known)}")
     cfg = SharingConfig(
         policies=tuple(policies),
         link_latency=r.get(t, "link_latency_s", "sharing", "float", default=2.0, lo=0.0, hi=3600.0),
@@ -483,7 +501,8 @@ def _read_metrics(r: _Reader, doc: dict) -> MetricsConfig:
     )
 
 
-def _read_document(path: Path) -> dict:
+def _read_document(path: Path) -> tuple[dict, bytes]:
+    """The parsed TOML document and the file's bytes (hashed for provenance)."""
     file = str(path)
     try:
         raw = path.read_bytes()
@@ -502,23 +521,34 @@ def _read_document(path: Path) -> dict:
         raise InputError.single("", "empty file", "a scenario needs [scenario], [[threat]] and [[sensor]] tables",
                                 file)
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text), raw
     except tomllib.TOMLDecodeError as e:
         raise InputError.single("", "not TOML", f"TOML syntax error: {e}", file) from None
 
 
-def load_scenario(path) -> Scenario:
-    """Read, validate and convert a scenario file.
+def load_scenario(path, overrides=None) -> Scenario:
+    """Read, validate and convert a scenario file, with settings overridden.
 
     Parameters
     ----------
     path : str or os.PathLike
         A UTF-8 TOML file of schema version 1.
+    overrides : mapping or iterable of str, optional
+        Settings that replace the file's, validated as if they were in it. Either a
+        mapping ``{key path: value}`` with Python values as TOML would give them
+        (``{"sharing.link_latency_s": 10.0, "tracker.filter": "ekf"}``), or the
+        command line's ``"KEY=VALUE"`` texts (``--set``), each value read as a TOML
+        value (``10``, ``"ekf"``, ``[1, 2]``, ``true``) and, if it is not one, as a
+        string (``tracker.filter=ekf``). Key paths are those of the error messages:
+        ``sensor[3].range_max_km``, ``threat[0].dispersion.azimuth_deg``,
+        ``sharing.policy[0].link[1].latency_s``; indices count from zero and must
+        exist in the file; a missing table on the way (``[tracker]``) is created.
 
     Returns
     -------
     Scenario
-        Frozen configuration, SI units inside.
+        Frozen configuration, SI units inside; ``file_sha256`` is the SHA-256 of the
+        file's bytes and ``overrides`` the overrides as ``KEY=VALUE`` texts.
 
     Raises
     ------
@@ -527,10 +557,14 @@ def load_scenario(path) -> Scenario:
         unreadable, empty, non-UTF-8 or non-TOML file; unknown keys (closest
         valid key suggested); wrong types; out-of-range values; missing
         required keys; names that refer to nothing (missile class, sensor
-        catalog entry, nation, policy, filter, shape).
+        catalog entry, nation, policy, filter, shape). A problem at an overridden
+        key is named ``--set KEY`` instead of by the file; a malformed override
+        (no ``=``, a key path that names nothing in the file) is one too.
     """
     path = Path(path)
-    doc = _read_document(path)
+    doc, raw = _read_document(path)
+    pairs = parse_overrides(overrides)
+    apply_overrides(doc, pairs)
     r = _Reader(str(path))
     r.unknown_keys(doc, SECTIONS, "")
     version = r.get(doc, "schema_version", "", "int", default=SCHEMA_VERSION)
@@ -542,6 +576,172 @@ def load_scenario(path) -> Scenario:
     sharing = _read_sharing(r, doc)
     tracker = _read_tracker(r, doc)
     metrics = _read_metrics(r, doc)
+    keys = tuple(k for k, _ in pairs)
     if r.problems:
-        raise InputError(r.problems)
-    return Scenario(str(path), info, tuple(threats), tuple(sensors), sharing, tracker, metrics)
+        raise InputError(blame_overrides(r.problems, keys))
+    return Scenario(str(path), info, tuple(threats), tuple(sensors), sharing, tracker, metrics,
+                    file_sha256=hashlib.sha256(raw).hexdigest(),
+                    overrides=tuple(f"{k}={toml_value(v)}" for k, v in pairs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides (--set KEY=VALUE)
+# ---------------------------------------------------------------------------------------------
+
+_SET_FORM = ("KEY=VALUE with a key path as in the error messages, e.g. sharing.link_latency_s=10 or "
+             "sensor[3].range_max_km=2500")
+_KEY_PART = re.compile(r"([A-Za-z0-9_-]+)((?:\[\d+\])*)")
+
+
+def _set_error(key: str, value, allowed: str) -> InputError:
+    return InputError.single(f"--set {key}" if key else "--set", value, allowed)
+
+
+def parse_overrides(overrides) -> list[tuple[str, object]]:
+    """``(key path, value)`` pairs from a mapping or from ``KEY=VALUE`` texts (see :func:`load_scenario`).
+
+    Raises
+    ------
+    InputError
+        A text without ``=`` or with an empty key (``--set``).
+    """
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):  # one text, not an iterable of characters
+        overrides = [overrides]
+    if isinstance(overrides, dict):
+        return [(str(k).strip(), _as_toml(v)) for k, v in overrides.items()]
+    pairs = []
+    for text in overrides:
+        key, eq, value = str(text).partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise _set_error("", text, _SET_FORM)
+        pairs.append((key, _parse_value(value.strip())))
+    return pairs
+
+
+def _as_toml(value):
+    """A Python value as tomllib would give it: tuples as lists (``("isolated", "trilateral")``), inside too."""
+    if isinstance(value, (list, tuple)):
+        return [_as_toml(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_toml(v) for k, v in value.items()}
+    return value
+
+
+def _parse_value(text: str):
+    """A TOML value (``10``, ``"ekf"``, ``[1, 2]``, ``true``, a date-time); anything else is the text itself."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    return doc["v"] if set(doc) == {"v"} else text  # "1\nx = 2" is two keys: not one value
+
+
+def _key_steps(key: str) -> list:
+    """``"sensor[3].faces[0].x"`` -> ``["sensor", 3, "faces", 0, "x"]``; None if it is not a key path."""
+    steps = []
+    for part in key.split("."):
+        m = _KEY_PART.fullmatch(part)
+        if m is None:
+            return None
+        steps.append(m.group(1))
+        steps.extend(int(i) for i in re.findall(r"\d+", m.group(2)))
+    return steps
+
+
+def apply_overrides(doc: dict, pairs) -> None:
+    """Write each ``(key path, value)`` into the parsed TOML document, in place.
+
+    A missing table on the way is created (``tracker.filter`` without ``[tracker]``);
+    an array index must exist (``sensor[12]`` of a file with 12 sensors does not).
+
+    Raises
+    ------
+    InputError
+        A key path that is not one, names an unknown section, indexes past the end
+        of an array, or goes through a value that is not a table or an array.
+    """
+    for key, value in pairs:
+        steps = _key_steps(key)
+        if not steps or isinstance(steps[0], int):
+            raise _set_error(key, value, _SET_FORM)
+        if steps[0] not in SECTIONS:
+            close = difflib.get_close_matches(steps[0], SECTIONS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise _set_error(key, value, f"unknown section '{steps[0]}'; {hint}allowed: {', '.join(SECTIONS)}")
+        node = doc
+        walked = ""
+        for step, nxt in zip(steps[:-1], steps[1:]):
+            here = f"{walked}[{step}]" if isinstance(step, int) else _join(walked, step)
+            if isinstance(step, int):
+                _check_index(node, step, walked, key, value)
+                if not isinstance(node[step], (dict, list)):
+                    raise _set_error(key, value, f"{here} is a value, not a table or an array")
+                node = node[step]
+            else:
+                _check_table(node, walked, key, value)
+                if step not in node:
+                    if isinstance(nxt, int):
+                        raise _set_error(key, value, f"{here} does not exist in the file (an array to index)")
+                    node[step] = {}
+                node = node[step]
+            walked = here
+        last = steps[-1]
+        if isinstance(last, int):
+            _check_index(node, last, walked, key, value)
+        else:
+            _check_table(node, walked, key, value)
+        node[last] = value
+
+
+def _check_index(node, index: int, walked: str, key: str, value) -> None:
+    if not isinstance(node, list):
+        raise _set_error(key, value, f"{walked} is not an array; give a key path without [{index}]")
+    if index >= len(node):
+        have = f"{walked}[0] to {walked}[{len(node) - 1}]" if node else "none"
+        raise _set_error(key, value, f"{walked}[{index}] does not exist; the file has {len(node)} ({have}, "
+                                     "counted from zero)")
+
+
+def _check_table(node, walked: str, key: str, value) -> None:
+    if isinstance(node, list):
+        raise _set_error(key, value, f"{walked} is an array; pick one element, e.g. {walked}[0]"
+                                     f"{key[len(walked):]}")
+    if not isinstance(node, dict):
+        raise _set_error(key, value, f"{walked} is a value, not a table")
+
+
+def blame_overrides(problems, keys) -> list[Problem]:
+    """Problems at (or inside) an overridden key path, named ``--set <key path>`` instead of by the file.
+
+    Parameters
+    ----------
+    problems : iterable of Problem
+    keys : sequence of str
+        Overridden key paths.
+    """
+    out = []
+    for p in problems:
+        path = p.key_path
+        mine = any(path == k or path.startswith((k + ".", k + "[")) for k in keys)
+        out.append(dataclasses.replace(p, key_path=f"--set {path}", file="") if mine else p)
+    return out
+
+
+def toml_value(value) -> str:
+    """A value as TOML text (for the ``KEY=VALUE`` record of an override)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))

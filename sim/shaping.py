@@ -69,6 +69,8 @@ _KICK_MAX = np.radians(85.0)
 _PITCH_KICK_MAX = np.radians(90.0)  # pitch-and-hold program: at most a horizontal thrust
 _KICK_MIN = np.radians(0.02)
 _T_CUT_MIN_AFTER_PITCH = 2.0  # s after the end of the pitch-over
+_AIM_TOL = np.radians(0.02)  # rad, impact azimuth off the bearing that ends the re-aim
+_AIM_DIVERGED = np.radians(1.0)  # rad, a miss left by the unit-slope re-aim that calls the secant re-aim
 
 
 @dataclass(frozen=True)
@@ -416,6 +418,32 @@ def _solve(m, lat, lon, az, R, shape, A, lift_glide, lift_pullup, p0):
     return x, run(x)
 
 
+def _reaim_secant(m, lat, lon, R, shape, apogee, lift_glide, lift_pullup, miss, tried):
+    """Secant steps on the impact-azimuth miss when the unit-slope re-aim did not converge.
+
+    A high lofted flight drifts far west as the Earth turns under it while it climbs, so the
+    aim must carry it well past the target and the impact azimuth moves two or more times as
+    fast as the aim: the unit-slope re-aim diverges (Hwasong-19 lofted to 7,690 km at 1,000 km
+    landed 51 deg off the bearing). ``tried`` holds (aim, miss, steering, flight) of the passes
+    so far; each step re-solves from the best of them, with the slope of the miss between the
+    two best (Press et al. 2007 sec. 9.2), the step at most 20 deg. Returns the steering, the
+    flight and the aim of the smallest miss found.
+    """
+    def key(x):
+        return abs(x[1]) if np.isfinite(x[1]) else np.inf
+
+    for _ in range(8):
+        (a0, f0, p0, _), (a1, f1, _, _) = sorted(tried, key=key)[:2]
+        if not np.isfinite(f0) or abs(f0) <= _AIM_TOL:
+            break
+        slope = (f1 - f0) / (a1 - a0) if (a1 != a0 and np.isfinite(f1) and f1 != f0) else 1.0
+        az = a0 + float(np.clip(-f0 / slope, -np.radians(20.0), np.radians(20.0)))
+        p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p0)
+        tried.append((az, miss(out), p, out))
+    az, _, p, out = min(tried, key=key)
+    return p, out, az
+
+
 class _Converged(Exception):
     """Raised from inside the least-squares residual once the request is met (carries the point)."""
 
@@ -554,12 +582,23 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
     p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p0)
     # Coriolis turns the gravity turn off the aim line: re-aim once so the impact lies on the bearing.
     # The deflection depends on the steering, so iterate (it converges in 2-3 passes).
+    def miss(o):
+        return np.radians(((o[3][0] - np.degrees(bearing)) + 180.0) % 360.0 - 180.0)
+
+    tried = []
     for _ in range(4):
-        d_az = np.radians(((out[3][0] - np.degrees(bearing)) + 180.0) % 360.0 - 180.0)
-        if not (np.isfinite(d_az) and abs(d_az) > np.radians(0.02)):
+        d_az = miss(out)
+        tried.append((az, d_az, p, out))
+        if not (np.isfinite(d_az) and abs(d_az) > _AIM_TOL):
             break
         az = az - d_az
         p, out = _solve(m, lat, lon, az, R, shape, apogee, lift_glide, lift_pullup, p)
+    else:
+        # Unit slope did not converge in 4 passes. A miss under _AIM_DIVERGED (at most about 17 km at
+        # 1,000 km) is kept as it is, so that the flights it flew before (the scenario files) do not move.
+        if not abs(miss(out)) <= _AIM_DIVERGED:
+            p, out, az = _reaim_secant(m, lat, lon, R, shape, apogee, lift_glide, lift_pullup, miss,
+                                       tried + [(az, miss(out), p, out)])
     rng_f, apo_f, tof, azi, res, _ = out
     ok_r = abs(rng_f[0] / R - 1.0) <= RANGE_TOL
     ok_a = shape == "minimum-energy" or abs(apo_f[0] / apogee - 1.0) <= APOGEE_TOL

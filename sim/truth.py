@@ -368,3 +368,51 @@ def generate_truth(threats: Sequence, trial_indices: Sequence[int], seed: int, d
     return Truth(t=t, state=state, phase=phase, object_threat=np.asarray(owner, dtype=np.int64),
                  object_kind=tuple(kinds), launch_time=launch_time, impact_time=impact_time,
                  launch_ecef=launch_ecef, impact_ecef=impact_ecef, trial_index=trials)
+
+
+PHASE_NAMES = {PHASE_BOOST: "boost", PHASE_MIDCOURSE: "midcourse", PHASE_REENTRY: "re-entry"}
+SERIES_COLUMNS = ("time_s", "x_m", "y_m", "z_m", "vx_mps", "vy_mps", "vz_mps", "lat_deg", "lon_deg", "alt_km",
+                  "speed_mps", "phase")
+
+
+def nominal_series_csv(threat, dt_s: float = 1.0) -> str:
+    """The nominal flight of one threat (no dispersion, the RV only) as CSV text, one row per step.
+
+    Parameters
+    ----------
+    threat : sim.config.ThreatConfig
+        SI units; its dispersion and stage object are ignored.
+    dt_s : float
+        Step, s.
+
+    Returns
+    -------
+    str
+        Header :data:`SERIES_COLUMNS`: time since launch (s), ECEF position (m) and velocity (m/s),
+        WGS-84 geodetic latitude and longitude (deg) and height (km, :func:`sim.earth.ecef_to_geodetic`),
+        Earth-relative speed (m/s, the ECEF velocity's norm) and phase (boost, midcourse, re-entry),
+        from launch to impact, from :func:`generate_truth` (the simulator's own truth).
+
+    Raises
+    ------
+    sim.errors.InputError
+        A flight the class cannot fly.
+    """
+    import dataclasses
+
+    from sim.config import Dispersion
+    from sim.earth import ecef_to_geodetic
+
+    nominal = dataclasses.replace(threat, launch_time=0.0, stage_object=False, dispersion=Dispersion())
+    truth = generate_truth([nominal], [0], 0, dt_s)
+    flying = truth.phase[0, 0] != PHASE_NOT_FLYING
+    t = truth.t[flying]
+    X = truth.state[0, 0][flying]
+    lat, lon, alt = ecef_to_geodetic(X[:, :3])
+    speed = np.linalg.norm(X[:, 3:], axis=1)
+    lines = [",".join(SERIES_COLUMNS)]
+    for k in range(t.size):
+        lines.append(f"{t[k]:.3f},{X[k, 0]:.3f},{X[k, 1]:.3f},{X[k, 2]:.3f},{X[k, 3]:.4f},{X[k, 4]:.4f},"
+                     f"{X[k, 5]:.4f},{np.degrees(lat[k]):.7f},{np.degrees(lon[k]):.7f},{alt[k] / 1e3:.4f},"
+                     f"{speed[k]:.4f},{PHASE_NAMES[int(truth.phase[0, 0][flying][k])]}")
+    return "\n".join(lines) + "\n"

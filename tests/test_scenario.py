@@ -428,3 +428,189 @@ def test_minimum_energy_too_short_says_how_short_it_goes(capsys):
     assert 10 < shortest < 60 and "apogees" not in lines[0] and "a lofted flight reaches shorter ranges" in lines[0]
     assert main(argv + ["--apogee-km", "40", "--json"]) == 0
     assert abs(json.loads(capsys.readouterr().out)["range_km"] - 10) < 0.1
+
+
+# ------------------------------------------------------------------------------------------------
+# --set KEY=VALUE (issue 23): an override is the file with that value written in it
+# ------------------------------------------------------------------------------------------------
+
+def _same_settings(a, b) -> None:
+    """Two scenarios equal in every setting (their path, file hash and override record aside)."""
+    import dataclasses
+
+    strip = dict(path="", file_sha256="", overrides=())
+    assert dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
+# (override text, the same change written into the file)
+SET_AS_FILE = [
+    ("sharing.link_latency_s=10", sub("link_latency_s = 2.0", "link_latency_s = 10")),
+    ("sensor[1].range_max_km=2500", sub("latency_s = 1.0\n\n[[sensor]]", "latency_s = 1.0\nrange_max_km = 2500\n\n[[sensor]]")),
+    ("sensor[2].latency_s=0.5", sub('catalog = "kr-greenpine-b-1"', 'catalog = "kr-greenpine-b-1"\nlatency_s = 0.5')),
+    ("tracker.filter=imm", sub('filter = "ekf"', 'filter = "imm"')),
+    ('tracker.filter="ukf"', sub('filter = "ekf"', 'filter = "ukf"')),
+    ("threat[0].dispersion.azimuth_deg=0.5", sub("azimuth_deg = 0.1", "azimuth_deg = 0.5")),
+    ("sharing.policy[0].link[0].latency_s=7.5", sub("latency_s = 1.0\n\n[tracker]", "latency_s = 7.5\n\n[tracker]")),
+    ('sharing.policies=["isolated", "direct"]', sub('policies = ["isolated", "bilateral", "trilateral", "direct"]',
+                                                   'policies = ["isolated", "direct"]')),
+    ("scenario.event_utc=2017-11-28T19:00:00Z", sub("2017-11-28T18:18:00Z", "2017-11-28T19:00:00Z")),
+    ("threat[0].stage_object=false", sub('shape = "lofted"', 'shape = "lofted"\nstage_object = false')),
+    ("metrics.gospa_cutoff_km=20", sub("ipp_threshold_km = 50.0", "ipp_threshold_km = 50.0\ngospa_cutoff_km = 20")),
+]
+
+
+@pytest.mark.parametrize("text, mutate", SET_AS_FILE, ids=[s[0] for s in SET_AS_FILE])
+def test_set_equals_the_value_written_in_the_file(tmp_path, text, mutate):
+    base = tmp_path / "base.toml"
+    base.write_text(VALID)
+    edited = tmp_path / "edited.toml"
+    edited.write_text(mutate(VALID))
+    with_set = load_scenario(base, [text])
+    _same_settings(with_set, load_scenario(edited))
+    assert with_set != load_scenario(base)  # the override changed something
+    # The record (metrics.json's "overrides") is TOML text that loads to the same scenario.
+    assert len(with_set.overrides) == 1 and with_set.overrides[0].startswith(text.partition("=")[0] + "=")
+    assert load_scenario(base, with_set.overrides) == with_set
+
+
+def test_set_a_table_the_file_lacks_and_the_python_mapping_form(tmp_path):
+    import hashlib
+
+    path = tmp_path / "s.toml"
+    path.write_text(VALID.replace('[tracker]\nfilter = "ekf"\nconfirm_m = 3\nconfirm_n = 5\n', ""))
+    plain = load_scenario(path)
+    assert plain.tracker.filter == "imm"  # the default without [tracker]
+    sc = load_scenario(path, ["tracker.filter=ekf", "tracker.confirm_m=2"])
+    assert (sc.tracker.filter, sc.tracker.confirm_m, sc.tracker.confirm_n) == ("ekf", 2, 5)
+    assert sc.overrides == ('tracker.filter="ekf"', "tracker.confirm_m=2")
+    same = load_scenario(path, {"tracker.filter": "ekf", "tracker.confirm_m": 2})
+    assert same == sc  # the mapping form and the texts give one scenario, override record included
+    assert sc.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert plain.overrides == ()
+
+
+def test_set_sensor_field_reaches_the_radar(tmp_path):
+    from sim.engine import build_radars
+
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    radars = build_radars(load_scenario(path, ["sensor[1].range_max_km=2500", "sensor[1].latency_s=3"]))
+    base = build_radars(load_scenario(path))
+    assert radars[1].range_max == 2_500_000.0 and radars[1].latency == 3.0
+    assert base[1].range_max != 2_500_000.0 and base[1].latency == 1.0  # the file's own value
+    assert [r.range_max for r in radars[::2]] == [r.range_max for r in base[::2]]  # the other radars unchanged
+
+
+# (override, text the one error line must hold)
+SET_ERRORS = [
+    ("tracker.filter=EKF", "--set tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are case-sensitive"),
+    ("tracker.filtr=ekf", "--set tracker.filtr: got 'ekf'; unknown key; did you mean 'filter'?"),
+    ("trackr.filter=ekf", "--set trackr.filter: got 'ekf'; unknown section 'trackr'; did you mean 'tracker'?"),
+    ("sensor[3].range_max_km=1000", "--set sensor[3].range_max_km: got 1000; sensor[3] does not exist; the file has 3 "
+                                    "(sensor[0] to sensor[2], counted from zero)"),
+    ("sensor[1].range_max_km=far", "--set sensor[1].range_max_km: got 'far'; allowed: instrumented range, km"),
+    ("sharing.link_latency_s=-1", "--set sharing.link_latency_s: got -1.0; out of range; a number in [0, 3600]"),
+    ("sharing.link_latency_s", "--set: got 'sharing.link_latency_s'; KEY=VALUE with a key path"),
+    ("=3", "--set: got '=3'; KEY=VALUE"),
+    ("sensor.latency_s=1", "--set sensor.latency_s: got 1; sensor is an array; pick one element, e.g. sensor[0].latency_s"),
+    ("scenario.trials=0", "--set scenario.trials: got 0; out of range"),
+    ("sharing.policies=[\"isolated\", \"trilat\"]",
+     "--set sharing.policies[1]: got 'trilat'; unknown policy; did you mean 'trilateral'?"),
+    ("threat[0].range_km=19000", "--set threat[0].range_km: got 19000.0;"),
+]
+
+
+@pytest.mark.parametrize("text, line", SET_ERRORS, ids=[s[0] for s in SET_ERRORS])
+def test_bad_set_is_one_line_naming_the_set_exit_2(tmp_path, capsys, text, line):
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    assert main(["validate", str(path), "--set", text]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), lines
+
+
+def test_set_problems_name_the_set_file_problems_name_the_file(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(sub("confirm_m = 3", "confirm_m = 9")(VALID))  # a problem in the file itself
+    assert main(["validate", str(path), "--set", "tracker.filter=pf"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert sorted(lines) == sorted([
+        f"{path}: tracker.confirm_m: got 9; must be <= confirm_n (5) for M-of-N confirmation",
+        "--set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm"])
+
+
+def test_wrong_case_in_the_file_is_refused_with_the_name_suggested(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(sub('filter = "ekf"', 'filter = "EKF"')(VALID))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{path}: tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are case-sensitive; "
+        "allowed: ekf, ukf, imm")
+
+
+def test_run_policies_typo_gets_did_you_mean(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    assert main(["run", str(path), "--policies", "trilat", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "gsomia-sim run: --policies: got 'trilat'; unknown policy; did you mean 'trilateral'? allowed: "
+        "isolated, bilateral, trilateral, direct")
+
+
+def test_trajectory_csv_is_the_flight_in_ecef_geodetic_speed_and_phase(tmp_path, capsys):
+    """The CSV's geodetic columns are pymap3d's of its ECEF ones, its speed the velocity's norm, its apogee,
+    burnout and flight time those the summary prints (solved apart, by sim.shaping)."""
+    import csv
+
+    import numpy as np
+    import pymap3d
+
+    path = tmp_path / "hs15.csv"
+    assert main(["trajectory", "--missile", "icbm-hwasong15", "--launch", "39.25,125.86", "--bearing", "76",
+                 "--range-km", "950", "--apogee-km", "4475", "--json", "--csv", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hs15.csv"]  # no temporary file left
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["time_s", "x_m", "y_m", "z_m", "vx_mps", "vy_mps", "vz_mps", "lat_deg", "lon_deg",
+                             "alt_km", "speed_mps", "phase"]
+    t = np.array([float(r["time_s"]) for r in rows])
+    X = np.array([[float(r[k]) for k in ("x_m", "y_m", "z_m", "vx_mps", "vy_mps", "vz_mps")] for r in rows])
+    lat, lon, alt = pymap3d.ecef2geodetic(X[:, 0], X[:, 1], X[:, 2])
+    np.testing.assert_allclose([float(r["lat_deg"]) for r in rows], lat, atol=1e-6)
+    np.testing.assert_allclose([float(r["lon_deg"]) for r in rows], lon, atol=1e-6)
+    np.testing.assert_allclose([float(r["alt_km"]) for r in rows], alt / 1e3, atol=1e-3)
+    np.testing.assert_allclose([float(r["speed_mps"]) for r in rows], np.linalg.norm(X[:, 3:], axis=1), atol=1e-3)
+    np.testing.assert_array_equal(np.diff(t), 1.0)
+    assert t[0] == 0.0 and (float(rows[0]["lat_deg"]), float(rows[0]["lon_deg"])) == (39.25, 125.86)
+    assert t[-1] <= summary["flight_time_s"] < t[-1] + 1.0
+    # The truth sampler (Hermite between integrator steps) against the solver's own flight: 14 m apart measured
+    # (2026-12-07), 3 ppm of the apogee; the 1 s grid itself costs under a metre there (vertical speed ~ 0).
+    assert abs(max(alt) / 1e3 - summary["apogee_km"]) < 0.02
+    phases = [r["phase"] for r in rows]
+    n_boost = phases.count("boost")
+    assert phases == ["boost"] * n_boost + ["midcourse"] * phases.count("midcourse") + ["re-entry"] * phases.count("re-entry")
+    assert n_boost == int(np.floor(summary["burnout_time_s"])) + 1  # every step before burnout, t = 0 included
+    assert phases.count("re-entry") > 0
+    # re-entry: descending below 100 km (sim.truth.REENTRY_HEIGHT)
+    first_reentry = phases.index("re-entry")
+    assert alt[first_reentry] < 100e3 <= alt[first_reentry - 1]
+
+
+def test_trajectory_csv_into_a_missing_folder_is_one_line(tmp_path, capsys):
+    code = main(["trajectory", "--missile", "srbm-kn23", "--launch", "39.4,127.54", "--bearing", "80",
+                 "--range-km", "400", "--minimum-energy", "--csv", str(tmp_path / "no" / "x.csv")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"gsomia-sim trajectory: --csv: got '{tmp_path / 'no' / 'x.csv'}'; a file in an existing folder"]
+
+
+@pytest.mark.parametrize("command", ["run", "view"])
+def test_set_on_run_and_view_is_validated_before_any_work(tmp_path, capsys, command):
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    argv = [command, str(path), "--set", "sharing.link_latency_s=10", "--set", "sensor[2].range_max_km=-5"]
+    assert main(argv + (["--out", str(tmp_path / "out")] if command == "run" else [])) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"gsomia-sim {command}: --set sensor[2].range_max_km: got -5; allowed: instrumented range, km, (0, 10000]"]
+    assert not (tmp_path / "out").exists()

@@ -961,6 +961,17 @@ def screenshot(window: ViewWindow, path, at: float | None = None, timeout_s: flo
     return path
 
 
+def _source_with_progress(scenario, trial: int, policies):
+    """:func:`default_source` saying on standard error what it computes, with its progress and ETA
+    (:class:`sim.progress.TrialProgress`): a screenshot takes a minute, not in silence."""
+    from sim.engine import replay
+    from sim.progress import TrialProgress
+
+    label = f"computing trial {trial} of {scenario.info.name} ({', '.join(policies)} x US, JP, KR)"
+    with TrialProgress(label, 1) as progress:
+        return replay(scenario, trial, policies, progress=progress)
+
+
 def main(args) -> int:
     """Entry point of ``gsomia-sim view`` (wired by :mod:`sim.cli`).
 
@@ -987,7 +998,7 @@ def main(args) -> int:
     """
     from sim.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, getattr(args, "overrides", None))  # --set KEY=VALUE
     _check_args(scenario, args)
     import os
     import sys
@@ -1015,7 +1026,7 @@ def main(args) -> int:
                                                 "--at T to render headless")
     app = _app()
     window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
-                        start_time=args.at)
+                        start_time=args.at, source=_source_with_progress)
     width = getattr(args, "width", None) or DEFAULT_WIDTH
     window.resize(int(width), int(round(width * 5 / 8)))
     try:
