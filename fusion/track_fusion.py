@@ -586,4 +586,11 @@ def fuse_track_histories(local: "TrackHistory",
         conf[tr, jb, ti], obj[tr, jb, ti], sens[tr, jb, ti] = False, -1, 0
         used += R
     # same class and every other field (e.g. the tracker's counters) as the local history
-    return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens)
+    extra = {}
+    if getattr(local, "thrust_prob", None) is not None:
+        # The receiver's own thrust belief stays on its slots; a report standing alone carries none (NaN):
+        # the metrics then judge its phase as a tracker without a thrust mode (fusion.metrics).
+        thr = np.full((n, total, T), np.nan)
+        thr[:, :L] = local.thrust_prob
+        extra["thrust_prob"] = thr
+    return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens, **extra)

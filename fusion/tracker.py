@@ -203,6 +203,12 @@ class TrackHistory:
         Truth object of the last associated detection (-1: none or a false alarm).
     sensors : ndarray of uint64, shape (trials, tracks, T)
         Bitmask of the sensors whose data updated the track so far (bit s = sensor s).
+    thrust_prob : ndarray, shape (trials, tracks, T), or None
+        The tracker's own belief that the object is thrusting: the IMM's predicted
+        probability of its thrust mode at ``t`` (``mu[0]``, :mod:`fusion.imm`); NaN
+        where no track or the filter has no thrust mode (EKF, UKF). None when the
+        producer does not record it. :mod:`fusion.metrics` uses it to withhold impact
+        point predictions while the nation believes the missile is still under thrust.
     stats : dict
         Counters per trial (arrays of shape ``(trials,)``): ``rejected_nonfinite``
         (detections with non-finite ``z`` or ``R``), ``initiated``,
@@ -220,6 +226,7 @@ class TrackHistory:
     object: np.ndarray
     sensors: np.ndarray
     stats: dict = field(default_factory=dict)
+    thrust_prob: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1075,10 +1082,27 @@ class MultiTargetTracker:
         A track is live at ``t`` if the deletion rules of the module notes,
         applied at ``t``, keep it; the state is not changed.
         """
-        s = self.state
         b, j = self._live(t)
         if b.size == 0:
             return b, j, np.empty((0, 6)), np.empty((0, 6, 6)), np.empty(0, dtype=bool)
+        b, j, x, P, conf, _ = self.estimate_with_belief(t, b, j)
+        return b, j, x, P, conf
+
+    def estimate_with_belief(self, t, b=None, j=None):
+        """:meth:`estimate` plus each track's thrust-mode probability (NaN without a thrust mode).
+
+        Returns
+        -------
+        b, j, x, P, confirmed
+            As :meth:`estimate`.
+        thrust_prob : ndarray, shape (n,)
+            The predicted probability of the IMM's thrust mode at ``t`` (:func:`_thrust_belief`).
+        """
+        s = self.state
+        if b is None:
+            b, j = self._live(t)
+        if b.size == 0:
+            return b, j, np.empty((0, 6)), np.empty((0, 6, 6)), np.empty(0, dtype=bool), np.empty(0)
         f = {k: s[k][b, j] for k in self._filter_names}
         dt = t - s["t"][b, j]
         if self.filter.exact_zero_dt and not dt.all():
@@ -1089,12 +1113,13 @@ class MultiTargetTracker:
                 for k in f:
                     f[k] = f[k].copy()
                     f[k][mv] = pred[k]
-            x, P = self.filter.combined(f)
         else:
-            x, P = self.filter.combined(predict_own_substeps(self.filter, f, dt))
+            f = predict_own_substeps(self.filter, f, dt)
+        x, P = self.filter.combined(f)
+        thr = _thrust_belief(f, x.shape[0])
         conf = s["confirmed"][b, j]
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > self.max_var))
-        return b[keep], j[keep], x[keep], P[keep], conf[keep]
+        return b[keep], j[keep], x[keep], P[keep], conf[keep], thr[keep]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1149,10 +1174,12 @@ class _DeferredEstimates:
             for k in f:
                 f[k][mv] = pred[k]
         x, P = filt.combined(f)
+        thr = _thrust_belief(f, x.shape[0])
         keep = ~(conf & (np.trace(P[:, :3, :3], axis1=1, axis2=2) > trk.max_var))
         if not keep.all():
-            I, b, j, x, P, conf, obj, sens = (v[keep] for v in (I, b, j, x, P, conf, obj, sens))
-        out_x, out_P, out_conf, out_obj, out_sens = self.outs
+            I, b, j, x, P, conf, obj, sens, thr = (v[keep] for v in (I, b, j, x, P, conf, obj, sens, thr))
+        out_x, out_P, out_conf, out_obj, out_sens, out_thr = self.outs
+        out_thr[b, j, I] = thr
         out_x[b, j, I] = x
         out_P[b, j, I] = P
         out_conf[b, j, I] = conf
@@ -1296,6 +1323,7 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     out_conf = np.zeros((B, N, T), dtype=bool)
     out_obj = np.full((B, N, T), -1, dtype=np.int32)
     out_sens = np.zeros((B, N, T), dtype=np.uint64)
+    out_thr = np.full((B, N, T), np.nan)
 
     # Detections used: those arriving by the last grid time. Group them by (time, sensor).
     use = np.isfinite(arrival) & (arrival <= t[-1])
@@ -1331,7 +1359,7 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     snaps: dict = {}
     stats = {"groups": 0, "replays": 0, "late_detections": 0}
 
-    outs = (out_x, out_P, out_conf, out_obj, out_sens)
+    outs = (out_x, out_P, out_conf, out_obj, out_sens, out_thr)
     deferred = _DeferredEstimates(trk, outs) if hasattr(trk.filter, "prepare") else None
     processed = -1  # last group id processed
     for i in range(T):
@@ -1368,8 +1396,9 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         if deferred is not None:
             deferred.add(i, t[i])
             continue
-        b, j, x, P, conf = trk.estimate(t[i])
+        b, j, x, P, conf, thr = trk.estimate_with_belief(t[i])
         if b.size:
+            out_thr[b, j, i] = thr
             out_x[b, j, i] = x
             out_P[b, j, i] = P
             out_conf[b, j, i] = conf
@@ -1380,4 +1409,14 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
 
     for name in _COUNTERS:
         stats[name] = trk.state["n_" + name].copy()
-    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj, sensors=out_sens, stats=stats)
+    return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj, sensors=out_sens, stats=stats,
+                        thrust_prob=out_thr)
+
+
+def _thrust_belief(f, n: int) -> np.ndarray:
+    """Thrust-mode probability of ``n`` filter states ``f``: ``mu[:, 0]`` of the IMM (its modes are
+    (thrust, ballistic), ``IMM_MU0``), NaN for a filter without modes."""
+    mu = f.get("mu")
+    if mu is None:
+        return np.full(n, np.nan)
+    return np.asarray(mu, dtype=np.float64)[:, 0].copy()

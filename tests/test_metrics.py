@@ -359,19 +359,48 @@ def test_ipp_error_of_biased_track_matches_independent_propagation(arcs):
 
 
 def test_warning_time_closed_form():
+    """First trusted prediction (right and believed, both strictly below 50 km) gives the warning;
+    later predictions do not withdraw it; a later believed miss counts as a retraction."""
     tau = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    nan = np.nan
     e = np.array(
         [
-            [1.0, 2.0, 60.0, 3.0, 4.0],  # settles at 10 s to go
-            [np.nan, 5.0, np.nan, 7.0, 70.0],  # missing points neither break nor start it: 30 s
-            [np.nan] * 5,
-            [1.0, 1.0, 1.0, 1.0, 1.0],
-            [60.0, 1.0, 1.0, 1.0, 1.0],  # last prediction wrong: never
+            [1.0, 2.0, 60.0, 3.0, 4.0],  # right from 40 s to go; the 60 km miss at 20 s retracts it
+            [nan, 5.0, nan, 7.0, 70.0],  # first right at 30 s; no later miss
+            [nan] * 5,  # never predicted
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # 40 s, never retracted
+            [60.0, 1.0, 1.0, 1.0, 1.0],  # 40 s, the last prediction misses: retracted
+            [50.0, 50.0, 50.0, 50.0, 49.9],  # exactly at the threshold is not within it: 40 s, retracted
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # right but its own 2-sigma is too wide until 10 s to go
+            [1.0, 80.0, 1.0, 1.0, 1.0],  # 40 s; the miss at 10 s is not believed (sigma 90): not retracted
         ]
     )
-    got = M.warning_time(tau, e, 50.0)
-    np.testing.assert_array_equal(got[[0, 1, 3]], [10.0, 30.0, 40.0])
-    assert np.isnan(got[[2, 4]]).all()
+    sigma = np.full(e.shape, 5.0)
+    sigma[5] = [50.0, 49.0, 49.0, 49.0, 49.0]
+    sigma[6] = [1.0, 49.99, 50.0, 60.0, 900.0]
+    sigma[7, 1] = 90.0
+    got = M.warning_time(tau, e, 50.0, sigma)
+    np.testing.assert_array_equal(got, [40.0, 30.0, nan, 40.0, 40.0, 40.0, 10.0, 40.0])
+    ret = M.warning_retracted(tau, e, 50.0, sigma)
+    np.testing.assert_array_equal(ret, [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    # without sigmas every prediction is believed: row 6 warns at 40 s, row 7's 80 km miss retracts
+    np.testing.assert_array_equal(M.warning_time(tau, e, 50.0)[[6, 7]], [40.0, 40.0])
+    np.testing.assert_array_equal(M.warning_retracted(tau, e, 50.0)[[6, 7]], [0.0, 1.0])
+    with pytest.raises(InputError, match="sigma_km"):
+        M.warning_time(tau, e, 50.0, sigma[:, :3])
+
+
+def test_more_sensors_never_show_less_warning():
+    """A nation that gains a radar, and with it a fresh late track with a wrong IPP, keeps its warning:
+    the warning is the first trusted prediction, not the time from which every prediction was right.
+    (Before issue 24 a fresh re-entry track cancelled an earlier warning: KR isolated 2,910 s -> 70 s.)"""
+    tau = np.arange(0.0, 100.0, 10.0)
+    base = np.where(tau >= 60.0, 5.0, np.nan)  # a firm midcourse track, right from 60 s to go, then lost
+    more = base.copy()
+    more[:3] = 120.0  # the added radar's fresh re-entry track: believed but 120 km off at 0-20 s to go
+    w_base, w_more = M.warning_time(tau, base, 50.0), M.warning_time(tau, more, 50.0)
+    assert w_base == 90.0 and w_more == 90.0
+    assert M.warning_retracted(tau, base, 50.0) == 0.0 and M.warning_retracted(tau, more, 50.0) == 1.0
 
 
 # ----------------------------------------------------------------------------- GOSPA
@@ -484,8 +513,39 @@ def test_summarize_counts_missing():
         "p90": float(np.percentile(f, 90)),
         "n": 6,
         "n_missing": 2,
+        "bimodal": False,
     }
-    assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4}
+    assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4,
+                                               "bimodal": False}
+
+
+def test_bimodality_flag_closed_form():
+    """Sarle's coefficient by hand from the bias-corrected skewness and kurtosis formulas."""
+    v = np.array([240.0] * 4 + [2910.0] * 8)  # the US isolated warning of issue 23: two clusters
+    n = v.size
+    m = v.mean()
+    m2, m3, m4 = (((v - m) ** k).mean() for k in (2, 3, 4))
+    g1 = m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2)
+    g2 = ((n + 1) * (m4 / m2**2 - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))
+    want = (g1**2 + 1) / (g2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    np.testing.assert_allclose(M.bimodality_coefficient(v), want, rtol=1e-12)
+    assert want > 5 / 9 and M.summarize(v)["bimodal"] is True
+    normal = np.random.default_rng(1).normal(size=200)
+    assert M.summarize(normal)["bimodal"] is False  # a normal sample: b ~ 1/3
+    assert M.summarize(v[:8])["bimodal"] is False  # under 10 values: never flagged
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_median():
+    rng = np.random.default_rng(5)
+    v = rng.normal(10.0, 1.0, 400)
+    lo, hi = M.bootstrap_median_ci(v)
+    assert (lo, hi) == M.bootstrap_median_ci(v)  # seeded: the same interval every time
+    # the normal-theory interval of the median: +-1.96 * 1.2533 * sigma / sqrt(n)
+    half = 1.96 * 1.2533 / np.sqrt(v.size)
+    np.testing.assert_allclose([lo, hi], [np.median(v) - half, np.median(v) + half], atol=0.05)
+    assert M.bootstrap_median_ci([1.0]) is None
+    d = M.paired_difference([1.0, 2.0, np.nan, 5.0], [0.5, np.nan, 3.0, 4.0])
+    assert d["median"] == 0.75 and d["pairs"] == 2 and d["only_a"] == 1 and d["only_b"] == 1
 
 
 def test_ipp_curve_with_hold_uses_only_tracks_held_that_long(arcs):
