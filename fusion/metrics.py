@@ -1264,6 +1264,46 @@ def trial_metrics(
     return out
 
 
+def bound_metrics(bound_var_m2, pos_err_m) -> dict[str, np.ndarray]:
+    """The posterior Cramer-Rao bound over a row's scored steps, and the tracker's efficiency against it.
+
+    .. math::
+
+        \text{PCRLB}_r(n, o) = \sqrt{\tfrac1{|\mathcal K|}\sum_{k\in\mathcal K}
+            \operatorname{tr}[J_k^{-1}]_{rr}},\qquad
+        \eta(n, o) = \text{RMSE}_r(n, o) / \text{PCRLB}_r(n, o)
+
+    over the same scored steps :math:`\mathcal K` as ``pos_rmse_m`` (the RMS of the
+    bound's position standard deviation, so :math:`\eta = 1` is an estimator that
+    reaches the bound, the best any tracker could do with the nation's data under the
+    policy, given perfect association; Tichavsky, Muravchik & Nehorai 1998).
+
+    Parameters
+    ----------
+    bound_var_m2 : ndarray, shape (N, O, T)
+        :func:`fusion.bounds.pcrlb_position_variance`, m^2 (inf: not yet determined).
+    pos_err_m : ndarray, shape (N, O, T)
+        Position error on the scored steps, NaN elsewhere (``steps["pos_err_m"]`` of
+        :func:`trial_metrics`), m.
+
+    Returns
+    -------
+    dict of ndarray, shape (N, O)
+        ``pcrlb_pos_m`` (m) and ``efficiency``; NaN where nothing is scored. A scored
+        step where the bound is still infinite makes both inf (reported as missing):
+        the tracker claims what the data cannot give.
+    """
+    b = np.asarray(bound_var_m2, float)
+    e = np.asarray(pos_err_m, float)
+    scored = np.isfinite(e)
+    n = scored.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_rms = np.where(n > 0, np.sqrt(np.where(scored, b, 0.0).sum(-1) / np.maximum(n, 1)), np.nan)
+        e_rms = np.where(n > 0, np.sqrt(np.where(scored, e * e, 0.0).sum(-1) / np.maximum(n, 1)), np.nan)
+        eff = np.where(np.isfinite(b_rms) & (b_rms > 0), e_rms / b_rms, np.nan)
+    return {"pcrlb_pos_m": np.where(np.isfinite(b_rms), b_rms, np.nan), "efficiency": eff}
+
+
 def burnout_index(phase, in_flight) -> np.ndarray:
     """Grid index of each trial's burnout: the first in-flight step after the boost, -1 if none.
 

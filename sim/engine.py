@@ -25,10 +25,11 @@ from sim.errors import InputError
 from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
-METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
+METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m") + ("pcrlb_pos_m", "efficiency")
 # Matched comparison against the same nation's isolated row, computed per chunk (every policy runs on the
 # same chunk); present only when the isolated policy is run.
 MATCHED_KEYS = ("pos_err_ratio_vs_isolated", "common_steps_vs_isolated")
+BOUND_KEYS = ("pcrlb_pos_m", "efficiency")  # fusion.metrics.bound_metrics over each row's scored steps
 REFERENCE_POLICY = "isolated"
 # Paired comparisons against the isolated row in metrics.json (issue 23: over the same trials, with a CI).
 PAIRED_KEYS = ("firm_track_time_s", "completeness", "warning_time_s")
@@ -327,7 +328,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     curves : Curves, optional
         Accumulator of the decimated error curves for the report's figures.
     """
-    from fusion.metrics import matched_ratio, nees_sums, trial_metrics
+    from fusion.bounds import pcrlb_position_variance
+    from fusion.metrics import bound_metrics, matched_ratio, nees_sums, trial_metrics
     from fusion.network import resolve_policies
     from sensors.detections import generate_detections
     from sim.truth import generate_truth
@@ -352,6 +354,9 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
                 uses[key] = uses.get(key, 0) + 1
     cache: _CountingCache = _CountingCache(results.work)
     pos_err = {}  # (policy, nation) -> (N, O, T) error on the scored steps, for the matched comparison
+    bounds: dict = {}  # arrival-time key -> PCRLB position variance (policies that deliver the same data share it)
+    site_ecef = np.stack([r.site_ecef for r in radars])
+    R_enu = np.stack([r.R_enu for r in radars])
     for policy_name in policies:
         policy = all_policies[policy_name]
         for nation in NATIONS:
@@ -365,6 +370,11 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             steps: dict = {}
             m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got, steps=steps,
                               hold_s=scenario.metrics.firm_track_hold)
+            bkey = arrival.tobytes()
+            if bkey not in bounds:
+                bounds[bkey] = pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, scenario.threats)
+            m.update(bound_metrics(bounds[bkey], steps["pos_err_m"]))
+            steps["pcrlb_var_m2"] = np.where(np.isfinite(steps["pos_err_m"]), bounds[bkey], np.nan)
             if curves is not None:
                 curves.add(policy_name, nation, truth, steps, rv, targets, got["ipp"])
             if REFERENCE_POLICY in policies:
@@ -400,7 +410,8 @@ class Curves:
     firm track, :func:`fusion.metrics.trial_metrics`) versus time, NaN elsewhere, and
     the RMS radius the filter claims there, :math:`\sqrt{\operatorname{tr}P_{rr}}`;
     IPP error (km) versus time to go; and the coverage timeline (which radar detects
-    which object, when) of the first trial.
+    which object, when) of the first trial; and the posterior Cramer-Rao bound's
+    position variance (m^2) on the same scored steps (:mod:`fusion.bounds`).
 
     Parameters
     ----------
@@ -413,6 +424,7 @@ class Curves:
         self.step = int(step)
         self.pos: dict = {}  # (policy, nation, target) -> list of (trials, G) arrays
         self.bound: dict = {}
+        self.pcrlb: dict = {}  # PCRLB position variance on the scored steps, m^2
         self.ipp: dict = {}
         self.t = None
         self.tau = None
@@ -435,13 +447,16 @@ class Curves:
             key = (policy, nation, targets[j])
             self.pos.setdefault(key, []).append(err[:, obj, ::step])
             self.bound.setdefault(key, []).append(bound[:, obj, ::step])
+            if "pcrlb_var_m2" in steps:
+                self.pcrlb.setdefault(key, []).append(steps["pcrlb_var_m2"][:, obj, ::step])
             self.ipp.setdefault(key, []).append(ipp_err[:, obj, :])
 
     def merge(self, other: "Curves") -> None:
         """Append the curves of ``other`` (a later chunk, same ``step``) to these, in order."""
         if other.step != self.step:
             raise ValueError(f"Curves.merge: step {other.step} differs from {self.step}")
-        for mine, theirs in ((self.pos, other.pos), (self.bound, other.bound), (self.ipp, other.ipp)):
+        for mine, theirs in ((self.pos, other.pos), (self.bound, other.bound), (self.ipp, other.ipp),
+                             (self.pcrlb, other.pcrlb)):
             for key, parts in theirs.items():
                 mine.setdefault(key, []).extend(parts)
         if other.t is not None and (self.t is None or other.t.size > self.t.size):

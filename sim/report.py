@@ -421,7 +421,7 @@ def _paired_bit(p, policy, fmt, prefix, more, less, same, only_word) -> str | No
     if p.get("only_this"):
         extra.append(f"{_trials(p['only_this'])} with {only_word} only under {policy}")
     if p.get("only_isolated"):
-        extra.append(f"{_trials(p['only_isolated'])} with {only_word} only isolated")
+        extra.append(f"{_trials(p['only_isolated'])} with {only_word} only when isolated")
     if not p.get("pairs"):
         return f"no trial with {only_word} under both ({'; '.join(extra)})" if extra else None
     d = p["median"]
@@ -433,6 +433,7 @@ def _paired_bit(p, policy, fmt, prefix, more, less, same, only_word) -> str | No
     ci = p.get("ci95")
     notes = [f"paired median over {_trials(p['pairs'])}"
              + ("" if not ci else f", {policy} minus isolated 95 % CI {fmt(ci[0], True)} to {fmt(ci[1], True)}")]
+    notes[0] = notes[0].replace(" points to ", " to ").replace(" s to ", " to ")
     return f"{core} ({'; '.join(notes + extra)})"
 
 
