@@ -432,8 +432,7 @@ def _paired_bit(p, policy, fmt, prefix, more, less, same, only_word) -> str | No
         core = f"{prefix} {text} {more if d > 0 else less}"
     ci = p.get("ci95")
     notes = [f"paired median over {_trials(p['pairs'])}"
-             + ("" if not ci else f", {policy} minus isolated 95 % CI {fmt(ci[0], True)} to {fmt(ci[1], True)}")]
-    notes[0] = notes[0].replace(" points to ", " to ").replace(" s to ", " to ")
+             + ("" if not ci else f", {policy} minus isolated 95 % CI {fmt(ci[0], True, False)} to {fmt(ci[1], True)}")]
     return f"{core} ({'; '.join(notes + extra)})"
 
 
@@ -441,13 +440,13 @@ def _trials(n: int) -> str:
     return f"{n} trial" + ("" if n == 1 else "s")
 
 
-def _seconds(v, signed=False) -> str:
-    return f"{v:+.0f} s" if signed else f"{v:.0f} s"
+def _seconds(v, signed=False, unit=True) -> str:
+    return (f"{v:+.0f}" if signed else f"{v:.0f}") + (" s" if unit else "")
 
 
-def _points(v, signed=False) -> str:
+def _points(v, signed=False, unit=True) -> str:
     """A difference of two fractions in percentage points."""
-    return f"{100 * v:+.0f} points" if signed else f"{100 * v:.0f} points"
+    return (f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}") + (" points" if unit else "")
 
 
 def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral") -> str | None:
