@@ -485,7 +485,7 @@ def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral
         rt = f"{r:.2f}"
         who = f"{_possessive(name)} position error"
         if rt == "1.00":
-            core = f"leaves {who} unchanged (ratio {rt} to isolated)"
+            core = f"leaves {who} unchanged at {rt} of isolated"
         elif r < 1:
             core = f"cuts {who} to {rt} of isolated"
         else:
