@@ -181,8 +181,10 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "firm track" in printed and "trilateral" in printed and "peak memory" in printed
     # units in brackets are rich markup unless escaped; they must reach the reader
-    assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed
-    assert "IPP err @120s [km]" in printed and "warning [s to go]" in printed  # which seconds each one counts
+    assert "firm track [s]" in printed and "pos RMSE [m]" in printed
+    assert "matched ratio" in printed and "warning [s to go]" in printed  # which seconds each one counts
+    report = (out_dir / "report.md").read_text()  # the detail table has the rest, with units
+    assert "vel RMSE [m/s]" in report and "IPP err @120s [km]" in report and "NEES inside" in report
     names = sorted(p.name for p in out_dir.iterdir())
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
     from sim.report import output_names  # the names checked before the run are the names written
@@ -412,13 +414,15 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
 
     narrow, wide = printed(120), printed(240)  # 240: a pipe or a log
     assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
-    assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
+    assert narrow.count("1234") == 9 * 2 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
     assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
     # 80 columns: the metric columns in two tables, each with nation and policy, no number split
     # (second new-user trial: "134.0" printed as "134." over "0").
-    for width in (100, 80, 60):
+    # (The headline has six metric columns since issue 24: 100 columns hold them in one table.)
+    assert printed(100).count("(1 of ") == 0 and printed(100).count("1234") == 9 * 2
+    for width in (60, 50):
         narrower = printed(width)
-        assert narrower.count("1234") == 9 * 3 and narrower.count("(1 of ") == 1, width
+        assert narrower.count("1234") == 9 * 2 and narrower.count("(1 of ") == 1, width
         tables = narrower.count("┏")
         assert tables >= 2 and narrower.count("trilateral") == 3 * tables, width
     # No width crops the table (third new-user trial: at 106-145 and 192-200 columns the right edge, and the
