@@ -64,10 +64,13 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     # One radar per nation keeps this test quick; the sharing still matters (JP and KR gain the others' data).
     sc = dataclasses.replace(sc, sensors=tuple(s for s in sc.sensors
                                                if s.catalog in ("us-thaad-seongju", "jp-fps5-sado", "kr-greenpine-b-1")))
-    a = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
-    a2 = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
-    b = run_scenario(sc, policies=["trilateral"], chunk_trials=1)
-    b2 = run_scenario(sc, policies=["trilateral"], chunk_trials=1, workers=2)  # chunks in two processes
+    # isolated too: the matched ratio, the paired comparisons and their bootstrap intervals must not depend
+    # on the chunking either (issue 24), nor the ensemble NEES summed over chunks
+    pol = ["isolated", "trilateral"]
+    a = run_scenario(sc, policies=pol, chunk_trials=3)
+    a2 = run_scenario(sc, policies=pol, chunk_trials=3)
+    b = run_scenario(sc, policies=pol, chunk_trials=1)
+    b2 = run_scenario(sc, policies=pol, chunk_trials=1, workers=2)  # chunks in two processes
     for name, run in (("a", a), ("a2", a2), ("b", b), ("b2", b2)):
         write_outputs(tmp_path / name, sc, run)
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "a2" / "metrics.json").read_bytes()
@@ -93,8 +96,12 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
             assert {"median", "p10", "p90", "n", "missing"} <= set(r[k]) <= {"median", "p10", "p90", "n", "missing",
                                                                             "bimodal"}
             assert r[k]["n"] == 3
+    tri = [r for r in doc["results"] if r["policy"] == "trilateral"]
+    assert all({"pos_err_ratio_vs_isolated", "nees_consistency", "paired_vs_isolated", "pcrlb_pos_m",
+                "efficiency"} <= set(r) for r in tri)
+    assert any(r["pos_err_ratio_vs_isolated"]["ci95"] is not None for r in tri)
     # A different seed gives different numbers (the check above can fail).
-    c = run_scenario(sc, seed=sc.info.seed + 1, policies=["trilateral"], chunk_trials=3)
+    c = run_scenario(sc, seed=sc.info.seed + 1, policies=pol, chunk_trials=3)
     write_outputs(tmp_path / "c", sc, c)
     assert (tmp_path / "c" / "metrics.json").read_bytes() != (tmp_path / "a" / "metrics.json").read_bytes()
 
