@@ -203,7 +203,7 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
                               "gate_probability": 0.9997, "confirm_m": 3, "confirm_n": 5, "delete_after_missed": 5,
                               "max_position_sigma_km": 50.0, "init_max_speed_mps": 7500.0, "max_tracks": 6}
     report = (out_dir / "report.md").read_text()
-    assert "trilateral sharing gives" in report
+    assert "trilateral sharing: over the steps both hold a firm track" in report
     # a cut run says so, in the report and on the terminal (second new-user trial of this session)
     span = "This run covers only duration_s = 120 s from the first launch; the flights last until about 3,1"
     assert span in report and span in printed
