@@ -357,14 +357,16 @@ def update_with_gain(x, P, y, S_inv, H, R, PHT=None, ok=None):
     PHT : array_like, shape (..., n, m), optional
         :math:`P H^T` if already computed.
     ok : array_like of bool, shape (...), optional
-        Where False, the prior is returned unchanged (update skipped).
+        Where False, the prior is returned unchanged, bit for bit, whatever
+        ``y``, ``S_inv``, ``H`` or ``PHT`` hold there (NaN at the zenith included).
 
     Returns
     -------
     x_post : ndarray, shape (..., n)
         :math:`x + K y`, :math:`K = P H^T S^{-1}`.
     P_post : ndarray, shape (..., n, n)
-        Joseph form :math:`(I-KH)P(I-KH)^T + K R K^T`, exactly symmetric.
+        Joseph form :math:`(I-KH)P(I-KH)^T + K R K^T`, exactly symmetric
+        (the prior where ``ok`` is False).
 
     References
     ----------
@@ -378,12 +380,6 @@ def update_with_gain(x, P, y, S_inv, H, R, PHT=None, ok=None):
     if PHT is None:
         PHT = P @ _T(H)
     K = PHT @ S_inv
-    if ok is not None:
-        ok = np.asarray(ok, dtype=bool)
-        if not ok.all():
-            # zero gain where the update is skipped: x and P come out unchanged
-            K = K * ok[..., None, None]
-            y = np.where(ok[..., None], y, 0.0)
     x_post = x + (K @ y[..., None])[..., 0]
     I_KH = K @ H
     np.negative(I_KH, out=I_KH)
@@ -391,7 +387,14 @@ def update_with_gain(x, P, y, S_inv, H, R, PHT=None, ok=None):
     diag += 1.0
     P_post = (I_KH @ P) @ _T(I_KH)
     P_post += (K @ R) @ _T(K)
-    return x_post, symmetrize(P_post, out=P_post)
+    symmetrize(P_post, out=P_post)
+    if ok is not None:
+        ok = np.asarray(ok, dtype=bool)
+        if not ok.all():
+            # Select the prior rather than zero the gain: at the zenith H holds NaN, and NaN x 0 is NaN.
+            x_post = np.where(ok[..., None], x_post, x)
+            P_post = np.where(ok[..., None, None], P_post, P)
+    return x_post, P_post
 
 
 def update_full(x, P, z, R, hx, H, residual=None):
@@ -673,4 +676,9 @@ class BallisticAerEKF:
         X += T
         np.add(X, np.swapaxes(X, 1, 2), out=P)
         P *= 0.5
+        if not ok.all():
+            # A skipped update keeps the prediction whatever H holds (NaN at the zenith; NaN x 0 is NaN).
+            skip = ~ok
+            x[skip] = xp[skip]
+            P[skip] = 0.5 * (Pp[skip] + np.swapaxes(Pp[skip], 1, 2))
         return UpdateResult(x, P, y, S.copy(), d2, ok)

@@ -3,9 +3,13 @@
 A *policy* is a set of directed links between nations (:class:`sim.config.LinkConfig`,
 grouped in a :class:`sim.config.PolicyConfig`). A link ``A -> B`` carries what A's own
 sensors produced (``share = "measurements"``: their detections; ``share = "tracks"``:
-A's own-sensor track reports every ``interval`` seconds), after ``latency`` seconds.
-It carries another nation C's data only when ``C`` is named in ``relay``: relaying is
-explicit, so no data reaches a nation by accident or twice.
+the track reports of A's own picture every ``interval`` seconds: tracks from A's radars
+and from the measurements A receives, never A's track-fused picture), after ``latency``
+seconds. It carries another nation C's data (detections or C's track reports) only when
+``C`` is named in ``relay``: relaying is explicit, so no data reaches a nation by
+accident. A track report built partly from the receiver's own measurements (KR -> US
+measurements, US -> KR tracks) reaches it as correlated data; the fusion sees that in
+the report's sensor bitmask (:mod:`fusion.track_fusion`, "Data incest").
 
 Built-in policies (:func:`builtin_policy`):
 
@@ -15,11 +19,18 @@ Built-in policies (:func:`builtin_policy`):
     US <-> JP and US <-> KR, no JP <-> KR: the state without GSOMIA (the US-Japan and
     US-ROK alliances share; Japan and Korea do not share directly).
 ``trilateral``
-    All three share. Since December 2023 the real-time trilateral missile-warning data
+    All three share (what ``share`` says: measurements by default). Since December 2023 the real-time trilateral missile-warning data
     sharing mechanism relays Japanese and Korean data through US command (US INDOPACOM)
     rather than over a direct Japan-Korea link (U.S. DoD / MND / MoD joint press
     statement, 19 Dec 2023), so the built-in routes JP -> US -> KR and KR -> US -> JP are
     explicit relays at the US hub and take two hops of ``link_latency``.
+``trilateral-tracks``
+    The links of ``trilateral`` carrying track reports, whatever ``share`` says: each
+    nation's own-sensor tracks every ``track_interval`` seconds, fused at the receiver
+    (:mod:`fusion.track_fusion`). What the 2023 mechanism shares: processed track data
+    (the presumed launch point, flight path and expected impact point, as the ROK
+    defence minister described it), not radar plots; measurement sharing
+    (``trilateral``) is the ideal it is measured against.
 
 The engine needs, per (policy, nation), the delay after measurement at which each
 sensor's detections reach that nation's tracker (:func:`sensor_latency_to_nation`,
@@ -97,7 +108,7 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
     Parameters
     ----------
     name : str
-        ``"isolated"``, ``"bilateral"`` or ``"trilateral"``.
+        ``"isolated"``, ``"bilateral"``, ``"trilateral"`` or ``"trilateral-tracks"``.
     sharing : SharingConfig
         Gives the one-hop latency ``link_latency`` (s), what the links share
         (``share``) and the track report interval ``track_interval`` (s).
@@ -108,6 +119,9 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
         ``isolated``: no links. ``bilateral``: US->JP, JP->US, US->KR, KR->US.
         ``trilateral``: the same four links, with US->JP relaying KR's data and
         US->KR relaying JP's, so JP<->KR data takes two hops through the US hub.
+        ``trilateral-tracks``: the links of ``trilateral`` with ``share = "tracks"``.
+        Every link has latency ``link_latency``; track links report every
+        ``track_interval``.
 
     Raises
     ------
@@ -120,8 +134,10 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
     if name == "isolated":
         return PolicyConfig(name, ())
 
+    share = "tracks" if name == "trilateral-tracks" else sharing.share
+
     def link(a, b, relay=()):
-        return LinkConfig(source=a, dest=b, latency=sharing.link_latency, share=sharing.share,
+        return LinkConfig(source=a, dest=b, latency=sharing.link_latency, share=share,
                           interval=sharing.track_interval, relay=tuple(relay))
 
     if name == "bilateral":
@@ -464,7 +480,8 @@ def track_routes(policy: PolicyConfig, nation: str) -> list[TrackRoute]:
     -------
     list of TrackRoute
         ``(source, latency, interval)`` in the order of :data:`sim.config.NATIONS`:
-        ``source``'s own-sensor tracks (never re-shared fused tracks: no data incest),
+        the tracks of ``source``'s own picture (from its radars and the measurements it
+        receives; never its track-fused picture, which would re-share reports),
         sampled every ``interval`` s and delayed by ``latency`` s. Where a policy (not
         validated) offers several routes the shortest is taken.
     """

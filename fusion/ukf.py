@@ -21,7 +21,11 @@ Dynamic State-Space Models*, PhD thesis, 2004, sec. 3.2; the rows of the upper
 factor :math:`U` are the columns of the lower factor :math:`L = U^T`).
 
 As in filterpy, the update draws fresh sigma points from the predicted
-``(x, P)``; the covariance update is :math:`P - K S K^T`. For AER measurements
+``(x, P)``. The covariance update is in Joseph form on the statistically
+linearised measurement (Zanetti & DeMars 2013): algebraically filterpy's
+:math:`P - K S K^T`, but positive semi-definite under rounding, where
+:math:`P - K S K^T` cancels every digit when a precise measurement meets a
+large prior (see :func:`ukf_update`). For AER measurements
 the mean of the sigma-point measurements uses a circular mean for azimuth
 (:func:`aer_mean`) and the residual wraps azimuth to (-pi, pi]
 (:func:`fusion.models.radar_residual`).
@@ -152,7 +156,8 @@ def aer_mean(sigmas_z, Wm):
     Wm = np.asarray(Wm, dtype=np.float64)
     z = np.einsum("k,...km->...m", Wm, sz, optimize=True)
     az = sz[..., 1]
-    z[..., 1] = np.mod(np.arctan2(np.sin(az) @ Wm, np.cos(az) @ Wm), _TWO_PI)
+    a = np.mod(np.arctan2(np.sin(az) @ Wm, np.cos(az) @ Wm), _TWO_PI)
+    z[..., 1] = np.where(a < _TWO_PI, a, 0.0)  # -tiny wraps to 2pi - tiny, which rounds to 2pi
     return z
 
 
@@ -257,12 +262,46 @@ def ukf_update(x, P, z, R, hx, alpha=ALPHA, beta=BETA, kappa=KAPPA, residual=rad
     -------
     UpdateResult
         ``(x, P, y, S, d2, ok)`` as in :func:`fusion.kalman.update_full`, with
-        :math:`K = P_{xz} S^{-1}`, :math:`x + K y`, :math:`P - K S K^T`.
+        :math:`K = P_{xz} S^{-1}` and :math:`x + K y`. Where ``ok`` is False
+        (``P`` or ``S`` not positive definite, ``z`` or the predicted
+        measurement not finite) ``x`` and ``P`` are the prior, bit for bit,
+        whatever the sigma points gave.
+
+    Notes
+    -----
+    The covariance update is the Joseph form on the statistical linear
+    regression of the measurement sigma points on the state sigma points,
+
+    .. math::
+
+        H = P_{xz}^T P^{-1},\\qquad
+        \\Omega = \\sum_i W^c_i (\\zeta_i - H\\chi_i)(\\zeta_i - H\\chi_i)^T,
+
+        P^+ = (I - K H) P (I - K H)^T + K (R + \\Omega) K^T
+
+    with :math:`\\chi_i`, :math:`\\zeta_i` the state and measurement deviations
+    from their means (statistical linear regression: García-Fernández et al. 2015,
+    sec. II-B; its Joseph form: Zanetti & DeMars 2013). Since
+    :math:`\\sum_i W^c_i\\chi_i\\chi_i^T = P` and :math:`K S = P_{xz}`, it is
+    algebraically :math:`P - K S K^T` (filterpy's form), so both agree to
+    rounding on ordinary inputs; but each term is a congruence of a positive
+    semi-definite matrix whenever :math:`R + \\Omega` is (always for a linear
+    measurement, where :math:`\\Omega` is rounding), so a prior of 1e9 m^2 with a
+    measurement variance of 1e-9 m^2 keeps a PSD posterior of ~1e-9 m^2 where
+    :math:`P - K S K^T` leaves rounding noise of 1e-5 m^2 of either sign.
+    :math:`H^T = P^{-1}P_{xz}` is solved from the Cholesky factor that drew the
+    sigma points, :math:`H^T = \\tfrac12 U^{-1}(\\zeta_{1..n} - \\zeta_{n+1..2n})`
+    (rows of :math:`U` are the sigma offsets), not from :math:`P^{-1}`.
 
     References
     ----------
     Wan & van der Merwe, "The unscented Kalman filter for nonlinear estimation",
-    IEEE AS-SPCC 2000, alg. 3.1; filterpy ``UnscentedKalmanFilter.update``.
+    IEEE AS-SPCC 2000, alg. 3.1; filterpy ``UnscentedKalmanFilter.update``;
+    Zanetti & DeMars, "Joseph formulation of unscented and quadrature filters with
+    application to consider states", J. Guid. Control Dyn. 36(6), 2013, 1860-1864;
+    García-Fernández, Svensson, Morelande & Särkkä, "Posterior linearization filter:
+    principles and implementation using sigma points", IEEE Trans. Signal Process.
+    63(20), 2015.
     """
     x = np.asarray(x, dtype=np.float64)
     P = np.asarray(P, dtype=np.float64)
@@ -276,12 +315,27 @@ def ukf_update(x, P, z, R, hx, alpha=ALPHA, beta=BETA, kappa=KAPPA, residual=rad
     ok = ok & ok_sig & np.all(np.isfinite(z), axis=-1) & np.all(np.isfinite(zp), axis=-1)
     dx = sigmas - x[..., None, :]
     dz = sigmas_h - zp[..., None, :] if residual is None else residual(sigmas_h, zp[..., None, :])
+    ok &= np.all(np.isfinite(dz), axis=(-2, -1))
+    dz = np.where(ok[..., None, None], dz, 0.0)  # a skipped element must not spread NaN (NaN * 0 is NaN)
     Pxz = np.swapaxes(dx * Wc[:, None], -1, -2) @ dz
     K = Pxz @ S_inv
     y = z - zp if residual is None else residual(z, zp)
     y_safe = np.where(ok[..., None], y, 0.0)
     K = K * ok[..., None, None]
     x_post = x + (K @ y_safe[..., None])[..., 0]
-    P_post = P - K @ S @ np.swapaxes(K, -1, -2)
+    # Joseph form on the statistical linearisation (see Notes): H^T = U^{-1} (dz_+ - dz_-) / 2.
+    U = np.where(ok[..., None, None], dx[..., 1 : n + 1, :], np.eye(n))
+    HT = 0.5 * np.linalg.solve(U, dz[..., 1 : n + 1, :] - dz[..., n + 1 :, :])
+    H = np.swapaxes(HT, -1, -2)
+    e = dz - dx @ HT  # regression residuals of the measurement sigma points, (..., 2n+1, m)
+    R_eff = np.swapaxes(e * Wc[:, None], -1, -2) @ e
+    R_eff += R
+    I_KH = np.eye(n) - K @ H
+    KT = np.swapaxes(K, -1, -2)
+    P_post = (I_KH @ P) @ np.swapaxes(I_KH, -1, -2)
+    P_post += (K @ R_eff) @ KT
+    symmetrize(P_post, out=P_post)
+    x_post = np.where(ok[..., None], x_post, x)
+    P_post = np.where(ok[..., None, None], P_post, P)
     d2 = np.where(ok, mahalanobis2(y_safe, S_inv), np.inf)
-    return UpdateResult(x_post, symmetrize(P_post, out=P_post), y, S, d2, ok)
+    return UpdateResult(x_post, P_post, y, S, d2, ok)

@@ -60,19 +60,26 @@ def ecef_to_enu(r_ecef, site_ecef, R_enu):
     """ECEF positions ``(..., 3)`` to ENU offsets ``(..., 3)`` (m) from a site.
 
     ``site_ecef`` is ``(..., 3)`` and ``R_enu`` is ``(..., 3, 3)`` (broadcast).
+    Inputs of any numeric dtype are cast to float64 before the subtraction.
     """
-    d = np.asarray(r_ecef, dtype=np.float64) - site_ecef
+    d = np.asarray(r_ecef, dtype=np.float64) - np.asarray(site_ecef, dtype=np.float64)
     # matmul rather than einsum: einsum(optimize=True) re-plans its path on every call.
-    return (np.asarray(R_enu) @ d[..., None])[..., 0]
+    return (np.asarray(R_enu, dtype=np.float64) @ d[..., None])[..., 0]
 
 
 def enu_to_rae(enu):
-    """ENU offsets ``(..., 3)`` to ``(..., 3)`` = range (m), azimuth (rad, [0, 2pi)), elevation (rad)."""
+    """ENU offsets ``(..., 3)`` to ``(..., 3)`` = range (m), azimuth (rad, [0, 2pi)), elevation (rad).
+
+    Integer and float32 offsets are cast to float64 first (an int32 ``u**2`` wraps around).
+    """
+    enu = np.asarray(enu, dtype=np.float64)
     e, n, u = enu[..., 0], enu[..., 1], enu[..., 2]
     horiz = np.hypot(e, n)
     out = np.empty(enu.shape, dtype=np.float64)
     out[..., 0] = np.sqrt(horiz**2 + u**2)
-    out[..., 1] = np.mod(np.arctan2(e, n), TWO_PI)
+    az = np.mod(np.arctan2(e, n), TWO_PI)
+    # A tiny negative angle (east -1e-167 m) wraps to 2pi - tiny, which rounds to 2pi: outside [0, 2pi).
+    out[..., 1] = np.where(az < TWO_PI, az, 0.0)
     out[..., 2] = np.arctan2(u, horiz)
     return out
 
@@ -97,11 +104,12 @@ def measure(x, site_ecef, R_enu, with_range_rate=False):
         ``[range_m, azimuth_rad, elevation_rad(, range_rate_mps)]``.
     """
     x = np.asarray(x, dtype=np.float64)
+    R_enu = np.asarray(R_enu, dtype=np.float64)
     enu = ecef_to_enu(x[..., :3], site_ecef, R_enu)
     rae = enu_to_rae(enu)
     if not with_range_rate:
         return rae
-    v_enu = (np.asarray(R_enu) @ x[..., 3:6, None])[..., 0]
+    v_enu = (R_enu @ x[..., 3:6, None])[..., 0]
     rdot = np.einsum("...i,...i->...", enu, v_enu) / rae[..., 0]
     return np.concatenate([rae, rdot[..., None]], axis=-1)
 
@@ -138,6 +146,7 @@ def measurement_jacobian(x, site_ecef, R_enu, with_range_rate=False):
     """
     x = np.asarray(x, dtype=np.float64)
     R = np.asarray(R_enu, dtype=np.float64)
+    site_ecef = np.asarray(site_ecef, dtype=np.float64)
     enu = ecef_to_enu(x[..., :3], site_ecef, R)
     e, n, u = enu[..., 0], enu[..., 1], enu[..., 2]
     s2 = e * e + n * n
@@ -173,6 +182,6 @@ def wrap_angle(a):
 
 def measurement_residual(z, hx):
     """Measurement residual ``z - hx`` with the azimuth component (index 1) wrapped to (-pi, pi]."""
-    y = np.asarray(z, dtype=np.float64) - hx
+    y = np.asarray(z, dtype=np.float64) - np.asarray(hx, dtype=np.float64)
     y[..., 1] = wrap_angle(y[..., 1])
     return y

@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="FILE.png", help="write a PNG of the window and exit")
     p.add_argument("--at", type=_value(float, "a scenario time, s"), metavar="T",
                    help="scenario time to start the replay at, s (with --screenshot: the frame)")
+    p.add_argument("--width", type=_value(int, "a window width in pixels"), default=None, metavar="PX",
+                   help="window width, px (height 5/8 of it; default 1600)")
     p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("bench", help="run the benchmark suites and write a report")

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 SHAPES = ("minimum-energy", "lofted", "depressed")
 MANEUVERS = ("none", "pull-up")
 NATIONS = ("US", "JP", "KR")
-BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral")
+BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral", "trilateral-tracks")
+# what a scenario runs when [sharing].policies is not given (trilateral-tracks is asked for by name)
+DEFAULT_POLICIES = ("isolated", "bilateral", "trilateral")
 SHARED_KINDS = ("measurements", "tracks")
 FILTERS = ("ekf", "ukf", "imm")
 ASSOCIATIONS = ("jpda", "gnn")
@@ -130,12 +132,14 @@ class LinkConfig:
     latency : float
         s, >= 0.
     share : str
-        ``"measurements"`` or ``"tracks"``.
+        ``"measurements"`` (the sender's radars' detections) or ``"tracks"`` (the track
+        reports of the sender's own picture: tracks from its radars and from the
+        detections it receives; never its track-fused picture).
     interval : float
         Track report interval, s (for ``share = "tracks"``), >= 0.
     relay : tuple of str
         Nations whose data this link relays onward besides the sender's own
-        (empty: only what the sender's own sensors produced).
+        (empty: only the sender's own data, as ``share`` defines it).
     """
 
     source: str
@@ -166,7 +170,8 @@ class SharingConfig:
         One-hop latency of built-in links, s (the JP<->KR trilateral route
         relays through the US hub, so it takes two hops).
     share : str
-        What built-in links share: ``"measurements"`` or ``"tracks"``.
+        What the links of ``bilateral`` and ``trilateral`` share: ``"measurements"`` or
+        ``"tracks"`` (``trilateral-tracks`` always shares tracks).
     track_interval : float
         Track report interval of built-in track links, s.
     track_fusion : str
@@ -174,7 +179,7 @@ class SharingConfig:
     custom : tuple of PolicyConfig
     """
 
-    policies: tuple[str, ...] = BUILTIN_POLICIES
+    policies: tuple[str, ...] = DEFAULT_POLICIES
     link_latency: float = 2.0
     share: str = "measurements"
     track_interval: float = 5.0

@@ -87,9 +87,10 @@ def height_fast(r):
     impact points are on the ellipsoid) and differs from the geodetic height
     by about :math:`h\\,\\delta^2/2` (< 1 m below 150 km, ~20 m at 4,000 km),
     which only affects density and phase labels, far below any tolerance.
-    Cheaper than an iterative geodetic conversion in the RK4 hot loop.
+    Cheaper than an iterative geodetic conversion in the RK4 hot loop. Integer
+    and float32 inputs are cast to float64 first (an int32 square overflows).
     """
-    r = np.asarray(r)
+    r = np.asarray(r, dtype=np.float64)
     p2 = r[..., 0] ** 2 + r[..., 1] ** 2
     z2 = r[..., 2] ** 2
     rn2 = p2 + z2

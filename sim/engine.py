@@ -76,6 +76,13 @@ class TrialResults:
         ``{(policy, nation, target): (total, count)}``: :func:`fusion.metrics.nees_sums`
         summed over trials, int64 arrays of shape (4, T) (integers, so the sum does not
         depend on the chunking).
+    shared : dict
+        ``{(policy, receiver, sender, target): {key: list of float}}`` per trial, km, for
+        :data:`fusion.shared_estimates.SHARED_KEYS` (track-level routes only; see
+        :func:`nation_tracks`).
+    ipp_spread : dict
+        ``{(policy, target): list of float}`` per trial: the largest distance between two
+        nations' IPPs at the warning time under the policy, km (NaN: fewer than two IPPs).
     trials : int
         Trials gathered so far.
     work : dict
@@ -87,6 +94,8 @@ class TrialResults:
     values: dict = dataclasses.field(default_factory=dict)
     gospa: dict = dataclasses.field(default_factory=dict)
     nees: dict = dataclasses.field(default_factory=dict)
+    shared: dict = dataclasses.field(default_factory=dict)
+    ipp_spread: dict = dataclasses.field(default_factory=dict)
     trials: int = 0
     work: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(WORK_KEYS, 0))
 
@@ -100,6 +109,12 @@ class TrialResults:
             self.gospa.setdefault(key, []).extend(v)
         for key, (total, count) in other.nees.items():
             self.add_nees(key, total, count)
+        for key, row in other.shared.items():
+            mine = self.shared.setdefault(key, {k: [] for k in row})
+            for k, v in row.items():
+                mine[k].extend(v)
+        for key, v in other.ipp_spread.items():
+            self.ipp_spread.setdefault(key, []).extend(v)
         self.trials += other.trials
         for k in WORK_KEYS:
             self.work[k] += other.work[k]
@@ -202,10 +217,16 @@ def feed_plan(radars, policy, nation: str):
     -------
     own : ndarray, shape (S,)
         Delay of each sensor's detections to the nation's own tracker, s (inf: never).
-    routes : list of (ndarray (S,), float, float)
-        Per track-level sender: the delays of the sender's own-sensor tracker
-        (its sensors' reporting latency, inf elsewhere), the link latency (s)
-        and the report interval (s).
+    routes : list of (ndarray (S,), float, float, str)
+        Per track-level sender: the delays of the sender's own tracker (the
+        detections it tracks with under the policy: its own sensors' after their
+        reporting latency, and those it receives over measurement links after
+        theirs; inf elsewhere), the route latency (s), the report interval (s) and
+        the sender's nation code. A sender reports the tracks of its own picture,
+        never its track-fused one, so a report holds another nation's data only
+        where that nation's measurements reached the sender (its ``sensors``
+        bitmask says whose: :func:`fusion.track_fusion.fuse_track_histories` then
+        fuses it as correlated).
     arrival_delay : ndarray, shape (S,)
         When each sensor's detections first reach the nation, directly or
         inside a reported track, s after measurement (for the detection-time metrics).
@@ -219,8 +240,9 @@ def feed_plan(radars, policy, nation: str):
     routes = []
     arrival_delay = own.copy()
     for src, latency, interval in track_routes(policy, nation):
-        src_own = np.where(sensor_nations == src, sensor_latency, np.inf)
-        routes.append((src_own, latency, interval))
+        src_own = np.asarray(sensor_latency_to_nation(policy, src, list(sensor_nations), list(sensor_latency)),
+                             dtype=float)
+        routes.append((src_own, latency, interval, src))
         # A nation learns of detections only through the tracks reported to it.
         arrival_delay = np.minimum(arrival_delay, src_own + latency)
     return own, routes, arrival_delay
@@ -231,7 +253,8 @@ def feed_key(delay: np.ndarray) -> tuple:
     return tuple(np.round(delay, 9).tolist())
 
 
-def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, nation: str, cache: dict):
+def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, nation: str, cache: dict,
+                  shared: dict | None = None):
     """Track history of one nation under one policy for a chunk of trials.
 
     Measurement-level sharing feeds the nation's tracker every detection that
@@ -243,6 +266,14 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     ``cache`` maps a :func:`feed_key` to the history already computed for it in
     this chunk: two (policy, nation) pairs that receive the same data after the
     same delays get the same tracks, computed once.
+
+    ``shared``, if given, receives per track-level sender and RV object what the
+    sender's reports tell this nation besides the state
+    (:mod:`fusion.shared_estimates`): ``shared[(sender, o)] = {key: (N,) km}`` for
+    :data:`fusion.shared_estimates.SHARED_KEYS`, i.e. the error of the sender's
+    reported IPP at the warning time (``ipp_time_to_go`` before impact), its distance
+    from this nation's own IPP then (from the nation's own picture before track
+    fusion), and the error of the sender's reported launch point.
 
     Returns
     -------
@@ -276,11 +307,31 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     own, routes, arrival_delay = feed_plan(radars, policy, nation)
     tracks = tracker_for(own)
     if routes:
-        remote = [(tracker_for(src_own), latency, interval) for src_own, latency, interval in routes]
+        remote = [(tracker_for(src_own), latency, interval) for src_own, latency, interval, _ in routes]
+        if shared is not None:
+            _shared_points(scenario, truth, tracks, remote, [r[3] for r in routes], shared)
         tracks = fuse_track_histories(tracks, remote, scenario.sharing.track_fusion,
                                       scenario.tracker.gate_probability, q=scenario.tracker.process_noise**2)
     d = arrival_delay[dets.sensor]
     return tracks, np.isfinite(d), dets.time + d
+
+
+def _shared_points(scenario, truth, own_tracks, remote, senders, shared: dict) -> None:
+    """Fill ``shared`` (see :func:`nation_tracks`) from the reports of each sender, per RV object."""
+    from fusion.shared_estimates import ground_distance_km, ipp_at_warning, reported_points
+
+    tgo = float(scenario.metrics.ipp_time_to_go)
+    for o, kind in enumerate(truth.object_kind):
+        if kind != "rv":
+            continue
+        own_ipp = ipp_at_warning(truth, own_tracks, o, tgo)
+        for (hist, latency, interval), src in zip(remote, senders):
+            ipp, launch = reported_points(truth, hist, latency, interval, o, tgo)
+            shared[(src, o)] = {
+                "shared_ipp_error_km": ground_distance_km(ipp, np.asarray(truth.impact_ecef, float)[:, o]),
+                "shared_ipp_vs_own_km": ground_distance_km(ipp, own_ipp),
+                "shared_launch_error_km": ground_distance_km(launch, np.asarray(truth.launch_ecef, float)[:, o]),
+            }
 
 
 class _CountingCache(dict):
@@ -357,10 +408,23 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     bounds: dict = {}  # arrival-time key -> PCRLB position variance (policies that deliver the same data share it)
     site_ecef = np.stack([r.site_ecef for r in radars])
     R_enu = np.stack([r.R_enu for r in radars])
+    from fusion.shared_estimates import ipp_at_warning, pairwise_spread_km
+
+    tgo = float(scenario.metrics.ipp_time_to_go)
     for policy_name in policies:
         policy = all_policies[policy_name]
+        ipps: dict = {}  # RV index in rv -> nation -> IPP at the warning time (the public-warning comparison)
         for nation in NATIONS:
-            tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache)
+            shared: dict = {}
+            tracks, mask, arrival = nation_tracks(scenario, radars, truth, dets, policy_name, policy, nation, cache,
+                                                  shared=shared)
+            for (src, obj), vals in shared.items():
+                j = rv.index(obj)
+                row = results.shared.setdefault((policy_name, nation, src, targets[j]), {k: [] for k in vals})
+                for k, v in vals.items():
+                    row[k].extend(np.asarray(v).tolist())
+            for j, obj in enumerate(rv):
+                ipps.setdefault(j, {})[nation] = ipp_at_warning(truth, tracks, obj, tgo)
             for key in plans[(policy_name, nation)]:
                 uses[key] -= 1
                 if uses[key] == 0:
@@ -390,6 +454,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             if keep is not None:
                 keep(policy_name, nation, truth, dets, tracks, mask, arrival, m)
             del tracks, steps
+        for j, points in ipps.items():
+            results.ipp_spread.setdefault((policy_name, targets[j]), []).extend(pairwise_spread_km(points).tolist())
     if REFERENCE_POLICY in policies:  # every policy ran on this chunk's trials: compare step by step
         for (policy_name, nation), err in pos_err.items():
             ratio, common = matched_ratio(err, pos_err[(REFERENCE_POLICY, nation)])
@@ -544,6 +610,16 @@ class RunOutput:
         :attr:`TrialResults.work` summed over all chunks.
     nees : dict
         :attr:`TrialResults.nees`: per-step NEES sums of every row, for the ensemble NEES figure.
+    shared : list of dict
+        One per (policy, receiver, sender, target) of the track-level routes:
+        ``policy``, ``nation`` (receiver), ``sender``, ``target`` and per key of
+        :data:`fusion.shared_estimates.SHARED_KEYS` the :func:`fusion.metrics.summarize`
+        over trials, km.
+    ipp_spread : list of dict
+        One per (policy, target): ``policy``, ``target``, ``spread_km`` (summary of the
+        per-trial largest distance between two nations' IPPs at the warning time) and
+        ``disagree`` / ``compared`` (trials with a spread above ``ipp_threshold_km`` /
+        trials where at least two nations had an IPP).
     """
 
     rows: list
@@ -553,6 +629,8 @@ class RunOutput:
     radars: tuple
     curves: Curves
     work: dict
+    shared: list = dataclasses.field(default_factory=list)
+    ipp_spread: list = dataclasses.field(default_factory=list)
     nees: dict = dataclasses.field(default_factory=dict)
 
 
@@ -629,7 +707,17 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
                 if progress is not None:
                     progress(results.trials, trials)
     rows = summary_rows(results)
-    return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), dict(results.nees))
+    shared = [{"policy": p, "nation": n, "sender": src, "target": tg,
+               **{k: summarize(np.asarray(v)) for k, v in vals.items()}}
+              for (p, n, src, tg), vals in results.shared.items()]
+    threshold_km = scenario.metrics.ipp_threshold / 1e3
+    spread = []
+    for (p, tg), v in results.ipp_spread.items():
+        v = np.asarray(v, dtype=float)
+        spread.append({"policy": p, "target": tg, "spread_km": summarize(v),
+                       "disagree": int(np.sum(v > threshold_km)), "compared": int(np.sum(np.isfinite(v)))})
+    return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), shared, spread,
+                     dict(results.nees))
 
 
 def summary_rows(results: TrialResults) -> list:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sim.config import (
     BUILTIN_POLICIES,
+    DEFAULT_POLICIES,
     ASSOCIATIONS,
     FILTERS,
     MANEUVERS,
@@ -399,10 +400,10 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
             ))
         custom.append(PolicyConfig(pname, tuple(links)))
     known = BUILTIN_POLICIES + tuple(c.name for c in custom if c.name)
-    policies = t.get("policies", list(BUILTIN_POLICIES))
+    policies = t.get("policies", list(DEFAULT_POLICIES))
     if not isinstance(policies, list) or not policies or not all(isinstance(x, str) for x in policies):
         r.add("sharing.policies", policies, "a non-empty array of policy names")
-        policies = list(BUILTIN_POLICIES)
+        policies = list(DEFAULT_POLICIES)
     for k, name in enumerate(policies):
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)

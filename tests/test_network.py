@@ -245,3 +245,37 @@ def test_builtin_policies_valid_for_both_kinds():
         sharing = SharingConfig(share=share)
         for name in ("isolated", "bilateral", "trilateral"):
             assert check_policy(builtin_policy(name, sharing), name) == []
+
+
+def test_trilateral_tracks_builtin_links():
+    from fusion.network import builtin_policy
+    from sim.config import SharingConfig
+
+    sharing = SharingConfig(link_latency=1.5, share="measurements", track_interval=4.0)
+    tri = builtin_policy("trilateral", sharing)
+    trk = builtin_policy("trilateral-tracks", sharing)
+    assert [(ln.source, ln.dest, ln.relay) for ln in trk.links] == [(ln.source, ln.dest, ln.relay) for ln in tri.links]
+    assert {ln.share for ln in tri.links} == {"measurements"} and {ln.share for ln in trk.links} == {"tracks"}
+    assert all(ln.latency == 1.5 and ln.interval == 4.0 for ln in trk.links)
+    # JP's tracks reach KR through the US hub: two hops, at the slowest hop's interval
+    routes = {r.source: r for r in track_routes(trk, "KR")}
+    assert routes["JP"] == TrackRoute("JP", 3.0, 4.0) and routes["US"] == TrackRoute("US", 1.5, 4.0)
+    assert check_policy(trk, "x") == []
+
+
+def test_hub_track_report_holds_the_receivers_relayed_measurements():
+    """KR -> US measurements, US -> KR tracks: the US report is built from KR's radars too (data incest)."""
+    from types import SimpleNamespace
+
+    from sim.engine import feed_plan
+
+    radars = [SimpleNamespace(nation=n, latency=lat) for n, lat in (("US", 0.5), ("JP", 0.5), ("KR", 1.0))]
+    pol = PolicyConfig("kr-via-us", (LinkConfig("KR", "US", 2.0, "measurements", 0.0, ()),
+                                     LinkConfig("US", "KR", 3.0, "tracks", 5.0, ())))
+    assert check_policy(pol, "x") == []
+    own, routes, arrival = feed_plan(radars, pol, "KR")
+    np.testing.assert_array_equal(own, [np.inf, np.inf, 1.0])
+    (feed, latency, interval, sender), = routes
+    assert (latency, interval, sender) == (3.0, 5.0, "US")
+    np.testing.assert_array_equal(feed, [0.5, np.inf, 3.0])  # the hub tracks with KR's radar, 1 + 2 s late
+    np.testing.assert_array_equal(arrival, [3.5, np.inf, 1.0])

@@ -112,8 +112,8 @@ def test_unseen_threat_becomes_own_track_and_seen_one_is_fused():
 
 @pytest.mark.parametrize("rule", ["covariance-intersection", "naive", "best-track"])
 def test_fusion_rule_applied_per_pair(rule):
-    local = _history([0], P_LOCAL)
-    remote = _history([0], P_REMOTE)
+    local = _history([0], P_LOCAL, sensor_bits=[0b001])
+    remote = _history([0], P_REMOTE, sensor_bits=[0b010])  # independent data: no sensor in common
     out = _fuse(local, [(remote, 0.0, 0.0)], rule)
     Pl, Pr = P_LOCAL, P_REMOTE
     if rule == "naive":
@@ -222,3 +222,21 @@ def test_bad_input():
     # no remote: the local picture unchanged
     out = _fuse(local, [])
     np.testing.assert_array_equal(out.x, local.x)
+
+
+def test_report_with_the_receivers_own_data_is_not_fused_as_independent():
+    """Data incest: a hub's track built partly from the receiver's radar (bit 0) is fused by CI, not naively."""
+    from fusion.track_fusion import covariance_intersection
+
+    P_L = np.diag([300.0**2, 500.0**2, 400.0**2, 20.0**2, 40.0**2, 30.0**2])
+    P_R = np.diag([500.0**2, 250.0**2, 450.0**2, 35.0**2, 25.0**2, 30.0**2])  # not nested: CI != either input
+    local = _history([0], P_L, sensor_bits=[0b001])
+    own_data = _history([0], P_R, sensor_bits=[0b011])  # the hub tracked with the receiver's radar too
+    independent = _history([0], P_R, sensor_bits=[0b010])
+    incest = _fuse(local, [(own_data, 0.0, 0.0)], "naive")
+    indep = _fuse(local, [(independent, 0.0, 0.0)], "naive")
+    _, P_ci, _ = covariance_intersection(_truth(0, T_GRID)[5], P_L, _truth(0, T_GRID)[5], P_R)
+    np.testing.assert_allclose(incest.P[0, 0, 5], P_ci, rtol=1e-9)
+    np.testing.assert_allclose(indep.P[0, 0, 5], np.linalg.inv(np.linalg.inv(P_L) + np.linalg.inv(P_R)), rtol=1e-9)
+    assert np.trace(incest.P[0, 0, 5]) > 1.2 * np.trace(indep.P[0, 0, 5])  # the CI bound is the wider one
+    np.testing.assert_array_equal(incest.sensors[0, 0, 5], 0b011)

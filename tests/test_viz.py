@@ -110,7 +110,7 @@ def synthetic_replay(scenario, trial=0, policies=None, T=701, dt=1.0, seed=0):
         snr=np.full(K, 100.0), range_rate=None, range_rate_var=None)
     tracks = {}
     start = {"isolated": {"US": 160, "JP": 210, "KR": 10}, "bilateral": {"US": 12, "JP": 160, "KR": 10},
-             "trilateral": {"US": 12, "JP": 14, "KR": 10}}
+             "trilateral": {"US": 12, "JP": 14, "KR": 10}, "trilateral-tracks": {"US": 14, "JP": 16, "KR": 10}}
     for p in (policies or POLICIES):
         for n in NATIONS:
             x = np.full((1, 2, T, 6), np.nan)
@@ -191,11 +191,13 @@ def test_track_error_and_sigma(scene):
     t = scene.t
     sig = 3000.0 / (1 + 0.02 * (t - 210).clip(0))
     live = (t >= 210) & (t < FLIGHT_S)
-    np.testing.assert_allclose(ts.sigma_km[live], np.sqrt(3) * sig[live] / 1e3, rtol=1e-12)
-    assert np.isnan(ts.err_km[~live]).all() and np.isnan(ts.sigma_km[~live]).all()
+    np.testing.assert_allclose(ts.sigma_km[0, live], np.sqrt(3) * sig[live] / 1e3, rtol=1e-12)
+    assert np.isnan(ts.err_km[0, ~live]).all() and np.isnan(ts.sigma_km[0, ~live]).all()
     # Errors are 3-D Gaussian with that sigma: |e|^2 / sig^2 is chi-square with 3 dof (mean 3).
-    q = (ts.err_km[live] * 1e3 / sig[live]) ** 2
+    q = (ts.err_km[0, live] * 1e3 / sig[live]) ** 2
     assert abs(q.mean() - 3.0) < 3 * np.sqrt(6.0 / live.sum())
+    # No confirmed track follows the stage (object 1): its error row is empty.
+    assert ts.err_km.shape == (2, len(t)) and np.isnan(ts.err_km[1]).all()
     # The tentative track 1 is never drawn.
     assert np.isnan(ts.lon[1]).all() and np.isnan(ts.alt_km[1]).all()
 
@@ -213,8 +215,15 @@ def test_horizon_curve_matches_textbook(scene):
     kR = 4.0 / 3.0 * 6371008.8
     ds = np.sqrt(2 * kR * 20.0)  # tangent distance of a 20 m antenna
     expect = np.maximum(d - ds, 0) ** 2 / (2 * kR)
-    np.testing.assert_allclose(scene.horizon_alt_km[i, ok] * 1e3, expect, rtol=1e-2, atol=1.0)
-    np.testing.assert_allclose(scene.horizon_ground_km[i, ok], scene.truth_ground_km[0, ok])
+    np.testing.assert_allclose(scene.horizon_alt_km[0, i, ok] * 1e3, expect, rtol=1e-2, atol=1.0)
+    np.testing.assert_allclose(scene.horizon_ground_km[0, i, ok], scene.truth_ground_km[0, ok])
+    # The stage's own horizon: along its ground track, not the RV's.
+    ok1 = np.isfinite(scene.truth_lat[1])
+    _, d1 = geodesic_inverse(np.full(ok1.sum(), r.lat_deg), np.full(ok1.sum(), r.lon_deg), scene.truth_lat[1, ok1],
+                             scene.truth_lon[1, ok1])
+    np.testing.assert_allclose(scene.horizon_alt_km[1, i, ok1] * 1e3, np.maximum(d1 - ds, 0) ** 2 / (2 * kR),
+                               rtol=1e-2, atol=1.0)
+    np.testing.assert_allclose(scene.horizon_ground_km[1, i, ok1], scene.truth_ground_km[1, ok1])
 
 
 def test_coverage_outline_reaches_range(scene):

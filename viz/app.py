@@ -12,14 +12,19 @@ map
 altitude
     Altitude against ground range from each object's launch point, with each radar's
     4/3-Earth horizon: the lowest visible altitude over each point of the
-    target's ground track (:func:`sensors.horizon.min_visible_height`).
+    selected object's ground track (:func:`sensors.horizon.min_visible_height`).
 error
-    Position error of each nation's best track on the target against time,
+    Position error of each nation's best track on the selected object against time,
     for every policy (line style per policy; the chosen one thick, with its
     band from 0 to 2 sigma, sigma = sqrt(trace P_pos)); drawn whole once, with
     the part after the current time veiled.
 timeline
-    Which radar detects which object, and when.
+    Which radar detects which object, and when: one lane per object inside each radar's row.
+
+Every object has its own colour (:data:`OBJECT_COLORS`), every nation its own; the
+colour key is a label above the panels, so no legend covers data, and it wraps at any
+window width. The ``object`` selector (default: the main target) chooses the object the
+altitude and error panels are about, and their titles name it.
 
 The trial is computed in a worker thread (:class:`ReplayWorker`) while the
 window stays responsive; a 30 Hz QTimer advances the scenario clock at the
@@ -47,13 +52,21 @@ from viz.scene import Scene, active_detections, build_scene, ellipses_lonlat
 FRAME_INTERVAL_MS = 33  # 30 frames per second
 NATION_COLORS = {"US": (80, 140, 255), "JP": (255, 80, 80), "KR": (60, 200, 120)}
 POLICY_STYLES = {"isolated": QtCore.Qt.PenStyle.DotLine, "bilateral": QtCore.Qt.PenStyle.DashLine,
-                 "trilateral": QtCore.Qt.PenStyle.SolidLine}
-OBJECT_COLORS = [(255, 255, 255), (255, 200, 60), (200, 120, 255), (120, 220, 255)]
+                 "trilateral": QtCore.Qt.PenStyle.SolidLine, "trilateral-tracks": QtCore.Qt.PenStyle.DashDotDotLine}
+# One colour per truth object: Kelly's colours of maximum contrast (Kelly, "Twenty-two colors of maximum
+# contrast", Color Engineering 3(6), 1965) that read on a dark background and stay clear of the nation
+# colours (blue, red, green); beyond twelve objects they repeat.
+OBJECT_COLORS = [(242, 243, 244), (243, 195, 0), (161, 202, 241), (230, 143, 172), (243, 132, 0), (141, 182, 0),
+                 (194, 178, 128), (190, 150, 230), (0, 200, 190), (200, 90, 160), (150, 150, 150), (249, 147, 121)]
+TITLE_SIZE = "10pt"  # panel titles: short enough at this size to fit a 1,024 px window
 LAND_BRUSH = (58, 62, 70)
 SEA_COLOR = (12, 22, 38)
 ALT_FLOOR_KM = 0.1  # lowest altitude on the log axis, km
 PIXMAP_CACHE_KB = 192 * 1024  # QPixmapCache limit for the item caches (Qt default 10 MB is too small)
 DEFAULT_ELLIPSE_SCALE = 10  # map ellipses drawn x10: true 2-sigma ellipses are sub-pixel at this map scale
+DEFAULT_WIDTH = 1600  # px, window width (height 5/8 of it)
+MIN_WIDTH, MAX_WIDTH = 1024, 4096  # px: every title and legend fits from 1,024 px (a small laptop screen) up
+HEADLESS_PLATFORMS = ("offscreen", "minimal")  # Qt platform plugins that need no display server
 
 
 def _cache(item):
@@ -73,6 +86,31 @@ def _cache(item):
 def _nation_color(nation: str, alpha: int = 255):
     r, g, b = NATION_COLORS.get(nation, (200, 200, 200))
     return (r, g, b, alpha)
+
+
+def object_color(o: int) -> tuple:
+    """RGB colour of truth object ``o`` (:data:`OBJECT_COLORS`, repeating after twelve)."""
+    return OBJECT_COLORS[o % len(OBJECT_COLORS)]
+
+
+def _hex(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+def key_html(object_names, nations, policies) -> str:
+    """The colour key of the view, as rich text for a label outside the panels (it covers no data).
+
+    Objects by colour (truth paths, detection bars), nations by colour (radars, coverage, tracks,
+    horizons, errors), policies by line style (errors).
+    """
+    bar = "━━"
+    objs = " ".join(f"<span style='color:{_hex(object_color(o))}'>{bar}</span>&nbsp;{name}&nbsp;"
+                    for o, name in enumerate(object_names))
+    nats = " ".join(f"<span style='color:{_hex(_nation_color(n))}'>{bar}</span>&nbsp;{n}" for n in nations)
+    style_words = {"isolated": "dotted", "bilateral": "dashed", "trilateral": "solid"}
+    pols = ", ".join(f"{style_words.get(p, 'dash-dot')} {p}" for p in policies)
+    return (f"<b>objects</b>&nbsp; {objs} &nbsp;&nbsp;│&nbsp; <b>nations</b> (radars, tracks, horizons) {nats}"
+            f" &nbsp;&nbsp;│&nbsp; <b>error lines</b> {pols}; thick: the policy shown")
 
 
 def _path_item(lonlat: np.ndarray, pen, brush) -> QtWidgets.QGraphicsPathItem:
@@ -106,6 +144,18 @@ def _nan_join(rows: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return np.zeros(0)
     return np.hstack([rows, np.full((rows.shape[0], 1), np.nan)]).ravel()
+
+
+def timeline_lanes(n_objects: int, half_height: float = 0.36) -> np.ndarray:
+    """Vertical offsets, in rows, of each object's lane inside a radar's row of the timeline.
+
+    Evenly spread over ``[-half_height, +half_height]`` (first object on top), so that lanes of
+    any number of objects stay inside their row (the old fixed 0.18-row step ran into the next
+    radar's row from the fourth object on).
+    """
+    if n_objects <= 1:
+        return np.zeros(max(n_objects, 0))
+    return np.linspace(half_height, -half_height, n_objects)
 
 
 def coastline_path_data(box=MAP_BOX, resolution: str = "l") -> np.ndarray:
@@ -196,6 +246,9 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.speed = float(speed)
         self.ellipse_scale = float(ellipse_scale)
         self.scene: Scene | None = None
+        self.selected = -1  # index of the object the altitude and error panels follow
+        self._object_names: list = []
+        self._lanes = np.zeros(0)
         self.error: BaseException | None = None
         self.index = 0
         self.sim_time = 0.0
@@ -249,6 +302,11 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.nation_box.addItems(["all", "US", "JP", "KR"])
         self.nation_box.currentTextChanged.connect(self._set_nation)
         row.addWidget(self.nation_box)
+        row.addWidget(QtWidgets.QLabel("object"))
+        self.object_box = QtWidgets.QComboBox()  # the object the altitude and error panels are about
+        self.object_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.object_box.currentIndexChanged.connect(self._set_object)
+        row.addWidget(self.object_box)
         row.addWidget(QtWidgets.QLabel("trial"))
         self.trial_box = QtWidgets.QSpinBox()
         self.trial_box.setRange(0, max(self.scenario.info.trials - 1, 0))
@@ -265,26 +323,32 @@ class ViewWindow(QtWidgets.QMainWindow):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        # The colour key lives outside the panels, where it covers no data and wraps at any width.
+        self.key_label = QtWidgets.QLabel("")
+        self.key_label.setWordWrap(True)
+        self.key_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.key_label.setStyleSheet("background: black; color: #c8c8c8; padding: 2px 8px; font-size: 8pt;")
         central = QtWidgets.QWidget()
         col = QtWidgets.QVBoxLayout(central)
         col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
         col.addWidget(bar)
+        col.addWidget(self.key_label)
         col.addWidget(self.graphics, stretch=1)
         self.setCentralWidget(central)
-        self.resize(1600, 1000)
+        self.resize(DEFAULT_WIDTH, DEFAULT_WIDTH * 5 // 8)
 
     def _build_plots(self) -> None:
         g = self.graphics
         self.title_label = g.addLabel("", row=0, col=0, colspan=2)
         # (a) map
-        self.map = g.addPlot(row=1, col=0, rowspan=2, title="Map (lon, lat deg)")
+        self.map = g.addPlot(row=1, col=0, rowspan=2)
         lon0, lon1, lat0, lat1 = MAP_BOX
         self.map.getViewBox().setBackgroundColor(SEA_COLOR)
         self.map.setAspectLocked(True, ratio=float(np.cos(np.radians(0.5 * (lat0 + lat1)))))
         self.map.setXRange(lon0, lon1, padding=0)
         self.map.setYRange(lat0, lat1, padding=0)
         self.map.showGrid(x=True, y=True, alpha=0.15)
-        self.map.addLegend(offset=(5, 5), labelTextSize="8pt")
         land = _path_item(coastline_path_data(), pg.mkPen((120, 125, 135), width=1), LAND_BRUSH)
         land.setZValue(-20)
         _cache(land)
@@ -298,7 +362,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.los_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 70), width=1), connect="finite")
         self.map.addItem(self.los_item)
         # (b) altitude against ground range
-        self.alt = g.addPlot(row=1, col=1, title="Altitude vs ground range, with radar horizons (4/3 Earth)")
+        self.alt = g.addPlot(row=1, col=1)
         self.alt.setLabel("bottom", "ground range from its launch point", units="km")
         self.alt.setLabel("left", "altitude (log)", units="km")
         # Log altitude: the horizons (tens of km) and a lofted apogee (thousands of km) on one panel.
@@ -308,13 +372,12 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.alt.showGrid(x=True, y=True, alpha=0.2)
         self.horizon_items: list = []
         # (c) position error against time
-        self.err = g.addPlot(row=2, col=1, title="Position error of the best track on the target, 2σ band")
+        self.err = g.addPlot(row=2, col=1)
         self.err.setLabel("bottom", "time", units="s")
         self.err.setLabel("left", "error", units="km")
         self.err.getAxis("left").enableAutoSIPrefix(False)
         self.err.getAxis("bottom").enableAutoSIPrefix(False)
         self.err.showGrid(x=True, y=True, alpha=0.2)
-        self.err.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=3)
         self.err_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 120)))
         self.err.addItem(self.err_cursor)
         # A veil over the future: the whole error history is drawn once (static, cached) and this
@@ -325,7 +388,8 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.err_future.setZValue(50)
         self.err.addItem(self.err_future, ignoreBounds=True)
         # (d) timeline
-        self.timeline = g.addPlot(row=3, col=0, colspan=2, title="Detections: which radar sees which object")
+        self.timeline = g.addPlot(row=3, col=0, colspan=2)
+        self.timeline.setTitle("Detections: which radar sees which object (colour: object)", size=TITLE_SIZE)
         self.timeline.setLabel("bottom", "time", units="s")
         self.timeline.getAxis("bottom").enableAutoSIPrefix(False)
         self.timeline.setMouseEnabled(y=False)
@@ -334,7 +398,6 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.timeline_now = pg.ScatterPlotItem(size=8, symbol="o", brush=pg.mkBrush(255, 255, 255))
         self.timeline_now.setZValue(5)
         self.timeline.addItem(self.timeline_now)
-        self.timeline.addLegend(offset=(420, 2), labelTextSize="8pt", colCount=4)
         self.timeline_items: list = []
         g.ci.layout.setColumnStretchFactor(0, 3)
         g.ci.layout.setColumnStretchFactor(1, 2)
@@ -359,6 +422,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.track_alt: dict = {}
         self.err_items: dict = {}
         self.err_bands: dict = {}
+        self._update_titles()  # named after the selected object once a trial is computed
 
     # ----------------------------------------------------------------- data
     def load_trial(self, trial: int) -> None:
@@ -403,12 +467,13 @@ class ViewWindow(QtWidgets.QMainWindow):
 
     closed = False
 
-    def wait_ready(self, timeout_s: float = 600.0) -> Scene | None:
+    def wait_ready(self, timeout_s: float | None = 600.0) -> Scene | None:
         """Block (processing events, so the window stays live) until the current trial is computed.
 
-        Returns None if the window was closed meanwhile; re-raises the worker's error.
+        ``timeout_s`` None waits as long as the computation takes. Returns None if the window was
+        closed meanwhile; re-raises the worker's error; raises TimeoutError after ``timeout_s``.
         """
-        deadline = time.monotonic() + timeout_s
+        deadline = np.inf if timeout_s is None else time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
         while self.scene is None and self.error is None and not self.closed:
             if time.monotonic() > deadline:
@@ -445,9 +510,6 @@ class ViewWindow(QtWidgets.QMainWindow):
             for it in d.values():
                 plot.removeItem(it)
             d.clear()
-        for legend in (self.map.legend, self.err.legend, self.timeline.legend):
-            if legend is not None:
-                legend.clear()
 
     def set_scene(self, scene: Scene) -> None:
         """Create the items of a scene (static ones filled once) and show its start."""
@@ -457,6 +519,16 @@ class ViewWindow(QtWidgets.QMainWindow):
         self._log_alt = {"truth": _log_km(scene.truth_alt_km)}
         self._log_alt.update({key: _log_km(ts.alt_km) for key, ts in scene.tracks.items()})
         self.title_label.setText(f"{scene.title} — trial {scene.trial}")
+        names = list(scene.object_names)
+        keep = self.selected if 0 <= self.selected < len(names) and names == self._object_names else scene.target
+        self._object_names = names
+        self.object_box.blockSignals(True)
+        self.object_box.clear()
+        self.object_box.addItems(names)
+        self.object_box.setCurrentIndex(keep)
+        self.object_box.blockSignals(False)
+        self.selected = keep
+        self.key_label.setText(key_html(names, scene.nations, self.policies))
         # Radars: coverage wedges, sites, labels.
         spots = []
         for nation in dict.fromkeys(r.nation for r in scene.radars):
@@ -482,7 +554,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         self.site_item.setData(spots)
         # Truth: faint full path, solid progress.
         for o, name in enumerate(scene.object_names):
-            color = OBJECT_COLORS[o % len(OBJECT_COLORS)]
+            color = object_color(o)
             ghost = pg.PlotCurveItem(scene.truth_lon[o], scene.truth_lat[o], connect="finite",
                                      pen=pg.mkPen(color + (60,), width=1))
             live = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
@@ -491,7 +563,6 @@ class ViewWindow(QtWidgets.QMainWindow):
                 it.setZValue(7 if o == scene.target else 6)  # the target on top of its spent stage
                 self.map.addItem(it)
                 self.truth_map.append(it)
-            self.map.legend.addItem(live, f"truth {name}")
             ghost_a = pg.PlotCurveItem(scene.truth_ground_km[o], _log_km(scene.truth_alt_km[o]), connect="finite",
                                        pen=pg.mkPen(color + (60,), width=1))
             live_a = pg.PlotCurveItem(pen=pg.mkPen(color, width=2), connect="finite")
@@ -500,19 +571,16 @@ class ViewWindow(QtWidgets.QMainWindow):
                 it.setZValue(7 if o == scene.target else 6)
                 self.alt.addItem(it)
                 self.truth_alt.append(it)
-        # Horizon curves: lowest visible altitude along the target's ground track.
-        for i, r in enumerate(scene.radars):
-            it = _cache(pg.PlotCurveItem(scene.horizon_ground_km[i], _log_km(scene.horizon_alt_km[i]),
-                                         connect="finite",
-                                         pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
-                                                      style=QtCore.Qt.PenStyle.DashLine)))
+        # Horizon curves: lowest visible altitude along the selected object's ground track (set in _show_object).
+        for r in scene.radars:
+            it = _cache(pg.PlotCurveItem(connect="finite", pen=pg.mkPen(_nation_color(r.nation, 140), width=1,
+                                                                        style=QtCore.Qt.PenStyle.DashLine)))
             self.alt.addItem(it)
             self.horizon_items.append(it)
         # Tracks per nation (map, altitude) and errors per (policy, nation).
         for nation in scene.nations:
             c = _nation_color(nation)
             self.track_map[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
-            self.map.legend.addItem(self.track_map[nation], f"{nation} tracks")
             self.track_now[nation] = pg.ScatterPlotItem(size=7, symbol="s", brush=pg.mkBrush(c), pen=None)
             self.track_ellipse[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="finite")
             self.track_alt[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
@@ -527,7 +595,6 @@ class ViewWindow(QtWidgets.QMainWindow):
             item.setZValue(3)
             _cache(item)
             self.err.addItem(item)
-            self.err.legend.addItem(item, f"{nation} {policy}")
             self.err_items[(policy, nation)] = item
         for nation in scene.nations:
             # The band 0..2 sigma: one curve filled down to zero (FillBetweenItem rebuilds a
@@ -537,23 +604,30 @@ class ViewWindow(QtWidgets.QMainWindow):
             _cache(band)
             self.err.addItem(band)
             self.err_bands[nation] = band
-        # Timeline: bars per (radar, object), static.
+        # Timeline: bars per (radar, object), static; each object on its own lane inside its radar's row.
         n = len(scene.radars)
         iv = scene.intervals
+        self._lanes = timeline_lanes(len(scene.object_names))
         for o, name in enumerate(scene.object_names):
             rows = iv[iv[:, 1] == o] if len(iv) else np.zeros((0, 4))
-            y = rows[:, 0] + (0.18 if o == 0 else -0.18 * o)
+            y = rows[:, 0] + self._lanes[o]
             xs = np.column_stack([rows[:, 2], rows[:, 3]]).ravel()
             ys = np.repeat(y, 2)
-            item = pg.PlotCurveItem(xs, ys, connect="pairs",
-                                    pen=pg.mkPen(OBJECT_COLORS[o % len(OBJECT_COLORS)], width=3))
+            item = pg.PlotCurveItem(xs, ys, connect="pairs", pen=pg.mkPen(object_color(o), width=3))
             _cache(item)
             self.timeline.addItem(item)
-            self.timeline.legend.addItem(item, name)
             self.timeline_items.append(item)
         ax = self.timeline.getAxis("left")
         ax.setTicks([[(i, r.name) for i, r in enumerate(scene.radars)]])
+        # Fix the axis width to the longest radar name now: left to the axis, the width follows the labels
+        # only at the next paint, so the first grab of a never-shown window drew the names clipped away.
+        font = ax.style.get("tickFont") or ax.font()
+        metrics = QtGui.QFontMetrics(font)
+        text_w = max((metrics.horizontalAdvance(r.name) for r in scene.radars), default=0)
+        ax.setWidth(text_w + max(ax.style["tickLength"], 0) + ax.style["tickTextOffset"][0] + 8)
         self.timeline.setYRange(-0.6, n - 0.4, padding=0)
+        # A row per radar tall enough for its name (about 13 px at the tick font), whatever the window height.
+        self.timeline.setMinimumHeight(13 * n + 75)
         self.timeline.setXRange(scene.t[0], scene.t[-1], padding=0.01)
         self.err.setXRange(scene.t[0], scene.t[-1], padding=0.01)
         finite = np.isfinite(scene.truth_ground_km)
@@ -561,9 +635,7 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.alt.setXRange(0.0, float(np.nanmax(scene.truth_ground_km)) * 1.05, padding=0)
             self.alt.setYRange(np.log10(ALT_FLOOR_KM), np.log10(float(np.nanmax(scene.truth_alt_km)) * 1.5),
                                padding=0)
-        self._fix_error_range()
-        self._update_error_curves()
-        self._update_titles()
+        self._show_object()
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(scene.t) - 1)
         self.slider.blockSignals(False)
@@ -575,6 +647,7 @@ class ViewWindow(QtWidgets.QMainWindow):
     def _update_error_curves(self) -> None:
         """Fill the error curves for the chosen policy and nation (only when those change, not per frame)."""
         s = self.scene
+        o = self.selected
         for (policy, nation), item in self.err_items.items():
             if self.nation not in ("all", nation):
                 item.setData([], [])
@@ -583,23 +656,47 @@ class ViewWindow(QtWidgets.QMainWindow):
             item.setPen(pg.mkPen(_nation_color(nation, 255 if chosen else 130), width=2.5 if chosen else 1.0,
                                  style=POLICY_STYLES.get(policy, QtCore.Qt.PenStyle.DashDotLine)))
             item.setZValue(4 if chosen else 3)
-            item.setData(s.t, s.tracks[(policy, nation)].err_km)
+            item.setData(s.t, s.tracks[(policy, nation)].err_km[o])
         for nation, band in self.err_bands.items():
             ts = s.tracks.get((self.policy, nation))
             if ts is None or self.nation not in ("all", nation):
                 band.setData([], [])
                 continue
-            band.setData(s.t, ts.band_km)
+            band.setData(s.t, ts.band_km[o])
 
     def _update_titles(self) -> None:
-        self.map.setTitle(f"Map: truth, radar coverage, tracks under <b>{self.policy}</b> "
-                          f"with 2σ ellipses ×{self.ellipse_scale:g}")
-        self.err.setTitle(f"Position error of the best track on the target; 2σ band under <b>{self.policy}</b>")
+        name = self.scene.object_names[self.selected] if self.scene is not None else "the target"
+        self.map.setTitle(f"Map: tracks under <b>{self.policy}</b>, 2σ ellipses ×{self.ellipse_scale:g}",
+                          size=TITLE_SIZE)
+        self.alt.setTitle(f"Altitude vs ground range; horizons for <b>{name}</b>", size=TITLE_SIZE)
+        self.err.setTitle(f"Error of the best track on <b>{name}</b>; 2σ: <b>{self.policy}</b>", size=TITLE_SIZE)
+
+    def _show_object(self) -> None:
+        """Point the altitude and error panels at the selected object: its horizons, its errors, its name."""
+        s, o = self.scene, self.selected
+        for i, it in enumerate(self.horizon_items):
+            it.setData(s.horizon_ground_km[o, i], _log_km(s.horizon_alt_km[o, i]))
+        for k, it in enumerate(self.truth_alt):  # the selected object's path on top, a little thicker
+            oo = k // 2
+            it.setZValue(9 if oo == o else (7 if oo == s.target else 6))
+        for k in range(1, len(self.truth_map), 2):
+            self.truth_map[k].setPen(pg.mkPen(object_color(k // 2), width=3 if k // 2 == o else 2))
+            self.truth_alt[k].setPen(pg.mkPen(object_color(k // 2), width=3 if k // 2 == o else 2))
+        self._fix_error_range()
+        self._update_error_curves()
+        self._update_titles()
+
+    def _set_object(self, index: int) -> None:
+        if self.scene is None or index < 0:
+            return
+        self.selected = int(index)
+        self._show_object()
 
     def _fix_error_range(self) -> None:
         s = self.scene
-        vals = [ts.err_km for ts in s.tracks.values()] + [2 * ts.sigma_km for (p, _), ts in s.tracks.items()
-                                                          if p == self.policy]
+        o = self.selected
+        vals = [ts.err_km[o] for ts in s.tracks.values()] + [2 * ts.sigma_km[o] for (p, _), ts in s.tracks.items()
+                                                             if p == self.policy]
         top = max((float(np.nanpercentile(v, 98)) for v in vals if np.isfinite(v).any()), default=1.0)
         self._err_top = top * 1.1 if top > 0 else 1.0
         self.err.setYRange(0.0, self._err_top, padding=0)
@@ -634,7 +731,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         for o in range(len(s.object_names)):
             self.truth_map[2 * o + 1].setData(s.truth_lon[o, sl], s.truth_lat[o, sl])
             self.truth_alt[2 * o + 1].setData(s.truth_ground_km[o, sl], self._log_alt["truth"][o, sl])
-            b = pg.mkBrush(OBJECT_COLORS[o % len(OBJECT_COLORS)])
+            b = pg.mkBrush(object_color(o))
             if np.isfinite(s.truth_lon[o, k]):
                 spots_map.append({"pos": (s.truth_lon[o, k], s.truth_lat[o, k]), "brush": b})
             if np.isfinite(s.truth_ground_km[o, k]) and np.isfinite(self._log_alt["truth"][o, k]):
@@ -666,8 +763,7 @@ class ViewWindow(QtWidgets.QMainWindow):
         dt = float(s.t[1] - s.t[0]) if len(s.t) > 1 else 1.0
         act = active_detections(s.intervals, now, slack_s=0.5 * dt)
         self.timeline_cursor.setValue(now)
-        self.timeline_now.setData(np.full(len(act), now), act[:, 0] + np.where(act[:, 1] == 0, 0.18,
-                                                                              -0.18 * act[:, 1]))
+        self.timeline_now.setData(np.full(len(act), now), act[:, 0] + self._lanes[act[:, 1].astype(int)])
         los_x, los_y = [], []
         for sensor, obj in act[:, :2].astype(int):
             if self.nation != "all" and s.radars[sensor].nation != self.nation:
@@ -773,6 +869,9 @@ def _check_args(scenario, args) -> None:
         raise InputError.single("--screenshot", args.screenshot, "a .png file in an existing folder")
     if args.at is not None and not np.isfinite(args.at):
         raise InputError.single("--at", args.at, "a finite scenario time, s")
+    width = getattr(args, "width", None)
+    if width is not None and not MIN_WIDTH <= int(width) <= MAX_WIDTH:
+        raise InputError.single("--width", width, f"a window width in pixels in [{MIN_WIDTH}, {MAX_WIDTH}]")
     if args.at is not None:
         # The span ends at impact, so it needs the trial's flight (a few seconds), not the minute the
         # trackers take: check it before the window starts computing.
@@ -782,6 +881,37 @@ def _check_args(scenario, args) -> None:
         t = generate_truth(scenario.threats, [int(args.trial)], info.seed, info.dt, info.duration).t
         if not t[0] <= args.at <= t[-1]:
             raise InputError.single("--at", args.at, f"a scenario time in [{t[0]:g}, {t[-1]:g}] s")
+
+
+def probe_display(timeout_s: float = 20.0) -> str | None:
+    """Whether Qt can open its platform plugin here, asked of a child process; None if it can, else why not.
+
+    A Qt platform plugin that cannot start (``DISPLAY`` naming a display that does not exist, a
+    ``QT_QPA_PLATFORM`` that cannot load) makes Qt call ``qFatal``, which aborts the process with
+    SIGABRT: nothing in this process could catch it. A child with the same environment takes the
+    abort instead, and its standard error says what failed.
+
+    Returns
+    -------
+    str or None
+        None when the child could create a ``QGuiApplication``; otherwise the last line Qt printed
+        (or the exit status).
+    """
+    import subprocess
+
+    code = "import sys; from PySide6.QtGui import QGuiApplication; QGuiApplication(sys.argv[:1])"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"no answer from the Qt platform plugin within {timeout_s:g} s"
+    if done.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+    hint = next((ln for ln in lines if "could not" in ln.lower() or "cannot" in ln.lower()), None)
+    if hint is None:
+        return lines[-1] if lines else f"exit status {done.returncode}"
+    # 'qt.qpa.plugin: Could not load the Qt platform plugin "xcb" in "" even though it was found.'
+    return hint.split(": ", 1)[-1].split(' in "')[0].rstrip(".")
 
 
 _QT_NOISE = ("does not support propagateSizeHints",)  # offscreen platform plugin, harmless (new-user trials)
@@ -799,15 +929,19 @@ def _app() -> QtWidgets.QApplication:
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
 
 
-def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
+def screenshot(window: ViewWindow, path, at: float | None = None, timeout_s: float | None = 600.0) -> Path:
     """Render the whole window at scenario time ``at`` (s; default the last step) to a PNG.
+
+    ``timeout_s`` bounds the wait for the trial (None: as long as it takes, what the CLI does).
 
     Raises
     ------
     InputError
         ``at`` outside the scenario's time span.
+    TimeoutError
+        The trial was not computed within ``timeout_s``.
     """
-    scene = window.wait_ready()
+    scene = window.wait_ready(timeout_s)
     if scene is None:
         raise RuntimeError("the window was closed before the trial was computed")
     t0, t1 = float(scene.t[0]), float(scene.t[-1])
@@ -815,7 +949,12 @@ def screenshot(window: ViewWindow, path, at: float | None = None) -> Path:
         raise InputError.single("--at", at, f"a scenario time in [{t0:g}, {t1:g}] s")
     window.pause()
     window.seek(t1 if at is None else at)
-    QtWidgets.QApplication.instance().processEvents()
+    app = QtWidgets.QApplication.instance()
+    app.processEvents()
+    # pyqtgraph fits an axis to its tick labels while painting it, so the first paint after the data,
+    # the range or the size changed draws the labels over the axis title: paint once, then grab.
+    window.grab()
+    app.processEvents()
     path = Path(path)
     if not window.grab().save(str(path), "PNG"):
         raise InputError.single("--screenshot", str(path), "a writable PNG path")
@@ -830,7 +969,7 @@ def main(args) -> int:
     args : argparse.Namespace
         ``scenario`` (path), ``trial`` (int), ``speed`` (float, simulated s per
         wall s), ``policy`` (str or None), ``screenshot`` (path or None), ``at``
-        (float or None, s).
+        (float or None, s), ``width`` (int or None, px; optional).
 
     Returns
     -------
@@ -841,8 +980,10 @@ def main(args) -> int:
     ------
     sim.errors.InputError
         Bad scenario file, trial out of range, unknown policy, speed <= 0,
-        ``--at`` outside the scenario's time span, screenshot not a .png, or
-        no display on Linux without ``--screenshot`` (Qt would abort the process).
+        ``--at`` outside the scenario's time span, screenshot not a .png, ``--width``
+        outside [1024, 4096], no display on Linux without ``--screenshot``, or a
+        display or Qt platform plugin that cannot start (probed in a child process,
+        :func:`probe_display`: Qt would abort this one).
     """
     from sim.scenario import load_scenario
 
@@ -851,25 +992,42 @@ def main(args) -> int:
     import os
     import sys
 
+    allowed = "a desktop session, or --screenshot FILE.png --at T to render headless"
     if args.screenshot is not None:
         # A screenshot needs no screen: render off-screen unless the user chose a platform.
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif (sys.platform.startswith("linux") and "QT_QPA_PLATFORM" not in os.environ
           and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         # Qt would abort the process (no platform plugin can start) instead of raising.
-        raise InputError.single("DISPLAY", "unset (and WAYLAND_DISPLAY too)",
-                                "a desktop session, or --screenshot FILE.png --at T to render headless")
+        raise InputError.single("DISPLAY", "unset (and WAYLAND_DISPLAY too)", allowed)
+    if (QtWidgets.QApplication.instance() is None
+            and os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] not in HEADLESS_PLATFORMS):
+        # A display that does not exist, or a plugin that cannot load: Qt would abort (SIGABRT) when
+        # asked for the application below, so ask a child process first.
+        why = probe_display()
+        if why is not None:
+            platform = os.environ.get("QT_QPA_PLATFORM")
+            where = (f"QT_QPA_PLATFORM={platform}" if platform else
+                     f"DISPLAY={os.environ.get('DISPLAY', '')}" if os.environ.get("DISPLAY") else
+                     f"WAYLAND_DISPLAY={os.environ.get('WAYLAND_DISPLAY', '')}")
+            key, value = where.split("=", 1)
+            raise InputError.single(key, value, f"a display Qt can open (Qt: {why}), or --screenshot FILE.png "
+                                                "--at T to render headless")
     app = _app()
     window = ViewWindow(scenario, trial=int(args.trial), speed=float(args.speed), policy=args.policy,
                         start_time=args.at)
+    width = getattr(args, "width", None) or DEFAULT_WIDTH
+    window.resize(int(width), int(round(width * 5 / 8)))
     try:
         if args.screenshot is not None:
             window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen, True)
             window.show()
-            screenshot(window, args.screenshot, args.at)
+            # No deadline: a lofted ICBM's trial on a loaded machine took over 600 s, and the
+            # user asked for the picture (a timeout here ended in a traceback).
+            screenshot(window, args.screenshot, args.at, timeout_s=None)
             return 0
         window.show()
-        scene = window.wait_ready()
+        scene = window.wait_ready(timeout_s=None)  # the window stays live; the user can close it
         if scene is None:  # closed while computing
             return 0
         if args.at is not None and not scene.t[0] <= args.at <= scene.t[-1]:

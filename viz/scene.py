@@ -73,9 +73,10 @@ class TrackSeries:
         ECEF position estimate, m (NaN likewise).
     P_pos : ndarray, shape (tracks, T, 3, 3)
         Position covariance, m^2.
-    err_km, sigma_km : ndarray, shape (T,)
-        Position error of the best confirmed track on the main target and
-        :math:`\\sqrt{\\operatorname{tr} P_{pos}}` of that track, km (NaN where none).
+    err_km, sigma_km : ndarray, shape (objects, T)
+        Per truth object, the position error of the best confirmed track on it (the one with
+        the smallest :math:`\\operatorname{tr} P_{pos}`) and :math:`\\sqrt{\\operatorname{tr} P_{pos}}`
+        of that track, km (NaN where none).
     """
 
     lon: np.ndarray
@@ -89,7 +90,7 @@ class TrackSeries:
 
     @property
     def band_km(self) -> np.ndarray:
-        """Upper edge of the drawn band, :math:`2\\sigma` (0 where there is no track), km, shape (T,)."""
+        """Upper edge of the drawn band, :math:`2\\sigma` (0 where there is no track), km, shape (objects, T)."""
         if getattr(self, "_band", None) is None:
             self._band = np.nan_to_num(2.0 * self.sigma_km, nan=0.0)
         return self._band
@@ -109,7 +110,7 @@ class Scene:
     object_names : list of str
         Label per truth object (``"HS-15 rv"``).
     target : int
-        The main target: the first ``"rv"`` object (errors are against it).
+        The main target: the first ``"rv"`` object (the view selects it first).
     truth_lon, truth_lat, truth_alt_km, truth_ground_km : ndarray, shape (objects, T)
         Degrees, km (ground range from each object's own launch point); NaN out of flight.
     truth_pos : ndarray, shape (objects, T, 3)
@@ -122,8 +123,9 @@ class Scene:
         ``{(policy, nation): TrackSeries}``.
     coverage : list of ndarray
         Per radar, a closed (N, 2) lon/lat outline of its face sectors out to range_max.
-    horizon_ground_km, horizon_alt_km : ndarray, shape (radars, T)
-        Per radar, the 4/3-Earth minimum visible altitude along the target's ground track.
+    horizon_ground_km, horizon_alt_km : ndarray, shape (objects, radars, T)
+        Per object and radar, the ground range of the object and the 4/3-Earth minimum visible
+        altitude over its ground track (a radar sees the object when it flies above this).
     intervals : ndarray, shape (J, 4)
         Detection intervals ``(sensor, object, t_start, t_end)`` (true objects only).
     """
@@ -220,7 +222,8 @@ def _ground_km(lat0, lon0, lat_deg, lon_deg):
 
 def _track_series(hist, truth_pos, target, launch_lat, launch_lon) -> TrackSeries:
     """One tracker's confirmed tracks of trial 0 in screen units; ground range from the launch point of
-    the object each track is on at each step (``launch_lat/lon`` per object, degrees), else the target's."""
+    the object each track is on at each step (``launch_lat/lon`` per object, degrees), else the target's;
+    errors per truth object (``truth_pos`` ``(objects, T, 3)``, m)."""
     x = np.asarray(hist.x)[0]  # (tracks, T, 6)
     P = np.asarray(hist.P)[0]
     confirmed = np.asarray(hist.confirmed)[0] & np.all(np.isfinite(x[..., :3]), axis=-1)
@@ -230,20 +233,19 @@ def _track_series(hist, truth_pos, target, launch_lat, launch_lon) -> TrackSerie
     origin = np.where(obj >= 0, obj, target)
     ground = _ground_km(launch_lat[origin], launch_lon[origin], lat, lon)
     P_pos = P[..., :3, :3]
-    # Best confirmed track on the target: the one with the smallest position variance.
-    on_target = confirmed & (np.asarray(hist.object)[0] == target)
-    tr = np.trace(P_pos, axis1=-2, axis2=-1)
-    tr = np.where(on_target & np.isfinite(tr), tr, np.inf)
-    T = x.shape[1]
-    err = np.full(T, np.nan)
-    sig = np.full(T, np.nan)
-    if x.shape[0]:
+    tr_all = np.trace(P_pos, axis1=-2, axis2=-1)
+    n_obj, T = truth_pos.shape[0], x.shape[1]
+    err = np.full((n_obj, T), np.nan)
+    sig = np.full((n_obj, T), np.nan)
+    cols = np.arange(T)
+    for o in range(n_obj if x.shape[0] else 0):
+        # Best confirmed track on the object: the one with the smallest position variance.
+        tr = np.where(confirmed & (obj == o) & np.isfinite(tr_all), tr_all, np.inf)
         best = np.argmin(tr, axis=0)  # (T,)
-        cols = np.arange(T)
         have = np.isfinite(tr[best, cols])
-        e = np.linalg.norm(pos[best, cols] - truth_pos, axis=-1)
-        err = np.where(have, e, np.nan) / 1e3
-        sig = np.where(have, np.sqrt(np.where(have, tr[best, cols], 0.0)), np.nan) / 1e3
+        e = np.linalg.norm(pos[best, cols] - truth_pos[o], axis=-1)
+        err[o] = np.where(have, e, np.nan) / 1e3
+        sig[o] = np.where(have, np.sqrt(np.where(have, tr[best, cols], 0.0)), np.nan) / 1e3
     return TrackSeries(lon, lat, alt / 1e3, ground, pos, P_pos, err, sig)
 
 
@@ -316,21 +318,21 @@ def build_scene(replay, policies=None) -> Scene:
     if policies is not None:
         all_policies = [p for p in policies if p in all_policies] + [p for p in all_policies if p not in policies]
     nations = [n for n in NATIONS if any(nn == n for _, nn in replay.tracks)]
-    tracks = {key: _track_series(h, truth_pos[target], target, launch_lat, launch_lon)
-              for key, h in replay.tracks.items()}
+    tracks = {key: _track_series(h, truth_pos, target, launch_lat, launch_lon) for key, h in replay.tracks.items()}
 
     radars = [radar_info(r) for r in replay.radars]
     coverage = [coverage_outline(r) for r in radars]
-    # Horizon: lowest visible altitude over each point of the target's ground track.
-    hg = np.full((len(radars), len(t)), np.nan)
-    ha = np.full((len(radars), len(t)), np.nan)
-    ok = np.isfinite(lat[target])
-    for i, r in enumerate(radars):
-        if ok.any():
-            _, d = geodesic_inverse(np.full(ok.sum(), r.lat_deg), np.full(ok.sum(), r.lon_deg),
-                                    lat[target][ok], lon[target][ok])
-            hg[i, ok] = ground[target][ok]
-            ha[i, ok] = min_visible_height(d, max(r.alt_m, 0.0), MEAN_RADIUS, r.horizon_k) / 1e3
+    # Horizons: lowest visible altitude over each point of each object's ground track.
+    hg = np.full((len(names), len(radars), len(t)), np.nan)
+    ha = np.full((len(names), len(radars), len(t)), np.nan)
+    for o in range(len(names)):
+        ok = np.isfinite(lat[o])
+        if not ok.any():
+            continue
+        for i, r in enumerate(radars):
+            _, d = geodesic_inverse(np.full(ok.sum(), r.lat_deg), np.full(ok.sum(), r.lon_deg), lat[o][ok], lon[o][ok])
+            hg[o, i, ok] = ground[o][ok]
+            ha[o, i, ok] = min_visible_height(d, max(r.alt_m, 0.0), MEAN_RADIUS, r.horizon_k) / 1e3
     dt = float(t[1] - t[0]) if len(t) > 1 else 1.0
     intervals = detection_intervals(replay.detections, len(radars), dt)
     info = replay.scenario.info
