@@ -23,6 +23,16 @@ tracked
     track), the estimate used for errors, NEES and IPP is the one with the smallest
     position variance :math:`\\operatorname{tr} P_{rr}` (the nation's best estimate;
     ties go to the lowest track index).
+held, scored
+    A track *holds* object ``o`` at ``t_k`` when it is on it now and has been on it
+    (gaps of up to ``max_gap_steps`` steps off it bridged, the slot never empty) for
+    the hold ``firm_track_hold_s`` (:func:`scored_min_run` steps, the current one
+    included): the causal form of the firm-track rule of :func:`firm_track_time`.
+    The *scored* steps of ``(n, o)`` are the in-flight steps where some track holds
+    ``o``. :func:`trial_metrics` computes every accuracy and consistency figure (RMSE,
+    per-phase RMSE, errors at events, ANEES, ensemble NEES, IPP, warning, launch point,
+    matched ratio) over the scored steps only; detection, firm-track time and
+    completeness are about custody and count every confirmed step.
 
 Every metric is per (trial, object), NaN where it did not happen (never detected,
 never tracked, no ground crossing, ...). :func:`summarize` reduces over trials and
@@ -50,7 +60,7 @@ from fusion.models import ballistic_propagate
 from sim.config import MetricsConfig
 from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
 from sim.errors import InputError
-from sim.truth import PHASE_BOOST
+from sim.truth import PHASE_BOOST, PHASE_MIDCOURSE, PHASE_REENTRY
 
 STATE_DIM = 6  # [x, y, z, vx, vy, vz]
 DEFAULT_MAX_GAP_STEPS = 3  # steps a firm track may be off its object (missed scans, a swap glitch)
@@ -63,11 +73,18 @@ TRIAL_METRIC_KEYS = (
     "detect_time_s",
     "firm_track_time_s",
     "completeness",
+    "scored_steps",
     "pos_rmse_m",
     "vel_rmse_mps",
     "anees",
+    "pos_rmse_boost_m",
+    "pos_rmse_midcourse_m",
+    "pos_rmse_reentry_m",
+    "pos_error_m_at_120s",
+    "pos_error_m_at_burnout_60s",
     "ipp_error_km_at_120s",
     "warning_time_s",
+    "warning_retracted",
     "launch_point_error_km",
     "gospa_m",
 )
@@ -125,6 +142,8 @@ class _ObjectView:
     error: np.ndarray  # (N, T, 6) estimate minus truth, NaN where not tracked
     nees: np.ndarray  # (N, T) NaN where not tracked
     pos_var: np.ndarray  # (N, T) tr P_rr, m^2, NaN where not tracked
+    P: np.ndarray  # (N, T, 6, 6) covariance of the best estimate (garbage where not tracked)
+    thrust: np.ndarray  # (N, T) the best track's thrust-mode probability, NaN where none or unknown
 
 
 def _exists(tracks) -> np.ndarray:
@@ -174,7 +193,23 @@ def _object_view(truth, tracks, o: int, exists=None, min_run: int = 1,
         P_sel = P[n_idx, best, t_idx][tracked]  # (M, 6, 6)
         nees[tracked] = normalized_estimation_error_squared(error[tracked], P_sel)
     pos_var = np.where(tracked, pos_var_all[n_idx, best, t_idx], np.nan)
-    return _ObjectView(in_flight, on, tracked, x_sel, error, nees, pos_var)
+    thrust_all = getattr(tracks, "thrust_prob", None)
+    if thrust_all is None:
+        thrust = np.full(tracked.shape, np.nan)
+    else:
+        thrust = np.where(tracked, np.asarray(thrust_all, float)[n_idx, best, t_idx], np.nan)
+    return _ObjectView(in_flight, on, tracked, x_sel, error, nees, pos_var, P[n_idx, best, t_idx], thrust)
+
+
+def scored_min_run(hold_s: float | None, dt: float) -> int:
+    """Steps a track must have held its object before its steps are scored: ``ceil(hold_s / dt)``, 1 if None.
+
+    The hold counts the current step: a track on the object from grid step ``k0`` is held
+    (scored) from step ``k0 + min_run - 1`` on, as :func:`ipp_error_curve` has always counted it.
+    """
+    if hold_s is None:
+        return 1
+    return max(1, int(np.ceil(_check_positive("hold_s", hold_s) / dt - 1e-9)))
 
 
 def _views(truth, tracks, min_run: int = 1, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS):
@@ -446,11 +481,13 @@ def nees(truth, tracks) -> np.ndarray:
     return out
 
 
-def estimation_errors(truth, tracks) -> dict[str, np.ndarray]:
+def estimation_errors(truth, tracks, hold_s: float | None = None,
+                      max_gap_steps: int = DEFAULT_MAX_GAP_STEPS) -> dict[str, np.ndarray]:
     """Position and velocity RMSE and ANEES over the tracked steps of each object.
 
     Over the tracked steps :math:`k \\in \\mathcal K(n, o)` (object in flight, a
-    confirmed track on it, best such track per step), with error
+    confirmed track on it, best such track per step; with ``hold_s`` the scored steps,
+    where that track has held the object for ``hold_s``), with error
     :math:`\\tilde x_k = \\hat x_k - x_k` in ECEF:
 
     .. math::
@@ -475,7 +512,7 @@ def estimation_errors(truth, tracks) -> dict[str, np.ndarray]:
     shape = np.asarray(truth.state).shape[:2]
     out = {k: np.full(shape, np.nan) for k in ("pos_rmse_m", "vel_rmse_mps", "anees")}
     out["n_samples"] = np.zeros(shape, np.int64)
-    for o, v in _views(truth, tracks):
+    for o, v in _views(truth, tracks, scored_min_run(hold_s, _grid_step(truth.t)), max_gap_steps):
         _fill_errors(out, o, v)
     return out
 
@@ -619,6 +656,60 @@ def _ground_distance_km(r_a, r_b) -> np.ndarray:
     return out
 
 
+def impact_uncertainty_km(x, P, time_to_ground) -> np.ndarray:
+    """2-sigma semi-major axis of the predicted impact point's own uncertainty, km.
+
+    The track covariance is propagated to the predicted ground crossing to first order
+    with the ballistic state transition matrix :math:`\Phi` of the drag-free model the
+    IPP uses (:func:`fusion.models.ballistic_transition`, over the crossing time
+    :math:`\tau` of :func:`predict_ground_crossing`), and its position block is
+    projected onto the ground along the velocity at impact: a position error
+    :math:`\delta r` at the crossing time moves the ground point by
+    :math:`A\,\delta r` with :math:`A = I - v n^T / (n^T v)`, *n* the local
+    geodetic vertical (the first-order ground-intersection map; Bar-Shalom, Li &
+    Kirubarajan 2001, sec. 10.2 for the linearized covariance propagation).
+
+    .. math::
+
+        P_g = A\,\Phi_{r\cdot} P\,\Phi_{r\cdot}^T A^T,\qquad
+        a_{2\sigma} = 2\sqrt{\lambda_{\max}(P_g)}
+
+    Parameters
+    ----------
+    x : array_like, shape (M, 6)
+        ECEF states, m and m/s.
+    P : array_like, shape (M, 6, 6)
+        Their covariances.
+    time_to_ground : array_like, shape (M,)
+        :math:`\tau`, s, from :func:`predict_ground_crossing` (NaN gives NaN).
+
+    Returns
+    -------
+    ndarray, shape (M,)
+        km; NaN where the crossing time or the covariance is not finite.
+    """
+    from fusion.models import ballistic_transition
+    from sim.earth import enu_rotation
+
+    x = np.asarray(x, float).reshape(-1, STATE_DIM)
+    P = np.asarray(P, float).reshape(-1, STATE_DIM, STATE_DIM)
+    tau = np.asarray(time_to_ground, float).ravel()
+    out = np.full(tau.shape, np.nan)
+    ok = np.isfinite(tau) & np.isfinite(x).all(-1) & np.isfinite(P).all((-2, -1))
+    if not ok.any():
+        return out
+    x_imp, Phi = ballistic_transition(x[ok], tau[ok])
+    Pr = Phi[:, :3, :] @ P[ok] @ np.swapaxes(Phi[:, :3, :], -1, -2)
+    lat, lon, _ = ecef_to_geodetic(x_imp[:, :3])
+    n = enu_rotation(lat, lon)[..., 2, :]  # (M, 3): the up axis in ECEF
+    v = x_imp[:, 3:]
+    A = np.eye(3) - v[:, :, None] * n[:, None, :] / np.einsum("mi,mi->m", n, v)[:, None, None]
+    Pg = A @ Pr @ np.swapaxes(A, -1, -2)
+    lam = np.linalg.eigvalsh(0.5 * (Pg + np.swapaxes(Pg, -1, -2)))[:, -1]
+    out[ok] = 2.0 * np.sqrt(np.maximum(lam, 0.0)) / 1e3
+    return out
+
+
 def ipp_error_curve(
     truth,
     tracks,
@@ -627,6 +718,7 @@ def ipp_error_curve(
     extra_time_to_go=(),
     hold_s: float | None = None,
     max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
+    with_sigma: bool = False,
 ):
     """Predicted-impact-point (IPP) error against time to go, per trial and object.
 
@@ -644,12 +736,16 @@ def ipp_error_curve(
     the ground points. Only the grid of times to go is propagated (cost: one
     propagation per point), not every step.
 
-    There is no IPP while the object is under thrust (``truth.phase`` boost, when the
-    truth carries phases): the ballistic propagation of a thrusting missile's state
-    is not a prediction of where it will land (impact point prediction is a
-    free-flight computation), and its ground point sweeps downrange past the true
-    impact point, so a lost boost-phase track could otherwise leave a "warning" that
-    was a coincidence standing until impact.
+    There is no IPP while the nation believes the object is under thrust: the
+    ballistic propagation of a thrusting missile's state is not a prediction of where
+    it will land (impact point prediction is a free-flight computation), and its ground
+    point sweeps downrange past the true impact point. The belief is the tracker's
+    own: the track's thrust-mode probability (``tracks.thrust_prob``, the IMM's
+    :math:`\mu_{\text{thrust}}`) must be below :data:`THRUST_BELIEF_MAX` (the
+    ballistic mode the more probable). A track without that belief (a filter with no
+    thrust mode, a remote track report: NaN, or no ``thrust_prob`` at all) falls back
+    to the truth's phase label (``truth.phase`` boost, when the truth carries phases),
+    which such a nation could not know: a documented stand-in, not a measurement.
 
     Parameters
     ----------
@@ -675,6 +771,10 @@ def ipp_error_curve(
         counts (measured: Hwasong-15, KR bilateral, a trial with no IPP between
         burnout and re-entry and a 140 s warning).
 
+    with_sigma : bool
+        Also return the prediction's own 2-sigma semi-major axis
+        (:func:`impact_uncertainty_km`).
+
     Returns
     -------
     time_to_go : ndarray, shape (G,)
@@ -682,6 +782,8 @@ def ipp_error_curve(
     error_km : ndarray, shape (N, O, G)
         km; NaN where the object was not in flight or not tracked at that time, or
         the prediction does not reach the ground.
+    sigma_km : ndarray, shape (N, O, G)
+        Only with ``with_sigma``: :func:`impact_uncertainty_km` of each prediction, km.
     """
     _check_pair(truth, tracks)
     launch = np.asarray(truth.launch_time, float)
@@ -701,42 +803,85 @@ def ipp_error_curve(
     phase = getattr(truth, "phase", None)
     phase = None if phase is None else np.asarray(phase)
     err = np.full((N, O, tau.size), np.nan)
-    states, where = [], []
-    min_run = 1 if hold_s is None else max(1, int(np.ceil(_check_positive("hold_s", hold_s) / dt - 1e-9)))
+    sig = np.full((N, O, tau.size), np.nan)
+    states, covs, where = [], [], []
+    min_run = scored_min_run(hold_s, dt)
     if int(max_gap_steps) != max_gap_steps or max_gap_steps < 0:
         raise InputError.single("max_gap_steps", max_gap_steps, "an integer >= 0")
     for o, v in _views(truth, tracks, min_run, int(max_gap_steps)):
-        with np.errstate(invalid="ignore"):
-            k = np.floor((impact[:, o, None] - tau[None, :] - t[0]) / dt + 1e-9)  # (N, G)
-        ok = np.isfinite(k) & (k >= 0) & (k < t.size)
-        k = np.where(ok, k, 0).astype(np.intp)
+        k = time_to_go_index(t, impact[:, o], tau)  # (N, G), -1 outside the grid
+        ok = k >= 0
+        k = np.where(ok, k, 0)
         n_idx = np.broadcast_to(np.arange(N)[:, None], k.shape)
         ok &= v.tracked[n_idx, k]
-        if phase is not None:
-            ok &= phase[n_idx, o, k] != PHASE_BOOST  # no IPP of a thrusting missile (see the docstring)
+        ok &= ~_believed_thrusting(v.thrust[n_idx, k], None if phase is None else phase[n_idx, o, k])
         states.append(v.x[n_idx[ok], k[ok]])
+        covs.append(v.P[n_idx[ok], k[ok]])
         where.append((n_idx[ok], np.full(ok.sum(), o), np.nonzero(ok)[1]))
     if states:
         x = np.concatenate(states)
         n_i, o_i, g_i = (np.concatenate(w) for w in zip(*where))
         if x.shape[0]:
-            r_pred, _ = predict_ground_crossing(x)
+            r_pred, t_pred = predict_ground_crossing(x)
             err[n_i, o_i, g_i] = _ground_distance_km(r_pred, np.asarray(truth.impact_ecef, float)[n_i, o_i])
-    return tau, err
+            if with_sigma:
+                sig[n_i, o_i, g_i] = impact_uncertainty_km(x, np.concatenate(covs), t_pred)
+    return (tau, err, sig) if with_sigma else (tau, err)
 
 
-def warning_time(time_to_go, error_km, threshold_km: float) -> np.ndarray:
-    """Time to go from which the IPP error stays below a threshold until impact.
+THRUST_BELIEF_MAX = 0.5  # an IPP is made only while the thrust mode is the less probable of the IMM's two
+
+
+def _believed_thrusting(thrust_prob, phase) -> np.ndarray:
+    """Where the nation would not make an IPP: its own thrust belief >= THRUST_BELIEF_MAX; where the
+    track carries no belief (NaN), the truth's boost label if the truth has phases (see ipp_error_curve)."""
+    thrust_prob = np.asarray(thrust_prob, float)
+    known = np.isfinite(thrust_prob)
+    out = known & (thrust_prob >= THRUST_BELIEF_MAX)
+    if phase is not None:
+        out |= ~known & (np.asarray(phase) == PHASE_BOOST)
+    return out
+
+
+def time_to_go_index(t, impact_time, time_to_go) -> np.ndarray:
+    """Grid index of the last step at or before ``impact_time - time_to_go``, -1 where off the grid.
+
+    Parameters
+    ----------
+    t : array_like, shape (T,)
+        Uniform grid, s.
+    impact_time : array_like, shape (N,)
+        s (NaN: no impact, index -1).
+    time_to_go : array_like, shape (G,)
+        s.
+
+    Returns
+    -------
+    ndarray of intp, shape (N, G)
+    """
+    t = np.asarray(t, float)
+    dt = _grid_step(t)
+    with np.errstate(invalid="ignore"):
+        k = np.floor((np.asarray(impact_time, float)[:, None] - np.asarray(time_to_go, float)[None, :] - t[0]) / dt
+                     + 1e-9)
+    ok = np.isfinite(k) & (k >= 0) & (k < t.size)
+    return np.where(ok, k, -1).astype(np.intp)
+
+
+def warning_time(time_to_go, error_km, threshold_km: float, sigma_km=None) -> np.ndarray:
+    """Time to go of the first prediction a nation could trust: a warning it could issue.
 
     .. math::
 
-        t_{\\text{warn}} = \\max\\{\\tau_g : e_g < e_{\\max}\\ \\text{and}\\
-            e_{g'} < e_{\\max}\\ \\forall g' \\text{ later } (\\tau_{g'} < \\tau_g)
-            \\text{ with a prediction}\\}
+        t_{\text{warn}} = \max\{\tau_g : e_g < e_{\max}\ \text{and}\ a_g < e_{\max}\}
 
-    Points without a prediction (no confirmed track then: NaN) neither break nor
-    start the warning: the last warning issued stands while the track is lost.
-    Resolution is that of the time-to-go grid.
+    with :math:`e_g` the IPP error against the true impact point and :math:`a_g` the
+    prediction's own 2-sigma semi-major axis (:func:`impact_uncertainty_km`; omitted
+    when ``sigma_km`` is None). Both strictly below the threshold. The largest time to
+    go is the earliest moment: once issued, a warning stands; a later prediction does
+    not withdraw it (a later wrong one is counted by :func:`warning_retracted`), so a
+    nation that gains a radar, and with it a fresh re-entry track, never shows less
+    warning by construction. Resolution is that of the time-to-go grid.
 
     Parameters
     ----------
@@ -745,30 +890,74 @@ def warning_time(time_to_go, error_km, threshold_km: float) -> np.ndarray:
     error_km : array_like, shape (..., G)
         IPP error, km, NaN where no prediction.
     threshold_km : float
-        :math:`e_{\\max}`, km (> 0).
+        :math:`e_{\max}`, km (> 0).
+    sigma_km : array_like, shape (..., G), optional
+        :math:`a_g`, km (NaN: not believed).
 
     Returns
     -------
     ndarray, shape (...)
-        s; NaN if the error never settles below the threshold.
+        s; NaN if no prediction was both right and believed.
+
+    Raises
+    ------
+    InputError
+        ``threshold_km`` not > 0, or ``time_to_go`` not ascending and matching ``error_km``.
     """
+    ok = _trusted(time_to_go, error_km, threshold_km, sigma_km)[0]
+    tau = np.asarray(time_to_go, float)
+    return np.where(ok.any(axis=-1), np.max(np.where(ok, tau, -np.inf), axis=-1), np.nan)
+
+
+def _trusted(time_to_go, error_km, threshold_km, sigma_km):
+    """(right and believed, believed) masks of shape error_km.shape, after the input checks."""
     thr = _check_positive("threshold_km", threshold_km)
     tau = np.asarray(time_to_go, float)
     e = np.asarray(error_km, float)
     if tau.ndim != 1 or e.shape[-1:] != tau.shape or (np.diff(tau) <= 0).any():
         raise InputError.single("time_to_go", tau.shape, f"ascending (G,) matching error_km {e.shape}")
-    finite = np.isfinite(e)
-    good = finite & (e < thr)
-    bad = finite & ~good
-    bad_later = np.logical_or.accumulate(bad, axis=-1)  # any bad at tau <= tau_g (later in time)
-    ok = good & ~bad_later
-    return np.where(ok.any(axis=-1), np.max(np.where(ok, tau, -np.inf), axis=-1), np.nan)
+    believed = np.isfinite(e)
+    if sigma_km is not None:
+        sg = np.asarray(sigma_km, float)
+        if sg.shape != e.shape:
+            raise InputError.single("sigma_km", sg.shape, f"the shape of error_km {e.shape}")
+        with np.errstate(invalid="ignore"):
+            believed &= sg < thr
+    with np.errstate(invalid="ignore"):
+        return believed & (e < thr), believed
 
 
-def launch_point_error(truth, tracks) -> np.ndarray:
-    """Launch-point estimate error of the first confirmed track on each object.
+def warning_retracted(time_to_go, error_km, threshold_km: float, sigma_km=None) -> np.ndarray:
+    """Whether a warning, once issued, was followed by a believed prediction that missed.
 
-    The best confirmed track on the object at the first tracked step is retrodicted
+    After the warning of :func:`warning_time` (time to go :math:`t_{\text{warn}}`), a
+    later prediction (:math:`\tau_g < t_{\text{warn}}`) that the nation believes
+    (:math:`a_g < e_{\max}`) but that puts the impact point :math:`e_g \ge e_{\max}`
+    from the truth would make it withdraw or move the warning, as Japan's J-Alert of
+    2023-04-13 was issued and then retracted (Japan Cabinet Secretariat, 13 April 2023).
+
+    Parameters
+    ----------
+    time_to_go, error_km, threshold_km, sigma_km
+        As :func:`warning_time`.
+
+    Returns
+    -------
+    ndarray of float, shape (...)
+        1.0 where retracted, 0.0 otherwise (also where no warning was issued).
+    """
+    ok, believed = _trusted(time_to_go, error_km, threshold_km, sigma_km)
+    tau = np.asarray(time_to_go, float)
+    warn = np.where(ok.any(axis=-1), np.max(np.where(ok, tau, -np.inf), axis=-1), -np.inf)
+    wrong = believed & ~ok & (tau < warn[..., None])
+    return wrong.any(axis=-1).astype(float)
+
+
+def launch_point_error(truth, tracks, hold_s: float | None = None,
+                       max_gap_steps: int = DEFAULT_MAX_GAP_STEPS) -> np.ndarray:
+    """Launch-point estimate error of the first confirmed (with ``hold_s``: scored) track on each object.
+
+    The best such track on the object at the first tracked (scored) step is retrodicted
     ballistically (drag-free, thrust ignored) back to the ground
     (:func:`predict_ground_crossing` with ``backward=True``); the error is the
     geodesic distance between that ground point and the true launch point.
@@ -781,7 +970,7 @@ def launch_point_error(truth, tracks) -> np.ndarray:
     _check_pair(truth, tracks)
     state = np.asarray(truth.state)
     out = np.full(state.shape[:2], np.nan)
-    for o, v in _views(truth, tracks):
+    for o, v in _views(truth, tracks, scored_min_run(hold_s, _grid_step(truth.t)), max_gap_steps):
         _fill_launch_error(out, truth, o, v)
     return out
 
@@ -928,6 +1117,10 @@ def gospa_series(truth, tracks, c: float, p: float = 2.0) -> dict[str, np.ndarra
 # --------------------------------------------------------------------------- reductions
 
 
+PHASE_RMSE_KEYS = {PHASE_BOOST: "pos_rmse_boost_m", PHASE_MIDCOURSE: "pos_rmse_midcourse_m",
+                   PHASE_REENTRY: "pos_rmse_reentry_m"}
+
+
 def trial_metrics(
     truth,
     tracks,
@@ -938,8 +1131,17 @@ def trial_metrics(
     max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
     hold_s: float | None = None,
     curves: dict | None = None,
+    steps: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """All per-trial figures of merit of one nation's tracks.
+
+    Accuracy and consistency are scored only where the nation holds a *firm* track:
+    at a grid step where a confirmed track is on the object and has held it for
+    ``hold_s`` (``[metrics] firm_track_hold_s``; the rule of :func:`firm_track_time`,
+    counted causally: gaps of up to ``max_gap_steps`` steps bridged), the *scored*
+    steps. A fresh track's first seconds (km-level errors while the M-of-N logic has
+    just confirmed it) are not scored: they are what any tracker has before it has
+    a track, and scoring them would punish a policy for starting more tracks.
 
     Parameters
     ----------
@@ -953,24 +1155,43 @@ def trial_metrics(
     ipp_grid_step_s : float
         Time-to-go spacing of the IPP curve behind ``warning_time_s``, s.
     max_gap_steps, hold_s
-        Firm-track rule, see :func:`firm_track_time`.
+        Firm-track rule, see :func:`firm_track_time`; ``hold_s`` None scores every
+        confirmed step.
     curves : dict, optional
         If given, receives ``"ipp"``: the ``(time_to_go, error_km)`` pair of
         :func:`ipp_error_curve` computed on the way, for figures (no second pass).
+    steps : dict, optional
+        If given, receives the per-step arrays of the scored steps, shape (N, O, T),
+        NaN where not scored: ``"pos_err_m"`` (position error norm, m), ``"nees"``
+        (6-state NEES) and ``"pos_var_m2"`` (:math:`\operatorname{tr}P_{rr}`, m^2),
+        for the ensemble and matched statistics that need more than one trial or policy.
 
     Returns
     -------
     dict of ndarray
         Shape (N, O) unless noted, NaN where the event did not happen:
 
-        - ``detect_time_s``: :func:`detection_time`, s after launch.
+        - ``detect_time_s``: :func:`detection_time`, s after launch (arrival time).
         - ``firm_track_time_s``: :func:`firm_track_time`, s after launch.
-        - ``completeness``: :func:`completeness`, fraction.
-        - ``pos_rmse_m``, ``vel_rmse_mps``, ``anees``: :func:`estimation_errors`.
+        - ``completeness``: :func:`completeness`, fraction of the flight with a
+          confirmed track on the object (not only scored steps).
+        - ``scored_steps``: number of scored steps.
+        - ``pos_rmse_m``, ``vel_rmse_mps``, ``anees``: :func:`estimation_errors` over
+          the scored steps.
+        - ``pos_rmse_boost_m``, ``pos_rmse_midcourse_m``, ``pos_rmse_reentry_m``:
+          position RMSE over the scored steps of each phase as the truth labels them
+          (``truth.phase``), m.
+        - ``pos_error_m_at_120s``: position error of the scored estimate at time to go
+          ``config.ipp_time_to_go`` (the grid step of ``ipp_error_km_at_120s``), m.
+        - ``pos_error_m_at_burnout_60s``: position error 60 s after the object's
+          burnout (its first grid step out of boost), m.
         - ``ipp_error_km_at_120s``: :func:`ipp_error_curve` at time to go
           ``config.ipp_time_to_go``, km (the key keeps its name for other values).
-        - ``warning_time_s``: :func:`warning_time` with ``config.ipp_threshold``, s.
-        - ``launch_point_error_km``: :func:`launch_point_error`, km.
+        - ``warning_time_s``: :func:`warning_time` with ``config.ipp_threshold`` and the
+          predictions' own 2-sigma uncertainty, s.
+        - ``warning_retracted``: :func:`warning_retracted`, 1.0 or 0.0.
+        - ``launch_point_error_km``: :func:`launch_point_error` of the first scored
+          estimate, km.
         - ``gospa_m``: shape (N,), mean over the steps with at least one object in
           flight of the GOSPA distance (:func:`gospa_series`, p = alpha = 2,
           c = ``config.gospa_cutoff``), m. Defined for any number of objects (with one
@@ -978,26 +1199,61 @@ def trial_metrics(
     """
     _check_pair(truth, tracks)
     config = MetricsConfig() if config is None else config
+    if int(max_gap_steps) != max_gap_steps or max_gap_steps < 0:
+        raise InputError.single("max_gap_steps", max_gap_steps, "an integer >= 0")
     shape = np.asarray(truth.state).shape[:2]
+    t = np.asarray(truth.t, float)
+    dt = _grid_step(t)
     out = {
         "detect_time_s": detection_time(truth, arrivals),
         "firm_track_time_s": firm_track_time(truth, tracks, max_gap_steps, hold_s),
         "completeness": completeness(truth, tracks),
     }
-    err = {k: np.full(shape, np.nan) for k in ("pos_rmse_m", "vel_rmse_mps", "anees")}
+    keys = ("scored_steps", "pos_rmse_m", "vel_rmse_mps", "anees", *PHASE_RMSE_KEYS.values(),
+            "pos_error_m_at_120s", "pos_error_m_at_burnout_60s")
+    err = {k: np.full(shape, np.nan) for k in keys}
     launch_err = np.full(shape, np.nan)
-    for o, v in _views(truth, tracks):
+    phase = getattr(truth, "phase", None)
+    phase = None if phase is None else np.asarray(phase)
+    full = shape + (t.size,)
+    if steps is not None:
+        for k in ("pos_err_m", "nees", "pos_var_m2"):
+            steps[k] = np.full(full, np.nan)
+    impact = np.asarray(truth.impact_time, float)
+    N = shape[0]
+    for o, v in _views(truth, tracks, scored_min_run(hold_s, dt), int(max_gap_steps)):
         _fill_errors(err, o, v)
+        err["scored_steps"][:, o] = v.tracked.sum(axis=-1)
         _fill_launch_error(launch_err, truth, o, v)
+        e2 = np.sum(v.error[..., :3] ** 2, -1)  # (N, T), NaN where not scored
+        if phase is not None:
+            for ph, key in PHASE_RMSE_KEYS.items():
+                sel = phase[:, o] == ph
+                n_ph = (sel & v.tracked).sum(-1)
+                with np.errstate(invalid="ignore"):
+                    err[key][:, o] = np.where(n_ph > 0, np.sqrt(np.where(sel & v.tracked, e2, 0.0).sum(-1)
+                                                                / np.maximum(n_ph, 1)), np.nan)
+        pos_err = np.sqrt(e2)
+        k120 = time_to_go_index(t, impact[:, o], [config.ipp_time_to_go])[:, 0]
+        err["pos_error_m_at_120s"][:, o] = np.where(k120 >= 0, pos_err[np.arange(N), np.maximum(k120, 0)], np.nan)
+        k_bo = burnout_index(phase[:, o] if phase is not None else None, v.in_flight)
+        k60 = k_bo + int(round(60.0 / dt))
+        ok = (k_bo >= 0) & (k60 < t.size)
+        err["pos_error_m_at_burnout_60s"][:, o] = np.where(ok, pos_err[np.arange(N), np.where(ok, k60, 0)], np.nan)
+        if steps is not None:
+            steps["pos_err_m"][:, o] = pos_err
+            steps["nees"][:, o] = v.nees
+            steps["pos_var_m2"][:, o] = v.pos_var
     out.update(err)
-    tau, curve = ipp_error_curve(
+    tau, curve, sigma = ipp_error_curve(
         truth, tracks, step_s=ipp_grid_step_s, extra_time_to_go=(config.ipp_time_to_go,), hold_s=hold_s,
-        max_gap_steps=max_gap_steps,
+        max_gap_steps=max_gap_steps, with_sigma=True,
     )
     if curves is not None:
         curves["ipp"] = (tau, curve)
     out["ipp_error_km_at_120s"] = curve[..., np.searchsorted(tau, config.ipp_time_to_go)]
-    out["warning_time_s"] = warning_time(tau, curve, config.ipp_threshold / 1e3)
+    out["warning_time_s"] = warning_time(tau, curve, config.ipp_threshold / 1e3, sigma)
+    out["warning_retracted"] = warning_retracted(tau, curve, config.ipp_threshold / 1e3, sigma)
     out["launch_point_error_km"] = launch_err
     g = gospa_series(truth, tracks, config.gospa_cutoff)
     active = g["n_truth"] > 0
@@ -1008,20 +1264,304 @@ def trial_metrics(
     return out
 
 
-def summarize(values) -> dict:
+def bound_metrics(bound_var_m2, pos_err_m) -> dict[str, np.ndarray]:
+    """The posterior Cramer-Rao bound over a row's scored steps, and the tracker's efficiency against it.
+
+    .. math::
+
+        \text{PCRLB}_r(n, o) = \sqrt{\tfrac1{|\mathcal K|}\sum_{k\in\mathcal K}
+            \operatorname{tr}[J_k^{-1}]_{rr}},\qquad
+        \eta(n, o) = \text{RMSE}_r(n, o) / \text{PCRLB}_r(n, o)
+
+    over the same scored steps :math:`\mathcal K` as ``pos_rmse_m`` (the RMS of the
+    bound's position standard deviation, so :math:`\eta = 1` is an estimator that
+    reaches the bound, the best any tracker could do with the nation's data under the
+    policy, given perfect association; Tichavsky, Muravchik & Nehorai 1998).
+
+    Parameters
+    ----------
+    bound_var_m2 : ndarray, shape (N, O, T)
+        :func:`fusion.bounds.pcrlb_position_variance`, m^2 (inf: not yet determined).
+    pos_err_m : ndarray, shape (N, O, T)
+        Position error on the scored steps, NaN elsewhere (``steps["pos_err_m"]`` of
+        :func:`trial_metrics`), m.
+
+    Returns
+    -------
+    dict of ndarray, shape (N, O)
+        ``pcrlb_pos_m`` (m) and ``efficiency``; NaN where nothing is scored. A scored
+        step where the bound is still infinite makes both inf (reported as missing):
+        the tracker claims what the data cannot give.
+    """
+    b = np.asarray(bound_var_m2, float)
+    e = np.asarray(pos_err_m, float)
+    scored = np.isfinite(e)
+    n = scored.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_rms = np.where(n > 0, np.sqrt(np.where(scored, b, 0.0).sum(-1) / np.maximum(n, 1)), np.nan)
+        e_rms = np.where(n > 0, np.sqrt(np.where(scored, e * e, 0.0).sum(-1) / np.maximum(n, 1)), np.nan)
+        eff = np.where(np.isfinite(b_rms) & (b_rms > 0), e_rms / b_rms, np.nan)
+    return {"pcrlb_pos_m": np.where(np.isfinite(b_rms), b_rms, np.nan), "efficiency": eff}
+
+
+def burnout_index(phase, in_flight) -> np.ndarray:
+    """Grid index of each trial's burnout: the first in-flight step after the boost, -1 if none.
+
+    Parameters
+    ----------
+    phase : ndarray of int, shape (N, T), or None
+        ``truth.phase`` of one object (None: no phases, every result -1).
+    in_flight : ndarray of bool, shape (N, T)
+
+    Returns
+    -------
+    ndarray of intp, shape (N,)
+        The step is within one grid step after the true cut-off (the phase label
+        changes on the grid).
+    """
+    if phase is None:
+        return np.full(np.shape(in_flight)[0], -1, np.intp)
+    phase = np.asarray(phase)
+    boost = phase == PHASE_BOOST
+    T = phase.shape[-1]
+    idx = np.arange(T)
+    last_boost = np.where(boost.any(-1), np.max(np.where(boost, idx, -1), axis=-1), -1)
+    after = in_flight & ~boost & (idx[None, :] > last_boost[:, None]) & (last_boost[:, None] >= 0)
+    return np.where(after.any(-1), np.argmax(after, axis=-1), -1).astype(np.intp)
+
+
+def matched_ratio(err_row, err_ref) -> tuple[np.ndarray, np.ndarray]:
+    """RMS position error of a row over the steps it shares with a reference row, over the reference's.
+
+    .. math::
+
+        \rho(n, o) = \sqrt{\frac{\sum_{k\in\mathcal C} \|\tilde r^{a}_k\|^2}
+                               {\sum_{k\in\mathcal C} \|\tilde r^{b}_k\|^2}},\qquad
+        \mathcal C = \mathcal K^a(n, o)\cap\mathcal K^b(n, o)
+
+    with :math:`\mathcal K` the scored steps of each row (same trial, same object,
+    same data but the sharing policy): the two rows are compared on exactly the same
+    moments of the flight, so a policy that also holds a harder part of the flight
+    (the re-entry) is not charged for it. Exactly 1 when the rows are the same.
+
+    Parameters
+    ----------
+    err_row, err_ref : ndarray, shape (N, O, T)
+        Position error norms on the scored steps, NaN elsewhere (``steps["pos_err_m"]``
+        of :func:`trial_metrics`), m.
+
+    Returns
+    -------
+    ratio : ndarray, shape (N, O)
+        NaN where the rows share no step (or the reference error is 0 there).
+    common : ndarray of int, shape (N, O)
+        :math:`|\mathcal C|`.
+    """
+    a, b = np.asarray(err_row, float), np.asarray(err_ref, float)
+    both = np.isfinite(a) & np.isfinite(b)
+    n = both.sum(-1)
+    num = np.where(both, a * a, 0.0).sum(-1)
+    den = np.where(both, b * b, 0.0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where((n > 0) & (den > 0), np.sqrt(num / np.where(den > 0, den, 1.0)), np.nan)
+    return ratio, n
+
+
+# Ensemble NEES accumulation: sums kept as integers of NEES_QUANTUM, so the sum over trials is the same
+# number whatever order the chunks arrive in (float sums are not associative; metrics.json must not depend
+# on the chunking). 2^-20 ~ 1e-6 is far below any difference that moves a bound; NEES above NEES_CLIP
+# counts as NEES_CLIP (far above any bound; keeps int64 sums of 10^6 trials from overflowing).
+NEES_QUANTUM = 2.0 ** -20
+NEES_CLIP = 1.0e6
+N_PHASE_SLOTS = 4  # 0 every phase, 1 boost, 2 midcourse, 3 re-entry
+
+
+def nees_sums(nees, phase=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step sums of NEES over trials, overall and per phase, for the ensemble test.
+
+    Parameters
+    ----------
+    nees : ndarray, shape (N, T)
+        NEES of one object on the scored steps, NaN elsewhere.
+    phase : ndarray of int, shape (N, T), optional
+        ``truth.phase`` of the object.
+
+    Returns
+    -------
+    total : ndarray of int64, shape (4, T)
+        Sum of :math:`\epsilon` in units of :data:`NEES_QUANTUM` over the trials scored
+        at the step: row 0 all, rows 1-3 those in boost, midcourse, re-entry.
+    count : ndarray of int64, shape (4, T)
+        Number of those trials.
+    """
+    e = np.asarray(nees, float)
+    ok = np.isfinite(e)
+    q = np.where(ok, np.rint(np.minimum(e, NEES_CLIP) / NEES_QUANTUM), 0).astype(np.int64)
+    T = e.shape[-1]
+    total = np.zeros((N_PHASE_SLOTS, T), np.int64)
+    count = np.zeros((N_PHASE_SLOTS, T), np.int64)
+    total[0], count[0] = q.sum(0), ok.sum(0)
+    if phase is not None:
+        phase = np.asarray(phase)
+        for i, ph in enumerate((PHASE_BOOST, PHASE_MIDCOURSE, PHASE_REENTRY), start=1):
+            sel = ok & (phase == ph)
+            total[i], count[i] = np.where(sel, q, 0).sum(0), sel.sum(0)
+    return total, count
+
+
+def ensemble_nees(total, count, dim: int = STATE_DIM, probability: float = 0.95):
+    """Ensemble NEES per step and its chi-square bounds, from :func:`nees_sums`.
+
+    .. math::
+
+        \bar\epsilon_k = \frac1{M_k}\sum_{i=1}^{M_k}\epsilon^i_k \in
+        \Big[\tfrac{1}{M_k}\chi^2_{nM_k}\big(\tfrac{1-q}2\big),\
+              \tfrac{1}{M_k}\chi^2_{nM_k}\big(\tfrac{1+q}2\big)\Big]
+
+    over the :math:`M_k` Monte Carlo runs that hold a scored track at step *k*
+    (Bar-Shalom, Li & Kirubarajan 2001, sec. 5.4.2, eq. 5.4.2-5 to -8; the runs are
+    independent, so unlike a time average the bound is exact for a consistent filter).
+
+    Returns
+    -------
+    mean, lower, upper : ndarray, shape of ``total``
+        NaN where :math:`M_k = 0`.
+    """
+    total = np.asarray(total)
+    count = np.asarray(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total * NEES_QUANTUM / np.maximum(count, 1), np.nan)
+    lo, hi = anees_bounds(count, dim, probability)
+    return mean, lo, hi
+
+
+def nees_consistency(total, count, dim: int = STATE_DIM, probability: float = 0.95) -> dict:
+    """Fractions of steps whose ensemble NEES falls inside, below and above its 95 % bounds.
+
+    Parameters
+    ----------
+    total, count : ndarray, shape (T,)
+        One row of :func:`nees_sums` summed over all trials.
+
+    Returns
+    -------
+    dict
+        ``inside``, ``below`` (conservative: covariance larger than the errors),
+        ``above`` (overconfident) as fractions of the ``steps`` with at least one
+        scored trial (None when there is none), and ``steps``.
+    """
+    mean, lo, hi = ensemble_nees(total, count, dim, probability)
+    ok = np.asarray(count) > 0
+    n = int(ok.sum())
+    if n == 0:
+        return {"inside": None, "below": None, "above": None, "steps": 0}
+    below = int((mean[ok] < lo[ok]).sum())
+    above = int((mean[ok] > hi[ok]).sum())
+    return {"inside": (n - below - above) / n, "below": below / n, "above": above / n, "steps": n}
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20240413  # fixed: the same trials give the same interval (the date of the J-Alert retraction)
+INDICATIVE_TRIALS = 20  # fewer trials than this: a comparison is only indicative
+
+
+def bootstrap_median_ci(values, probability: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = BOOTSTRAP_SEED):
+    """Percentile bootstrap confidence interval of the median (Efron & Tibshirani 1993, ch. 13).
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+        Finite values (NaN dropped first).
+
+    Returns
+    -------
+    (lo, hi) or None
+        None with fewer than 2 values. Seeded, so the same values give the same interval.
+    """
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    med = np.median(v[rng.integers(0, v.size, (resamples, v.size))], axis=1)
+    a = 0.5 * (1 - probability)
+    lo, hi = np.quantile(med, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def paired_difference(a, b) -> dict:
+    """Median and bootstrap 95 % interval of ``a - b`` over the trials where both happened.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (trials,)
+        One metric of two rows (same nation and target, two policies), trial by trial, NaN
+        where it did not happen.
+
+    Returns
+    -------
+    dict
+        ``median`` (None without a pair), ``ci95`` ([lo, hi] or None), ``pairs``,
+        ``only_a``, ``only_b`` (trials where only one row had the metric).
+    """
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    both = fa & fb
+    d = a[both] - b[both]
+    ci = bootstrap_median_ci(d)
+    return {"median": float(np.median(d)) if d.size else None, "ci95": None if ci is None else list(ci),
+            "pairs": int(both.sum()), "only_a": int((fa & ~fb).sum()), "only_b": int((fb & ~fa).sum())}
+
+
+def bimodality_coefficient(values) -> float:
+    """Sarle's bimodality coefficient :math:`b = (g^2 + 1) / (\\kappa + 3(n-1)^2/((n-2)(n-3)))`.
+
+    *g* is the sample skewness and :math:`\kappa` the sample excess kurtosis, both
+    bias-corrected (SAS Institute, *SAS/STAT User's Guide*, PROC CLUSTER; Pfister et al.,
+    *Front. Psychol.* 4:700, 2013). Above :data:`BIMODAL_COEFFICIENT` (5/9, the value of a
+    uniform distribution) the distribution is flagged as bimodal (or heavily skewed).
+
+    Returns
+    -------
+    float
+        NaN with fewer than 4 finite values or no spread.
+    """
+    from scipy.stats import kurtosis, skew
+
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n < 4 or np.ptp(v) == 0:
+        return float("nan")
+    g = skew(v, bias=False)
+    k = kurtosis(v, fisher=True, bias=False)
+    return float((g * g + 1.0) / (k + 3.0 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
+
+
+BIMODAL_COEFFICIENT = 5.0 / 9.0
+BIMODAL_MIN_TRIALS = 10  # fewer finite values: not flagged (the coefficient is too noisy)
+
+
+def summarize(values, ci: bool = False) -> dict:
     """Median and 10th/90th percentiles over trials, counting missing values.
 
     Parameters
     ----------
     values : array_like, shape (trials,)
         One metric for one (policy, nation, object); NaN = did not happen.
+    ci : bool
+        Also give ``ci95``: the seeded bootstrap 95 % interval of the median
+        (:func:`bootstrap_median_ci`), None with fewer than 2 values.
 
     Returns
     -------
     dict
         ``median``, ``p10``, ``p90``: floats over the finite values (numpy's linear
         percentile interpolation), None when every value is missing; ``n``: number of
-        trials (missing included); ``n_missing``: number of NaN values.
+        trials (missing included); ``n_missing``: number of NaN values; ``bimodal``:
+        Sarle's coefficient of the finite values above 5/9 with at least 10 of them
+        (:func:`bimodality_coefficient`): a median and a range would hide two clusters.
     """
     v = np.asarray(values, float).ravel()
     finite = v[np.isfinite(v)]
@@ -1029,4 +1569,8 @@ def summarize(values) -> dict:
     if finite.size:
         p10, med, p90 = np.percentile(finite, [10, 50, 90])
         out.update(median=float(med), p10=float(p10), p90=float(p90))
+    if ci:
+        out["ci95"] = bootstrap_median_ci(finite)
+    bc = bimodality_coefficient(finite)
+    out["bimodal"] = bool(finite.size >= BIMODAL_MIN_TRIALS and bc > BIMODAL_COEFFICIENT)
     return out

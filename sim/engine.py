@@ -26,7 +26,15 @@ from sim.errors import InputError
 from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS, blame_overrides, did_you_mean
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
-METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m")
+METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m") + ("pcrlb_pos_m", "efficiency")
+# Matched comparison against the same nation's isolated row, computed per chunk (every policy runs on the
+# same chunk); present only when the isolated policy is run.
+MATCHED_KEYS = ("pos_err_ratio_vs_isolated", "common_steps_vs_isolated")
+BOUND_KEYS = ("pcrlb_pos_m", "efficiency")  # fusion.metrics.bound_metrics over each row's scored steps
+REFERENCE_POLICY = "isolated"
+# Paired comparisons against the isolated row in metrics.json (issue 23: over the same trials, with a CI).
+PAIRED_KEYS = ("firm_track_time_s", "completeness", "warning_time_s")
+PHASE_NAMES = ("all", "boost", "midcourse", "reentry")  # rows of fusion.metrics.nees_sums
 WORK_KEYS = ("tracker_runs", "track_steps", "updates")
 CURVE_POINTS = 400  # samples per trial and curve kept for the report's figures
 
@@ -65,6 +73,10 @@ class TrialResults:
         metric did not happen in a trial (no track, no warning).
     gospa : dict
         ``{(policy, nation): list of float}`` mean GOSPA per trial (several objects only).
+    nees : dict
+        ``{(policy, nation, target): (total, count)}``: :func:`fusion.metrics.nees_sums`
+        summed over trials, int64 arrays of shape (4, T) (integers, so the sum does not
+        depend on the chunking).
     shared : dict
         ``{(policy, receiver, sender, target): {key: list of float}}`` per trial, km, for
         :data:`fusion.shared_estimates.SHARED_KEYS` (track-level routes only; see
@@ -82,6 +94,7 @@ class TrialResults:
 
     values: dict = dataclasses.field(default_factory=dict)
     gospa: dict = dataclasses.field(default_factory=dict)
+    nees: dict = dataclasses.field(default_factory=dict)
     shared: dict = dataclasses.field(default_factory=dict)
     ipp_spread: dict = dataclasses.field(default_factory=dict)
     trials: int = 0
@@ -95,6 +108,8 @@ class TrialResults:
                 mine[k].extend(v)
         for key, v in other.gospa.items():
             self.gospa.setdefault(key, []).extend(v)
+        for key, (total, count) in other.nees.items():
+            self.add_nees(key, total, count)
         for key, row in other.shared.items():
             mine = self.shared.setdefault(key, {k: [] for k in row})
             for k, v in row.items():
@@ -104,6 +119,21 @@ class TrialResults:
         self.trials += other.trials
         for k in WORK_KEYS:
             self.work[k] += other.work[k]
+
+
+    def add_nees(self, key, total, count) -> None:
+        """Add per-step NEES sums (:func:`fusion.metrics.nees_sums`) of some trials to row ``key``."""
+        if key not in self.nees:
+            self.nees[key] = (total.copy(), count.copy())
+            return
+        mine_t, mine_c = self.nees[key]
+        T = max(mine_t.shape[-1], total.shape[-1])  # a chunk may have had to extend the grid
+        if mine_t.shape[-1] < T:
+            pad = ((0, 0), (0, T - mine_t.shape[-1]))
+            mine_t, mine_c = np.pad(mine_t, pad), np.pad(mine_c, pad)
+        mine_t[:, :total.shape[-1]] += total
+        mine_c[:, :count.shape[-1]] += count
+        self.nees[key] = (mine_t, mine_c)
 
 
 def build_radars(scenario: Scenario) -> tuple:
@@ -452,7 +482,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         decreasing; called after truth and detections, after each tracker run and at the
         end (:class:`ChunkProgress`).
     """
-    from fusion.metrics import trial_metrics
+    from fusion.bounds import pcrlb_position_variance
+    from fusion.metrics import bound_metrics, matched_ratio, nees_sums, trial_metrics
     from fusion.network import resolve_policies
     from sensors.detections import generate_detections
     from sim.truth import generate_truth
@@ -483,6 +514,10 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         chunk_progress = ChunkProgress(progress)
         chunk_progress.plan(dets, delays)
     cache: _CountingCache = _CountingCache(results.work, chunk_progress)
+    pos_err = {}  # (policy, nation) -> (N, O, T) error on the scored steps, for the matched comparison
+    bounds: dict = {}  # arrival-time key -> PCRLB position variance (policies that deliver the same data share it)
+    site_ecef = np.stack([r.site_ecef for r in radars])
+    R_enu = np.stack([r.R_enu for r in radars])
     from fusion.shared_estimates import ipp_at_warning, pairwise_spread_km
 
     tgo = float(scenario.metrics.ipp_time_to_go)
@@ -506,21 +541,38 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
                     del cache[key]
             arrivals = _arrivals(dets, mask, arrival)
             got: dict = {}
-            m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got,
+            steps: dict = {}
+            m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got, steps=steps,
                               hold_s=scenario.metrics.firm_track_hold)
+            bkey = arrival.tobytes()
+            if bkey not in bounds:
+                bounds[bkey] = pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, scenario.threats)
+            m.update(bound_metrics(bounds[bkey], steps["pos_err_m"]))
+            steps["pcrlb_var_m2"] = np.where(np.isfinite(steps["pos_err_m"]), bounds[bkey], np.nan)
             if curves is not None:
-                curves.add(policy_name, nation, truth, tracks, rv, targets, got["ipp"])
+                curves.add(policy_name, nation, truth, steps, rv, targets, got["ipp"])
+            if REFERENCE_POLICY in policies:
+                pos_err[(policy_name, nation)] = steps["pos_err_m"][:, rv]
             for j, obj in enumerate(rv):
                 row = results.values.setdefault((policy_name, nation, targets[j]), {k: [] for k in METRIC_KEYS})
                 for k in METRIC_KEYS:
                     row[k].extend(np.asarray(m[k])[:, obj].tolist())
+                results.add_nees((policy_name, nation, targets[j]), *nees_sums(steps["nees"][:, obj],
+                                                                               truth.phase[:, obj]))
             if "gospa_m" in m and len(truth.object_kind) > 1:
                 results.gospa.setdefault((policy_name, nation), []).extend(np.asarray(m["gospa_m"]).ravel().tolist())
             if keep is not None:
                 keep(policy_name, nation, truth, dets, tracks, mask, arrival, m)
-            del tracks
+            del tracks, steps
         for j, points in ipps.items():
             results.ipp_spread.setdefault((policy_name, targets[j]), []).extend(pairwise_spread_km(points).tolist())
+    if REFERENCE_POLICY in policies:  # every policy ran on this chunk's trials: compare step by step
+        for (policy_name, nation), err in pos_err.items():
+            ratio, common = matched_ratio(err, pos_err[(REFERENCE_POLICY, nation)])
+            for j in range(len(rv)):
+                row = results.values[(policy_name, nation, targets[j])]
+                row.setdefault(MATCHED_KEYS[0], []).extend(ratio[:, j].tolist())
+                row.setdefault(MATCHED_KEYS[1], []).extend(common[:, j].astype(float).tolist())
     if curves is not None and curves.coverage is None:
         curves.set_coverage(truth, dets, len(radars))
     results.trials += len(trial_indices)
@@ -532,9 +584,12 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
 class Curves:
     """Per-trial error curves, decimated in time, gathered over chunks for the report's figures.
 
-    Position error (m) of the scored confirmed track on each RV versus time and
-    its 2-sigma bound; IPP error (km) versus time to go; and the coverage
-    timeline (which radar detects which object, when) of the first trial.
+    Position error (m) of the nation's estimate on each RV on its scored steps (a
+    firm track, :func:`fusion.metrics.trial_metrics`) versus time, NaN elsewhere, and
+    the RMS radius the filter claims there, :math:`\sqrt{\operatorname{tr}P_{rr}}`;
+    IPP error (km) versus time to go; and the coverage timeline (which radar detects
+    which object, when) of the first trial; and the posterior Cramer-Rao bound's
+    position variance (m^2) on the same scored steps (:mod:`fusion.bounds`).
 
     Parameters
     ----------
@@ -547,15 +602,18 @@ class Curves:
         self.step = int(step)
         self.pos: dict = {}  # (policy, nation, target) -> list of (trials, G) arrays
         self.bound: dict = {}
+        self.pcrlb: dict = {}  # PCRLB position variance on the scored steps, m^2
         self.ipp: dict = {}
         self.t = None
         self.tau = None
         self.coverage = None
 
-    def add(self, policy, nation, truth, tracks, rv, targets, ipp) -> None:
-        from fusion.metrics import position_error_curve
-
-        t, err, bound = position_error_curve(truth, tracks)
+    def add(self, policy, nation, truth, steps, rv, targets, ipp) -> None:
+        """Keep one (policy, nation)'s curves of a chunk: ``steps`` as filled by
+        :func:`fusion.metrics.trial_metrics`, ``ipp`` its ``(time_to_go, error_km)``."""
+        t = np.asarray(truth.t, float)
+        err = steps["pos_err_m"]
+        bound = np.sqrt(steps["pos_var_m2"])
         step = self.step
         # Every chunk has the same grid (fixed by the threats); keep the longest in case a chunk had to extend it.
         if self.t is None or t[::step].size > self.t.size:
@@ -567,13 +625,16 @@ class Curves:
             key = (policy, nation, targets[j])
             self.pos.setdefault(key, []).append(err[:, obj, ::step])
             self.bound.setdefault(key, []).append(bound[:, obj, ::step])
+            if "pcrlb_var_m2" in steps:
+                self.pcrlb.setdefault(key, []).append(steps["pcrlb_var_m2"][:, obj, ::step])
             self.ipp.setdefault(key, []).append(ipp_err[:, obj, :])
 
     def merge(self, other: "Curves") -> None:
         """Append the curves of ``other`` (a later chunk, same ``step``) to these, in order."""
         if other.step != self.step:
             raise ValueError(f"Curves.merge: step {other.step} differs from {self.step}")
-        for mine, theirs in ((self.pos, other.pos), (self.bound, other.bound), (self.ipp, other.ipp)):
+        for mine, theirs in ((self.pos, other.pos), (self.bound, other.bound), (self.ipp, other.ipp),
+                             (self.pcrlb, other.pcrlb)):
             for key, parts in theirs.items():
                 mine.setdefault(key, []).extend(parts)
         if other.t is not None and (self.t is None or other.t.size > self.t.size):
@@ -659,6 +720,8 @@ class RunOutput:
     curves : Curves
     work : dict
         :attr:`TrialResults.work` summed over all chunks.
+    nees : dict
+        :attr:`TrialResults.nees`: per-step NEES sums of every row, for the ensemble NEES figure.
     shared : list of dict
         One per (policy, receiver, sender, target) of the track-level routes:
         ``policy``, ``nation`` (receiver), ``sender``, ``target`` and per key of
@@ -683,6 +746,7 @@ class RunOutput:
     shared: list = dataclasses.field(default_factory=list)
     ipp_spread: list = dataclasses.field(default_factory=list)
     per_trial: TrialResults | None = None
+    nees: dict = dataclasses.field(default_factory=dict)
 
 
 def check_run_args(trials, seed, workers, chunk_trials) -> None:
@@ -803,13 +867,7 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
                 curves.merge(part_curves)
                 fractions[c] = 1.0
                 tell()
-    rows = []
-    for (policy, nation, target), values in results.values.items():
-        row = {"policy": policy, "nation": nation, "target": target}
-        row.update({k: summarize(np.asarray(v)) for k, v in values.items()})
-        if (policy, nation) in results.gospa:
-            row["gospa_m"] = summarize(np.asarray(results.gospa[(policy, nation)]))
-        rows.append(row)
+    rows = summary_rows(results)
     shared = [{"policy": p, "nation": n, "sender": src, "target": tg,
                **{k: summarize(np.asarray(v)) for k, v in vals.items()}}
               for (p, n, src, tg), vals in results.shared.items()]
@@ -820,7 +878,44 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         spread.append({"policy": p, "target": tg, "spread_km": summarize(v),
                        "disagree": int(np.sum(v > threshold_km)), "compared": int(np.sum(np.isfinite(v)))})
     return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), shared, spread,
-                     per_trial=results)
+                     per_trial=results, nees=dict(results.nees))
+
+
+def summary_rows(results: TrialResults) -> list:
+    """One summary row per (policy, nation, target) from the per-trial values of all chunks.
+
+    Each metric is summarized by :func:`fusion.metrics.summarize` (the matched ratio with
+    its bootstrap interval); ``warning_retracted`` becomes the number of trials with a
+    retracted warning (``{"trials": k, "n": n}``); ``nees_consistency`` the fractions of
+    :func:`fusion.metrics.nees_consistency` overall and per phase (``{"all": ..., "boost":
+    ..., "midcourse": ..., "reentry": ...}``); ``paired_vs_isolated`` the
+    :func:`fusion.metrics.paired_difference` of each of :data:`PAIRED_KEYS` against the
+    same nation's isolated row, over the trials where both had it (not on isolated rows).
+    Every input is in trial order, so the rows do not depend on the chunking.
+    """
+    from fusion.metrics import nees_consistency, paired_difference, summarize
+
+    rows = []
+    for (policy, nation, target), values in results.values.items():
+        row = {"policy": policy, "nation": nation, "target": target}
+        for k, v in values.items():
+            v = np.asarray(v, float)
+            if k == "warning_retracted":
+                row[k] = {"trials": int(np.nansum(v)), "n": int(v.size)}
+            else:
+                row[k] = summarize(v, ci=k == MATCHED_KEYS[0])
+        if (policy, nation) in results.gospa:
+            row["gospa_m"] = summarize(np.asarray(results.gospa[(policy, nation)]))
+        if (policy, nation, target) in results.nees:
+            total, count = results.nees[(policy, nation, target)]
+            row["nees_consistency"] = {name: nees_consistency(total[i], count[i])
+                                       for i, name in enumerate(PHASE_NAMES)}
+        ref = results.values.get((REFERENCE_POLICY, nation, target))
+        if ref is not None and policy != REFERENCE_POLICY:
+            row["paired_vs_isolated"] = {k: paired_difference(values[k], ref[k]) for k in PAIRED_KEYS
+                                         if k in values and k in ref}
+        rows.append(row)
+    return rows
 
 
 _REPORTS = None  # a worker's queue of (chunk, fraction done) progress reports to the main process

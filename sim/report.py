@@ -28,17 +28,36 @@ COLUMNS = {
     "detect_time_s": ("detect", "s", "{:.0f}", True),
     "firm_track_time_s": ("firm track", "s", "{:.0f}", True),
     "completeness": ("complete", "", "{:.2f}", False),
+    "scored_steps": ("scored steps", "", "{:.0f}", False),
+    "pos_err_ratio_vs_isolated": ("matched ratio", "", "{:.2f}", True),
+    "common_steps_vs_isolated": ("common steps", "", "{:.0f}", None),
     "pos_rmse_m": ("pos RMSE", "m", "{:.0f}", True),
+    "pcrlb_pos_m": ("PCRLB", "m", "{:.0f}", True),
+    "efficiency": ("efficiency", "", "{:.1f}", True),
     "vel_rmse_mps": ("vel RMSE", "m/s", "{:.1f}", True),
     "anees": ("ANEES", "", "{:.2f}", None),
+    "pos_rmse_boost_m": ("RMSE boost", "m", "{:.0f}", True),
+    "pos_rmse_midcourse_m": ("RMSE midcourse", "m", "{:.0f}", True),
+    "pos_rmse_reentry_m": ("RMSE re-entry", "m", "{:.0f}", True),
+    "pos_error_m_at_120s": ("pos err @120s", "m", "{:.0f}", True),
+    "pos_error_m_at_burnout_60s": ("pos err @burnout+60s", "m", "{:.0f}", True),
     "ipp_error_km_at_120s": ("IPP err @120s", "km", "{:.1f}", True),
     "warning_time_s": ("warning", "s to go", "{:.0f}", False),
     "launch_point_error_km": ("launch pt err", "km", "{:.1f}", True),
     "gospa_m": ("GOSPA", "m", "{:.0f}", True),
 }
-TABLE_KEYS = ("detect_time_s", "firm_track_time_s", "completeness", "pos_rmse_m", "vel_rmse_mps", "anees",
-              "ipp_error_km_at_120s", "warning_time_s", "launch_point_error_km")  # issue 7's columns, then the
-#              launch-point error (new-user trial: in metrics.json and the README, in no table)
+# The headline (terminal and report.md's first table): custody, the matched comparison, accuracy against the
+# bound, and the warning (issue 24).
+TABLE_KEYS = ("firm_track_time_s", "completeness", "pos_err_ratio_vs_isolated", "pos_rmse_m", "efficiency",
+              "warning_time_s")
+# report.md's second table: everything else a row has.
+DETAIL_KEYS = ("detect_time_s", "scored_steps", "common_steps_vs_isolated", "pcrlb_pos_m", "vel_rmse_mps", "anees",
+               "nees_consistency", "pos_rmse_boost_m", "pos_rmse_midcourse_m", "pos_rmse_reentry_m",
+               "pos_error_m_at_120s", "pos_error_m_at_burnout_60s", "ipp_error_km_at_120s", "warning_retracted",
+               "launch_point_error_km", "gospa_m")
+SPECIAL_COLUMNS = {"nees_consistency": ("NEES inside", ""), "warning_retracted": ("warning retracted", "")}
+REFERENCE_POLICY = "isolated"  # the matched comparison's reference (sim.engine.REFERENCE_POLICY)
+INDICATIVE_TRIALS = 20  # fusion.metrics.INDICATIVE_TRIALS: below it a comparison is only indicative
 
 
 def _stage(path: Path, data: bytes) -> str:
@@ -122,6 +141,22 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
                 s = row[key]
                 out[key] = {"median": _round(s["median"]), "p10": _round(s["p10"]), "p90": _round(s["p90"]),
                             "n": int(s["n"]), "missing": int(s["n_missing"])}
+                if "ci95" in s:
+                    out[key]["ci95"] = None if s["ci95"] is None else [_round(v) for v in s["ci95"]]
+                if s.get("bimodal"):
+                    out[key]["bimodal"] = True
+        if "warning_retracted" in row:
+            out["warning_retracted"] = {"trials": int(row["warning_retracted"]["trials"]),
+                                        "n": int(row["warning_retracted"]["n"])}
+        if "nees_consistency" in row:
+            out["nees_consistency"] = {ph: {k: (int(v) if k == "steps" else _round(v)) for k, v in c.items()}
+                                       for ph, c in row["nees_consistency"].items()}
+        if "paired_vs_isolated" in row:
+            out["paired_vs_isolated"] = {
+                k: {"median": _round(p["median"]),
+                    "ci95": None if p["ci95"] is None else [_round(v) for v in p["ci95"]],
+                    "pairs": int(p["pairs"]), "only_this": int(p["only_a"]), "only_isolated": int(p["only_b"])}
+                for k, p in row["paired_vs_isolated"].items()}
         results.append(out)
     return {
         "scenario": scenario.info.name,
@@ -165,6 +200,13 @@ def tracker_settings(tracker) -> dict:
 
 
 def _cell(summary, key, ranges: bool) -> str:
+    """One table cell: the median (and p10-p90), ``in k/n`` when the metric happened in only k of n trials
+    (the median is over those k), ``bimodal`` when the trials fall in two clusters."""
+    if key == "nees_consistency":
+        inside = None if summary is None else summary.get("all", {}).get("inside")
+        return "none" if inside is None else f"{inside:.0%} of {summary['all']['steps']}"
+    if key == "warning_retracted":
+        return "none" if summary is None else f"{summary['trials']}/{summary['n']}"
     if summary is None or summary["median"] is None:
         return "none"
     fmt = COLUMNS[key][2]
@@ -172,17 +214,22 @@ def _cell(summary, key, ranges: bool) -> str:
     if ranges and summary["p10"] is not None:
         text += f" ({fmt.format(summary['p10'])}-{fmt.format(summary['p90'])})"
     if summary.get("missing"):
-        text += f" [{summary['missing']} none]"
+        text += f" in {summary['n'] - summary['missing']}/{summary['n']}"
+    if summary.get("bimodal"):
+        text += " bimodal"
     return text
 
 
-def table_rows(doc: dict, target: str, ranges: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (nation, policy, metric cells) of one target's table."""
-    keys = [k for k in TABLE_KEYS if any(k in r for r in doc["results"])]
-    if any("gospa_m" in r for r in doc["results"]):
-        keys.append("gospa_m")
-    header = ["nation", "policy"] + [f"{COLUMNS[k][0]}" + (f" [{COLUMNS[k][1]}]" if COLUMNS[k][1] else "")
-                                     for k in keys]
+def _title(key) -> str:
+    title, unit = SPECIAL_COLUMNS.get(key) or COLUMNS[key][:2]
+    return title + (f" [{unit}]" if unit else "")
+
+
+def table_rows(doc: dict, target: str, ranges: bool = False,
+               keys=TABLE_KEYS) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (nation, policy, metric cells) of one target's table of ``keys`` (those the run has)."""
+    keys = [k for k in keys if any(k in r for r in doc["results"])]
+    header = ["nation", "policy"] + [_title(k) for k in keys]
     rows = []
     for r in doc["results"]:
         if r["target"] != target:
@@ -360,77 +407,125 @@ def _gaps(row, key) -> str:
     return f" [{summary['missing']} of {summary['n']} trials none]"
 
 
-def gain_sentence(doc: dict, nation: str, target: str) -> str | None:
-    """One sentence with the measured gain of trilateral sharing over isolated and over bilateral tracking.
+def _possessive(name: str) -> str:
+    return name + ("'" if name.endswith("s") else "'s")
 
-    Compares medians of firm-track time, completeness, position RMSE and warning time; says
-    plainly where a policy never produced a firm track. A median is over the
-    trials where the metric happened, so a number from a row with such gaps
-    carries the table's count, ``[k of n trials none]``, and no gap is stated
-    between such medians: "warning 2,890 s vs 2,910 s (20 s less)" would hide
-    that one isolated trial gave no warning at all.
-    Returns None when the run has no trilateral rows for the nation.
+
+def _ci(ci, fmt) -> str:
+    return "" if not ci else f", 95 % CI {fmt(ci[0])} to {fmt(ci[1])}"
+
+
+def _paired_bit(p, policy, fmt, prefix, more, less, same, only_word) -> str | None:
+    """One paired comparison (:func:`fusion.metrics.paired_difference` of this row minus isolated) in words.
+
+    ``prefix`` then the size then ``more``/``less`` for a positive/negative difference ("a firm track
+    12 s earlier"); ``same`` the words for a zero one (at the printed precision).
     """
-    tri = _find(doc, "trilateral", nation, target)
-    if tri is None:
+    if p is None:
         return None
-    parts = []
-    compared = False  # some median was compared: the sentence ends "(medians)"
-    for other in ("isolated", "bilateral"):
-        row = _find(doc, other, nation, target)
-        if row is None:
-            continue
-        if _never_detected(tri) and _never_detected(row):
-            parts.append(f"over {other}: nothing to compare (neither policy detects {target} in any trial)")
-            continue
-        ft_t, ft_o = _median(tri, "firm_track_time_s"), _median(row, "firm_track_time_s")
-        c_t, c_o = _median(tri, "completeness"), _median(row, "completeness")
-        w_t, w_o = _median(tri, "warning_time_s"), _median(row, "warning_time_s")
-        ft_nt, ft_no = _gaps(tri, "firm_track_time_s"), _gaps(row, "firm_track_time_s")
-        w_nt, w_no = _gaps(tri, "warning_time_s"), _gaps(row, "warning_time_s")
-        bits = []
-        if ft_t is not None and ft_o is not None:
-            ft_t, ft_o = round(ft_t), round(ft_o)  # the gap of the numbers printed, not of unrounded ones
-            d = ft_o - ft_t
-            if ft_nt or ft_no:  # medians over different sets of trials: no gap to state
-                bits.append(f"a firm track at {ft_t:.0f} s{ft_nt} vs {ft_o:.0f} s{ft_no} after launch "
-                            "(medians over different trials)")
-            elif d == 0:
-                bits.append(f"the same firm-track time ({ft_t:.0f} s after launch)")
-            else:
-                bits.append(f"a firm track {abs(d):.0f} s {'earlier' if d >= 0 else 'later'} "
-                            f"({ft_t:.0f} s{ft_nt} vs {ft_o:.0f} s{ft_no} after launch)")
-        elif ft_t is not None:
-            bits.append(f"a firm track at {ft_t:.0f} s{ft_nt} after launch where {other} tracking has none "
-                        "in any trial")
-        elif ft_o is not None:
-            bits.append(f"no firm track in any trial where {other} tracking has one at {ft_o:.0f} s{ft_no}")
-        if c_t is not None and c_o is not None:
-            better = "" if f"{c_t:.0%}" == f"{c_o:.0%}" else (" (higher)" if c_t > c_o else " (lower)")
-            bits.append(f"completeness {c_t:.0%} vs {c_o:.0%}{better}")
-        r_t, r_o = _median(tri, "pos_rmse_m"), _median(row, "pos_rmse_m")
-        if r_t is not None and r_o is not None:  # a loss too (new-user trial: only gains were stated)
-            worse = "" if _metres(r_t) == _metres(r_o) else (" (worse)" if r_t > r_o else " (better)")
-            bits.append(f"position RMSE {_metres(r_t)} vs {_metres(r_o)}{worse}")
-        if w_t is not None and w_o is not None:
-            dw = round(w_t) - round(w_o)
-            change = "the same" if dw == 0 else f"{abs(dw)} s {'more' if dw > 0 else 'less'}"
-            if w_nt or w_no:
-                change = "medians over different trials"
-            bits.append(f"warning time {w_t:.0f} s{w_nt} vs {w_o:.0f} s{w_no} ({change})")
-        elif w_t is not None:
-            bits.append(f"warning time {w_t:.0f} s{w_nt} where {other} tracking gives none in any trial")
-        elif w_o is not None:
-            bits.append(f"no warning in any trial where {other} tracking gives {w_o:.0f} s{w_no}")
-        if bits:
-            parts.append(f"over {other}: " + ", ".join(bits))
-            compared = True
-        else:
-            parts.append(f"over {other}: no measurable difference (neither policy tracks {target})")
-    if not parts:
+    extra = []
+    if p.get("only_this"):
+        extra.append(f"{_trials(p['only_this'])} with {only_word} only under {policy}")
+    if p.get("only_isolated"):
+        extra.append(f"{_trials(p['only_isolated'])} with {only_word} only when isolated")
+    if not p.get("pairs"):
+        return f"no trial with {only_word} under both ({'; '.join(extra)})" if extra else None
+    d = p["median"]
+    text = fmt(abs(d))
+    if text == fmt(0.0):
+        core = f"{same}"
+    else:
+        core = f"{prefix} {text} {more if d > 0 else less}"
+    ci = p.get("ci95")
+    notes = [f"paired median over {_trials(p['pairs'])}"
+             + ("" if not ci else f", {policy} minus isolated 95 % CI {fmt(ci[0], True, False)} to {fmt(ci[1], True)}")]
+    return f"{core} ({'; '.join(notes + extra)})"
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" + ("" if n == 1 else "s")
+
+
+def _seconds(v, signed=False, unit=True) -> str:
+    return (f"{v:+.0f}" if signed else f"{v:.0f}") + (" s" if unit else "")
+
+
+def _points(v, signed=False, unit=True) -> str:
+    """A difference of two fractions in percentage points."""
+    return (f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}") + (" points" if unit else "")
+
+
+def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral") -> str | None:
+    """One sentence with the measured gain of a sharing policy over the same nation's isolated tracking.
+
+    Built from paired, matched quantities only (issues 23 and 24): the position error
+    over the steps both rows hold a firm track (``pos_err_ratio_vs_isolated``, its
+    median over trials and seeded bootstrap 95 % interval), the bound on those
+    errors (``pcrlb_pos_m`` medians, when the run has it), and the firm-track time,
+    completeness and warning time as paired differences over the trials where both
+    rows had them (``paired_vs_isolated``), with the trials where only one had them
+    counted. Below :data:`INDICATIVE_TRIALS` trials the sentence says the comparison
+    is indicative. Returns None when the run has no ``policy`` row for the nation or
+    ``policy`` is the reference itself.
+    """
+    row = _find(doc, policy, nation, target)
+    if row is None or policy == REFERENCE_POLICY:
         return None
     name = NATION_NAMES.get(nation, nation)
-    return f"For {name}, trilateral sharing gives, " + "; ".join(parts) + (" (medians)." if compared else ".")
+    head = f"For {name}, {policy} sharing"
+    iso = _find(doc, REFERENCE_POLICY, nation, target)
+    if iso is None:
+        return (f"{head}: no matched comparison, because the isolated policy was not run (the comparison is "
+                f"made on the steps where both {policy} and isolated tracking hold the object; add isolated to "
+                f"--policies).")
+    if _never_detected(row) and _never_detected(iso):
+        return f"{head}: nothing to compare (neither it nor isolated tracking detects {target} in any trial)."
+    bits = []
+    mr = row.get("pos_err_ratio_vs_isolated")
+    cs = row.get("common_steps_vs_isolated")
+    if mr is None or mr.get("median") is None:
+        bits.append("no step in any trial where both it and isolated tracking hold a firm track, so no matched "
+                    "error comparison")
+    else:
+        r = mr["median"]
+        rt = f"{r:.2f}"
+        who = f"{_possessive(name)} position error"
+        if rt == "1.00":
+            core = f"leaves {who} unchanged at {rt} of isolated"
+        elif r < 1:
+            core = f"cuts {who} to {rt} of isolated"
+        else:
+            core = f"raises {who} to {rt} times isolated"
+        n_with = mr["n"] - mr.get("missing", 0)
+        steps = "" if cs is None or cs.get("median") is None else f", median {cs['median']:.0f} steps per trial"
+        bits.append(f"over the steps both hold a firm track ({n_with} of {_trials(mr['n'])}{steps}) it {core} "
+                    f"(median ratio{_ci(mr.get('ci95'), lambda v: f'{v:.2f}')})")
+    b_t, b_o = _median(row, "pcrlb_pos_m"), _median(iso, "pcrlb_pos_m")
+    if b_t is not None and b_o is not None:
+        if _metres(b_t) == _metres(b_o):
+            bits.append(f"the bound (PCRLB) stays at {_metres(b_t)}")
+        else:
+            bits.append(f"the bound (PCRLB) {'falls' if b_t < b_o else 'rises'} from {_metres(b_o)} to "
+                        f"{_metres(b_t)}")
+    paired = row.get("paired_vs_isolated", {})
+    for key, what, fmt, prefix, more, less, same, only in (
+            ("firm_track_time_s", "firm track", _seconds, "a firm track", "later", "earlier",
+             "the same firm-track time", "a firm track"),
+            ("completeness", "track", _points, "completeness", "higher", "lower", "the same completeness",
+             "a track"),
+            ("warning_time_s", "warning", _seconds, "warning", "longer", "shorter", "the same warning time",
+             "a warning")):
+        bit = _paired_bit(paired.get(key), policy, fmt, prefix, more, less, same, only)
+        if bit:
+            bits.append(bit)
+    ret = row.get("warning_retracted")
+    if ret and ret.get("trials"):
+        bits.append(f"a believed later prediction missed by more than the threshold after the warning (a "
+                    f"retraction) in {ret['trials']} of {ret['n']} trials")
+    n = doc.get("trials") or (mr or {}).get("n")
+    end = "." if n is None or n >= INDICATIVE_TRIALS else (f"; indicative only: {n} trial{'s' if n != 1 else ''}, "
+                                                          f"fewer than {INDICATIVE_TRIALS}.")
+    return f"{head}: " + "; ".join(bits) + end
 
 
 # ANEES medians called "close to consistent": within a factor 4/3 of 6. A time average over correlated steps has no
@@ -476,6 +571,23 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
             f"filter errors are not.")
 
 
+def ensemble_consistency_sentence(doc: dict, target: str) -> str | None:
+    """The ensemble NEES test per row: on what fraction of its scored steps the NEES averaged over the trials
+    (Bar-Shalom, Li & Kirubarajan 2001, sec. 5.4.2) is inside, below and above its chi-square 95 % bounds."""
+    rows = [r for r in doc["results"] if r["target"] == target and r.get("nees_consistency", {}).get("all", {})
+            .get("inside") is not None]
+    if not rows:
+        return None
+    parts = []
+    for r in rows:
+        c = r["nees_consistency"]["all"]
+        parts.append(f"{r['nation']} {r['policy']} {c['inside']:.0%} inside, {c['above']:.0%} above, "
+                     f"{c['below']:.0%} below ({c['steps']} steps)")
+    return ("Ensemble NEES against its 95 % bounds, per step over the trials holding a firm track (above: errors "
+            "larger than the covariance claims, overconfident; below: conservative; a consistent filter is "
+            "inside on about 95 % of steps): " + "; ".join(parts) + ".")
+
+
 def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", notes=(), intro=()) -> str:
     """``report.md``: ``intro`` paragraphs (e.g. :func:`span_sentence`), per-target tables (median and
     p10-p90), gain sentences per nation, ``notes`` (one paragraph each, e.g. :func:`silent_radars_sentence`),
@@ -490,30 +602,37 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", 
         out.write(f"{provenance_line(doc)}\n\n")
     for para in intro:
         out.write(f"**{para}**\n\n")
-    out.write("Cells: median over trials, 10th-90th percentile in brackets, `[k none]` = trials where the "
-              "metric never happened (no detection, no firm track, no warning), `none` = it happened in no "
-              "trial (the IPP error at 120 s to go also needs a firm track at that moment, and a flight cut "
-              "short by `duration_s` has none). Completeness counts every step from launch to impact inside "
-              "the simulated span, observed or not; RMSE and ANEES run over each row's own tracked steps, so "
-              "a row that also holds the re-entry (often only with shared data) includes its fresh re-entry "
-              "tracks' larger errors: compare RMSE between rows with their completeness in view. Warning "
-              "time starts when the IPP error settles below the threshold for good; a nation that loses the "
-              "track keeps its last warning, so a row whose track ends early can show a few seconds more "
-              "warning than a row that holds the object longer. GOSPA, where shown, is over all objects at once, so "
-              "each target's table repeats it.\n\n")
+    out.write("Cells: median over trials, 10th-90th percentile in brackets; `in k/n` = the metric happened in "
+              "only k of the n trials (no detection, no firm track, no warning) and the median is over those k; "
+              "`none` = it happened in no trial; `bimodal` = the trials fall in two clusters (Sarle's coefficient "
+              "above 5/9), so read the range, not the median. Accuracy and consistency are scored only on steps "
+              "where the nation holds a firm track (confirmed and held on the object for firm_track_hold_s), "
+              "so a fresh track's first seconds do not count. The matched ratio compares a row with the same "
+              "nation's isolated row on the steps where both hold a firm track in the same trial (1 for isolated). "
+              "Efficiency is RMSE over the posterior Cramer-Rao bound on the same steps (1 is the best any tracker "
+              "could do with that data). NEES inside: fraction of steps whose ensemble NEES (over the trials "
+              "holding a firm track then) is inside its chi-square 95 % bounds. Warning time is the time to go "
+              "of the first prediction whose impact point was within the threshold and whose own 2-sigma "
+              "uncertainty was too (a warning the nation could issue); a later miss does not cancel it but is "
+              "counted as a retraction. GOSPA, where shown, is over all objects at once, so each target's table "
+              "repeats it. Every metric is defined in the README.\n\n")
+    policies = list(dict.fromkeys(r["policy"] for r in doc["results"]))
     for target in targets(doc):
         out.write(f"## {target}\n\n")
-        header, rows = table_rows(doc, target, ranges=True)
-        out.write("| " + " | ".join(header) + " |\n")
-        out.write("|" + "---|" * len(header) + "\n")
-        for row in rows:
-            out.write("| " + " | ".join(row) + " |\n")
-        out.write("\n")
+        for keys in (TABLE_KEYS, DETAIL_KEYS):
+            header, rows = table_rows(doc, target, ranges=True, keys=keys)
+            out.write("| " + " | ".join(header) + " |\n")
+            out.write("|" + "---|" * len(header) + "\n")
+            for row in rows:
+                out.write("| " + " | ".join(row) + " |\n")
+            out.write("\n")
         for nation in dict.fromkeys(r["nation"] for r in doc["results"]):
-            s = gain_sentence(doc, nation, target)
-            if s:
-                out.write(f"- {s}\n")
-        for s in (consistency_sentence(doc, target), undetected_sentence(doc, target)):
+            for policy in policies:
+                s = gain_sentence(doc, nation, target, policy)
+                if s:
+                    out.write(f"- {s}\n")
+        for s in (ensemble_consistency_sentence(doc, target), consistency_sentence(doc, target),
+                  undetected_sentence(doc, target)):
             if s:
                 out.write(f"- {s}\n")
         out.write("\n")
@@ -661,6 +780,9 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
     nations = list(dict.fromkeys(k[1] for k in keys))
     styles = {p: ls for p, ls in zip(run.policies, ["-", "--", ":", "-."] * 4)}
     colors = {"US": "tab:blue", "JP": "tab:red", "KR": "tab:green"}
+    policy_colors = {p: c for p, c in zip(run.policies, ["tab:gray", "tab:orange", "tab:purple", "tab:cyan",
+                                                          "tab:brown", "tab:olive"] * 4)}
+    pcrlb = getattr(curves, "pcrlb", {})
     for target in target_names:
         fig, axes = plt.subplots(len(nations), 1, figsize=(9, 2.6 * len(nations)), sharex=True, squeeze=False)
         for ax, nation in zip(axes[:, 0], nations):
@@ -669,20 +791,29 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
                 if key not in curves.pos:
                     continue
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no track then
-                    med = np.nanmedian(curves.stacked(curves.pos, key), axis=0)
-                    bnd = np.nanmedian(curves.stacked(curves.bound, key), axis=0)
-                line, = ax.semilogy(curves.t, med, styles[policy], color=colors.get(nation), label=f"{policy}")
-                ax.semilogy(curves.t, bnd, styles[policy], color=line.get_color(), alpha=0.3, lw=0.8)
-            _say_if_empty(ax, f"{nation}: no confirmed track on {target} in any trial", curves.t)
-            ax.set_ylabel(f"{nation} error [m]")
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no firm track then
+                    rms = np.sqrt(np.nanmean(curves.stacked(curves.pos, key) ** 2, axis=0))
+                color = policy_colors[policy]
+                ax.semilogy(curves.t, rms, "-", color=color, lw=1.6, label=policy)
+                if key in pcrlb:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        bound = np.sqrt(np.nanmean(curves.stacked(pcrlb, key), axis=0))
+                    ax.semilogy(curves.t, bound, "-", color=color, lw=0.6, label=f"{policy} PCRLB")
+            _say_if_empty(ax, f"{nation}: no firm track on {target} in any trial", curves.t)
+            ax.set_ylabel(f"{nation} RMS error [m]")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(loc="upper right", fontsize=8)
+            ax.legend(loc="upper right", fontsize=7, ncol=2)
         axes[-1, 0].set_xlabel("time since the scenario epoch, event_utc [s]")
-        fig.suptitle(f"{target}: median position error of the confirmed track (faint: median 2-sigma)")
+        fig.suptitle(f"{target}: Monte Carlo RMS position error over the trials holding a firm track\n"
+                     "(thick: the tracker; thin, same colour: the posterior Cramer-Rao bound)", fontsize=10)
         fig.tight_layout()
         figs.append((f"Position error versus time, {target}", f"position_error_{file_stem(target)}.png",
                      figure_png(fig)))
+        plt.close(fig)
+
+        fig = _nees_figure(plt, run, target, nations, policy_colors)
+        figs.append((f"Ensemble NEES versus time, {target}", f"nees_{file_stem(target)}.png", figure_png(fig)))
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(9, 4))
@@ -735,6 +866,38 @@ def _figures(run, scenario) -> list[tuple[str, str, bytes]]:
     return figs
 
 
+def _nees_figure(plt, run, target, nations, policy_colors):
+    """Ensemble NEES per step (over the trials holding a firm track) with its chi-square 95 % bounds, one
+    panel per nation, one line per policy; the bounds drawn for the policy with the most trials per step."""
+    from fusion.metrics import ensemble_nees
+
+    t0 = np.asarray(run.curves.t, float)
+    dt = float(t0[1] - t0[0]) / max(run.curves.step, 1) if t0.size > 1 else 1.0
+    fig, axes = plt.subplots(len(nations), 1, figsize=(9, 2.4 * len(nations)), sharex=True, squeeze=False)
+    for ax, nation in zip(axes[:, 0], nations):
+        for policy in run.policies:
+            key = (policy, nation, target)
+            if key not in getattr(run, "nees", {}):
+                continue
+            total, count = run.nees[key]
+            mean, lo, hi = ensemble_nees(total[0], count[0])
+            t = (t0[0] if t0.size else 0.0) + dt * np.arange(mean.size)
+            color = policy_colors[policy]
+            ax.semilogy(t, mean, "-", color=color, lw=0.9, label=policy)
+            ax.semilogy(t, lo, ":", color=color, lw=0.6)
+            ax.semilogy(t, hi, ":", color=color, lw=0.6)
+        ax.axhline(6.0, color="k", lw=0.6, alpha=0.5)
+        _say_if_empty(ax, f"{nation}: no firm track on {target} in any trial", t0)
+        ax.set_ylabel(f"{nation} NEES")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("time since the scenario epoch, event_utc [s]")
+    fig.suptitle(f"{target}: ensemble NEES over the trials holding a firm track (6-state, consistent = 6)\n"
+                 "dotted, same colour: its chi-square 95 % bounds for that many trials", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _say_if_empty(ax, text: str, x) -> None:
     """Write ``text`` across an axes none of whose lines has a finite point (a blank plot says nothing),
     over the span of ``x`` (s) rather than matplotlib's default of 0 +- 0.05."""
@@ -756,7 +919,8 @@ def output_names(scenario) -> list[str]:
     figures per threat (named by :func:`sim.scenario.file_stem`)."""
     names = ["metrics.json", "report.md", "coverage.png"]
     for threat in scenario.threats:
-        names += [f"position_error_{file_stem(threat.name)}.png", f"ipp_error_{file_stem(threat.name)}.png"]
+        names += [f"position_error_{file_stem(threat.name)}.png", f"ipp_error_{file_stem(threat.name)}.png",
+                  f"nees_{file_stem(threat.name)}.png"]
     return names
 
 

@@ -65,11 +65,14 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     # One radar per nation keeps this test quick; the sharing still matters (JP and KR gain the others' data).
     sc = dataclasses.replace(sc, sensors=tuple(s for s in sc.sensors
                                                if s.catalog in ("us-thaad-seongju", "jp-fps5-sado", "kr-greenpine-b-1")))
-    a = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
-    a2 = run_scenario(sc, policies=["trilateral"], chunk_trials=3)
+    # isolated too: the matched ratio, the paired comparisons and their bootstrap intervals must not depend
+    # on the chunking either (issue 24), nor the ensemble NEES summed over chunks
+    pol = ["isolated", "trilateral"]
+    a = run_scenario(sc, policies=pol, chunk_trials=3)
+    a2 = run_scenario(sc, policies=pol, chunk_trials=3)
     seen_b, seen_b2 = [], []
-    b = run_scenario(sc, policies=["trilateral"], chunk_trials=1, progress=lambda d, n: seen_b.append((d, n)))
-    b2 = run_scenario(sc, policies=["trilateral"], chunk_trials=1, workers=2,  # chunks in two processes
+    b = run_scenario(sc, policies=pol, chunk_trials=1, progress=lambda d, n: seen_b.append((d, n)))
+    b2 = run_scenario(sc, policies=pol, chunk_trials=1, workers=2,  # chunks in two processes
                       progress=lambda d, n: seen_b2.append((d, n)))
     # Progress counts trials, never goes back, and ends at the total, from worker processes too (their
     # reports cross a queue); serially each chunk's end is a whole trial.
@@ -99,10 +102,15 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     for r in doc["results"]:
         assert keys <= set(r)
         for k in keys:
-            assert set(r[k]) == {"median", "p10", "p90", "n", "missing"}
+            assert {"median", "p10", "p90", "n", "missing"} <= set(r[k]) <= {"median", "p10", "p90", "n", "missing",
+                                                                            "bimodal"}
             assert r[k]["n"] == 3
+    tri = [r for r in doc["results"] if r["policy"] == "trilateral"]
+    assert all({"pos_err_ratio_vs_isolated", "nees_consistency", "paired_vs_isolated", "pcrlb_pos_m",
+                "efficiency"} <= set(r) for r in tri)
+    assert any(r["pos_err_ratio_vs_isolated"]["ci95"] is not None for r in tri)
     # A different seed gives different numbers (the check above can fail).
-    c = run_scenario(sc, seed=sc.info.seed + 1, policies=["trilateral"], chunk_trials=3)
+    c = run_scenario(sc, seed=sc.info.seed + 1, policies=pol, chunk_trials=3)
     write_outputs(tmp_path / "c", sc, c)
     assert (tmp_path / "c" / "metrics.json").read_bytes() != (tmp_path / "a" / "metrics.json").read_bytes()
 
@@ -200,8 +208,10 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert percents == sorted(percents) and len(percents) >= 3 and all(ln.startswith(label) for ln in progress)
     assert len({p // 10 for p in percents}) == len(percents)
     # units in brackets are rich markup unless escaped; they must reach the reader
-    assert "firm track [s]" in printed and "vel RMSE [m/s]" in printed
-    assert "IPP err @120s [km]" in printed and "warning [s to go]" in printed  # which seconds each one counts
+    assert "firm track [s]" in printed and "pos RMSE [m]" in printed
+    assert "matched ratio" in printed and "warning [s to go]" in printed  # which seconds each one counts
+    report = (out_dir / "report.md").read_text()  # the detail table has the rest, with units
+    assert "vel RMSE [m/s]" in report and "IPP err @120s [km]" in report and "NEES inside" in report
     names = sorted(p.name for p in out_dir.iterdir())
     assert "metrics.json" in names and "report.md" in names and "coverage.png" in names
     from sim.report import output_names  # the names checked before the run are the names written
@@ -216,7 +226,7 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert doc["resolved"]["sharing"]["links"]["trilateral"][0]["latency_s"] == 10.0
     report = (out_dir / "report.md").read_text()
     assert "overrides: `--set sharing.link_latency_s=10`" in report
-    assert "trilateral sharing gives" in report
+    assert "trilateral sharing: over the steps both hold a firm track" in report
     # a cut run says so, in the report and on the terminal (second new-user trial of this session)
     span = "This run covers only duration_s = 120 s from the first launch; the flights last until about 3,1"
     assert span in report and span in printed
@@ -401,52 +411,14 @@ def test_report_says_which_rows_never_detected_the_target():
 
     for r in doc["results"]:
         r["completeness"] = {"median": 0.0}
-    assert gain_sentence(doc, "JP", "rv") == ("For Japan, trilateral sharing gives, over isolated: nothing to "
-                                              "compare (neither policy detects rv in any trial).")
+    assert gain_sentence(doc, "JP", "rv") == ("For Japan, trilateral sharing: nothing to compare (neither it nor "
+                                              "isolated tracking detects rv in any trial).")
     for r in doc["results"]:
         r["detect_time_s"]["median"] = 30.0
     assert undetected_sentence(doc, "rv") is None
 
 
-def test_gain_sentence_states_the_gap_of_the_printed_numbers_and_a_loss_as_a_loss():
-    from sim.report import gain_sentence
-
-    def row(policy, firm, warn):
-        return {"policy": policy, "nation": "JP", "target": "rv", "firm_track_time_s": {"median": firm},
-                "completeness": {"median": 0.2}, "warning_time_s": {"median": warn}}
-
-    doc = {"results": [row("trilateral", 40.64, 2855.0), row("isolated", 46.14, 2910.0),
-                       row("bilateral", 40.9, 2700.0)]}
-    text = gain_sentence(doc, "JP", "rv")
-    assert "a firm track 5 s earlier (41 s vs 46 s after launch)" in text  # 46 - 41, not 5.5 rounded to 6
-    assert "warning time 2855 s vs 2910 s (55 s less)" in text
-    assert "the same firm-track time (41 s after launch)" in text and "(155 s more)" in text
-    # A loss in accuracy is stated like a gain (new-user trial: Hwasong-18 KR 153 m isolated, 1.8 km shared).
-    doc["results"][0]["pos_rmse_m"] = {"median": 1834.0}
-    doc["results"][1]["pos_rmse_m"] = {"median": 153.2}
-    assert "completeness 20% vs 20%, position RMSE 1.8 km vs 153 m (worse), warning" in gain_sentence(doc, "JP", "rv")
-
-
-def test_gain_sentence_carries_the_trials_where_nothing_happened():
-    """A median over the trials that had the metric must not read as the whole story (new-user trial)."""
-    from sim.report import gain_sentence
-
-    def row(policy, warn, missing, firm=30.0):
-        return {"policy": policy, "nation": "KR", "target": "rv",
-                "firm_track_time_s": {"median": firm, "n": 2, "missing": 0},
-                "completeness": {"median": 0.5, "n": 2, "missing": 0},
-                "warning_time_s": {"median": warn, "n": 2, "missing": missing}}
-
-    doc = {"results": [row("trilateral", 2890.0, 0), row("isolated", 2910.0, 1), row("bilateral", None, 2)]}
-    text = gain_sentence(doc, "KR", "rv")
-    assert "warning time 2890 s vs 2910 s [1 of 2 trials none] (medians over different trials)" in text
-    assert "warning time 2890 s where bilateral tracking gives none in any trial" in text
-    doc["results"][1]["firm_track_time_s"].update(median=46.0, missing=1)
-    assert "a firm track at 30 s vs 46 s [1 of 2 trials none] after launch (medians over different trials)" in (
-        gain_sentence(doc, "KR", "rv"))
-    doc = {"results": [row("trilateral", None, 2), row("isolated", 2910.0, 1)]}
-    assert "no warning in any trial where isolated tracking gives 2910 s [1 of 2 trials none]" in gain_sentence(
-        doc, "KR", "rv")
+# The gain sentences' branches are in tests/test_report_sentences.py (issue 24: paired, matched comparisons).
 
 
 def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
@@ -472,13 +444,15 @@ def test_terminal_table_drops_the_ranges_rather_than_split_numbers():
 
     narrow, wide = printed(120), printed(240)  # 240: a pipe or a log
     assert "p10-p90 ranges: report.md" in narrow and "(1111-1358)" not in narrow
-    assert narrow.count("1234") == 9 * 3 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
+    assert narrow.count("1234") == 9 * 2 and narrow.count("trilateral") == 3  # whole numbers and names, no folds
     assert "(1111-1358)" in wide and "p10-p90 ranges: report.md" not in wide
     # 80 columns: the metric columns in two tables, each with nation and policy, no number split
     # (second new-user trial: "134.0" printed as "134." over "0").
-    for width in (100, 80, 60):
+    # (The headline has six metric columns since issue 24: 100 columns hold them in one table.)
+    assert printed(100).count("(1 of ") == 0 and printed(100).count("1234") == 9 * 2
+    for width in (60, 50):
         narrower = printed(width)
-        assert narrower.count("1234") == 9 * 3 and narrower.count("(1 of ") == 1, width
+        assert narrower.count("1234") == 9 * 2 and narrower.count("(1 of ") == 1, width
         tables = narrower.count("┏")
         assert tables >= 2 and narrower.count("trilateral") == 3 * tables, width
     # No width crops the table (third new-user trial: at 106-145 and 192-200 columns the right edge, and the
@@ -523,11 +497,11 @@ def test_figures_say_so_when_nothing_was_seen(scenarios_dir, monkeypatch):
 
     monkeypatch.setattr(sim.report, "figure_png", capture)
     names = [name for _, name, _ in sim.report._figures(run, sc)]
-    assert "coverage.png" in names and len(said) == len(names) == 3
+    assert "coverage.png" in names and len(said) == len(names) == 4  # position error, NEES, IPP, coverage
     texts = [t for ts in said.values() for t in ts]
     assert "no radar detected any threat in trial 0" in texts
     for nation in ("US", "JP", "KR"):
-        assert any(t.startswith(f"{nation}: no confirmed track on") for t in texts), texts
+        assert any(t.startswith(f"{nation}: no firm track on") for t in texts), texts
     assert any(t.startswith("no predicted impact point for") for t in texts), texts
 
 

@@ -317,3 +317,34 @@ def test_fused_ekf_worker_threads_give_the_single_thread_bits():
     for bad in (0, 1.5, True):
         with pytest.raises(InputError, match="workers"):
             kalman.BallisticAerEKF(dt, Q, R, site.ecef, site.R_enu, workers=bad)
+
+
+def test_joseph_update_holds_for_a_non_optimal_gain():
+    """With a gain that is not the Kalman gain, only the Joseph form gives the true posterior covariance
+    (Bar-Shalom, Li & Kirubarajan 2001, eq. 5.2.3-18, valid for any gain); (I - KH) P is right only at the
+    optimal gain, so filterpy comparisons at the optimal gain cannot tell the two apart (issue 24, item 9).
+    The true covariance is also checked by the error's sample covariance over many draws."""
+    from fusion.kalman import update_with_gain
+
+    rng = np.random.default_rng(11)
+    n, m = 4, 2
+    A = rng.normal(size=(n, n))
+    P = A @ A.T + n * np.eye(n)
+    H = rng.normal(size=(m, n))
+    R = np.diag([2.0, 0.5])
+    S = H @ P @ H.T + R
+    S_inv_bad = 0.5 * np.linalg.inv(S)  # K = P H^T (2 S)^-1: half the optimal gain
+    x = np.zeros(n)
+    y = np.zeros(m)
+    _, P_post = update_with_gain(x, P, y, S_inv_bad, H, R)
+    K = P @ H.T @ S_inv_bad
+    I_KH = np.eye(n) - K @ H
+    joseph = I_KH @ P @ I_KH.T + K @ R @ K.T
+    np.testing.assert_allclose(P_post, joseph, rtol=1e-12, atol=1e-12)
+    assert np.abs(P_post - I_KH @ P).max() > 0.1  # the short form is measurably wrong here
+    # Monte Carlo: x_true ~ N(0, P), z = H x_true + v, estimate K z (prior mean 0): error covariance
+    N = 200_000
+    xt = rng.multivariate_normal(np.zeros(n), P, N)
+    z = xt @ H.T + rng.multivariate_normal(np.zeros(m), R, N)
+    err = z @ K.T - xt
+    np.testing.assert_allclose(np.cov(err.T), P_post, rtol=0.02, atol=0.02 * np.abs(P_post).max())

@@ -359,19 +359,48 @@ def test_ipp_error_of_biased_track_matches_independent_propagation(arcs):
 
 
 def test_warning_time_closed_form():
+    """First trusted prediction (right and believed, both strictly below 50 km) gives the warning;
+    later predictions do not withdraw it; a later believed miss counts as a retraction."""
     tau = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    nan = np.nan
     e = np.array(
         [
-            [1.0, 2.0, 60.0, 3.0, 4.0],  # settles at 10 s to go
-            [np.nan, 5.0, np.nan, 7.0, 70.0],  # missing points neither break nor start it: 30 s
-            [np.nan] * 5,
-            [1.0, 1.0, 1.0, 1.0, 1.0],
-            [60.0, 1.0, 1.0, 1.0, 1.0],  # last prediction wrong: never
+            [1.0, 2.0, 60.0, 3.0, 4.0],  # right from 40 s to go; the 60 km miss at 20 s retracts it
+            [nan, 5.0, nan, 7.0, 70.0],  # first right at 30 s; no later miss
+            [nan] * 5,  # never predicted
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # 40 s, never retracted
+            [60.0, 1.0, 1.0, 1.0, 1.0],  # 40 s, the last prediction misses: retracted
+            [50.0, 50.0, 50.0, 50.0, 49.9],  # exactly at the threshold is not within it: 40 s, retracted
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # right but its own 2-sigma is too wide until 10 s to go
+            [1.0, 80.0, 1.0, 1.0, 1.0],  # 40 s; the miss at 10 s is not believed (sigma 90): not retracted
         ]
     )
-    got = M.warning_time(tau, e, 50.0)
-    np.testing.assert_array_equal(got[[0, 1, 3]], [10.0, 30.0, 40.0])
-    assert np.isnan(got[[2, 4]]).all()
+    sigma = np.full(e.shape, 5.0)
+    sigma[5] = [50.0, 49.0, 49.0, 49.0, 49.0]
+    sigma[6] = [1.0, 49.99, 50.0, 60.0, 900.0]
+    sigma[7, 1] = 90.0
+    got = M.warning_time(tau, e, 50.0, sigma)
+    np.testing.assert_array_equal(got, [40.0, 30.0, nan, 40.0, 40.0, 40.0, 10.0, 40.0])
+    ret = M.warning_retracted(tau, e, 50.0, sigma)
+    np.testing.assert_array_equal(ret, [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    # without sigmas every prediction is believed: row 6 warns at 40 s, row 7's 80 km miss retracts
+    np.testing.assert_array_equal(M.warning_time(tau, e, 50.0)[[6, 7]], [40.0, 40.0])
+    np.testing.assert_array_equal(M.warning_retracted(tau, e, 50.0)[[6, 7]], [0.0, 1.0])
+    with pytest.raises(InputError, match="sigma_km"):
+        M.warning_time(tau, e, 50.0, sigma[:, :3])
+
+
+def test_more_sensors_never_show_less_warning():
+    """A nation that gains a radar, and with it a fresh late track with a wrong IPP, keeps its warning:
+    the warning is the first trusted prediction, not the time from which every prediction was right.
+    (Before issue 24 a fresh re-entry track cancelled an earlier warning: KR isolated 2,910 s -> 70 s.)"""
+    tau = np.arange(0.0, 100.0, 10.0)
+    base = np.where(tau >= 60.0, 5.0, np.nan)  # a firm midcourse track, right from 60 s to go, then lost
+    more = base.copy()
+    more[:3] = 120.0  # the added radar's fresh re-entry track: believed but 120 km off at 0-20 s to go
+    w_base, w_more = M.warning_time(tau, base, 50.0), M.warning_time(tau, more, 50.0)
+    assert w_base == 90.0 and w_more == 90.0
+    assert M.warning_retracted(tau, base, 50.0) == 0.0 and M.warning_retracted(tau, more, 50.0) == 1.0
 
 
 # ----------------------------------------------------------------------------- GOSPA
@@ -484,8 +513,39 @@ def test_summarize_counts_missing():
         "p90": float(np.percentile(f, 90)),
         "n": 6,
         "n_missing": 2,
+        "bimodal": False,
     }
-    assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4}
+    assert M.summarize(np.full(4, np.nan)) == {"median": None, "p10": None, "p90": None, "n": 4, "n_missing": 4,
+                                               "bimodal": False}
+
+
+def test_bimodality_flag_closed_form():
+    """Sarle's coefficient by hand from the bias-corrected skewness and kurtosis formulas."""
+    v = np.array([240.0] * 4 + [2910.0] * 8)  # the US isolated warning of issue 23: two clusters
+    n = v.size
+    m = v.mean()
+    m2, m3, m4 = (((v - m) ** k).mean() for k in (2, 3, 4))
+    g1 = m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2)
+    g2 = ((n + 1) * (m4 / m2**2 - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))
+    want = (g1**2 + 1) / (g2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    np.testing.assert_allclose(M.bimodality_coefficient(v), want, rtol=1e-12)
+    assert want > 5 / 9 and M.summarize(v)["bimodal"] is True
+    normal = np.random.default_rng(1).normal(size=200)
+    assert M.summarize(normal)["bimodal"] is False  # a normal sample: b ~ 1/3
+    assert M.summarize(v[:8])["bimodal"] is False  # under 10 values: never flagged
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_median():
+    rng = np.random.default_rng(5)
+    v = rng.normal(10.0, 1.0, 400)
+    lo, hi = M.bootstrap_median_ci(v)
+    assert (lo, hi) == M.bootstrap_median_ci(v)  # seeded: the same interval every time
+    # the normal-theory interval of the median: +-1.96 * 1.2533 * sigma / sqrt(n)
+    half = 1.96 * 1.2533 / np.sqrt(v.size)
+    np.testing.assert_allclose([lo, hi], [np.median(v) - half, np.median(v) + half], atol=0.05)
+    assert M.bootstrap_median_ci([1.0]) is None
+    d = M.paired_difference([1.0, 2.0, np.nan, 5.0], [0.5, np.nan, 3.0, 4.0])
+    assert d["median"] == 0.75 and d["pairs"] == 2 and d["only_a"] == 1 and d["only_b"] == 1
 
 
 def test_ipp_curve_with_hold_uses_only_tracks_held_that_long(arcs):
@@ -524,3 +584,213 @@ def test_ipp_hold_bridges_short_off_object_gaps_as_the_firm_track_rule_does(arcs
                                   held0[:, 0] & ~((k_time >= 150.0) & (k_time <= 181.0))[:, 0])
     with pytest.raises(InputError, match="max_gap_steps"):
         M.ipp_error_curve(truth, tr, hold_s=30.0, max_gap_steps=-1)
+
+
+# ----------------------------------------------------------------------------- issue 24: exact values of the glue
+
+
+def _ramp_tracks(truth, start_s, dv0, fade_s=700.0):
+    """Exact tracks from start_s with a velocity bias fading in time, dv(t) = dv0 (1 - (t - start_s) / fade_s)
+    (then 0): every step's IPP and retrodiction differ, so reading the wrong step or column changes the
+    number, and the first predictions miss the impact point by more than 50 km while later ones do not."""
+    tr = _exact_tracks(truth, start_s=start_s)
+    on = tr.confirmed
+    scale = np.clip(1.0 - np.broadcast_to(truth.t - start_s, on.shape) / fade_s, 0.0, None)
+    tr.x[..., 3:] += np.where(on[..., None], scale[..., None] * np.asarray(dv0), 0.0)
+    return tr
+
+
+def _ref_ground_km(x0, target_ecef, backward=False):
+    """Ground distance (km) from the drag-free ground crossing of x0 (solve_ivp) to target_ecef."""
+    span = (0.0, -5000.0) if backward else (0.0, 5000.0)
+    ev = _ground_event
+    if backward:
+        def ev(_, s):
+            return float(altitude(s[:3]))
+        ev.terminal, ev.direction = True, -1
+    ref = solve_ivp(_rhs, span, x0, method="DOP853", rtol=1e-12, atol=1e-6, events=ev)
+    return _geodesic_km(ref.y_events[0][0][:3], target_ecef)
+
+
+def test_events_ipp_warning_and_launch_point_exact_on_biased_tracks(arcs):
+    """trial_metrics' event values against independent solve_ivp propagations of the right track state.
+
+    Planted faults this catches: the 120 s IPP read one time-to-go column off; the launch point
+    taken from the last tracked step; the warning threshold read in metres as km; positions at the
+    events read at the wrong step."""
+    truth, _ = arcs
+    start, hold = 30.0, 30.0
+    tr = _ramp_tracks(truth, start, [200.0, -100.0, 150.0])
+    cfg = MetricsConfig(ipp_threshold=50e3, ipp_time_to_go=120.0, gospa_cutoff=10e3)
+    out = M.trial_metrics(truth, tr, None, cfg, hold_s=hold)
+    t = truth.t
+    first_scored = start + hold - 1  # held for 30 steps: the 30th on-object step is the first scored one
+    for n in range(2):
+        for o in range(2):
+            k = int(np.floor(truth.impact_time[n, o] - 120.0)) + 5  # grid t = -5 + index
+            want = _ref_ground_km(tr.x[n, o, k], truth.impact_ecef[n, o])
+            np.testing.assert_allclose(out["ipp_error_km_at_120s"][n, o], want, rtol=1e-5, atol=1e-4)
+            k0 = int(np.flatnonzero(t == first_scored)[0])
+            want_lp = _ref_ground_km(tr.x[n, o, k0], truth.launch_ecef[n, o], backward=True)
+            np.testing.assert_allclose(out["launch_point_error_km"][n, o], want_lp, rtol=1e-5, atol=1e-4)
+            # position error at the events: only a velocity bias, so 0 m; the step is checked below
+            assert out["pos_error_m_at_120s"][n, o] == 0.0
+    # the IPP error grows with the bias, so the warning is the largest time to go of the 10 s grid (and the
+    # extra 120 s point) where the prediction is within 50 km, from the first scored step on, computed here
+    # from the same curve: a threshold read as 50,000 km would put it at the first scored step instead.
+    tau, err, sig = M.ipp_error_curve(truth, tr, step_s=10.0, extra_time_to_go=(120.0,), hold_s=hold,
+                                      with_sigma=True)
+    assert np.nanmax(sig) < 50.0  # P = 100 I: 2-sigma at most ~14 km, so every prediction is believed
+    ok = err < 50.0
+    want_w = np.where(ok.any(-1), np.max(np.where(ok, tau, -np.inf), -1), np.nan)
+    np.testing.assert_array_equal(out["warning_time_s"], want_w)
+    first_pred = np.max(np.where(np.isfinite(err), tau, -np.inf), -1)
+    assert (out["warning_time_s"] < first_pred).all()  # the first predictions miss: a threshold read as
+    #                                                     50,000 km would put the warning there
+    later_miss = (np.isfinite(err) & (err >= 50.0) & (tau < want_w[..., None])).any(-1)
+    np.testing.assert_array_equal(out["warning_retracted"], later_miss.astype(float))
+
+
+def test_position_error_at_events_and_per_phase_rmse_exact(arcs):
+    """A position bias growing 1 m per second of track age: the error at 120 s to go and at burnout + 60 s
+    is the age at that step, and each phase's RMSE the RMS of the ages of its scored steps."""
+    from sim.truth import PHASE_BOOST, PHASE_MIDCOURSE, PHASE_REENTRY
+
+    truth, _ = arcs
+    t = truth.t
+    start, hold = 30.0, 30.0
+    tr = _exact_tracks(truth, start_s=start)
+    age = np.broadcast_to(t - start, tr.confirmed.shape)
+    tr.x[..., 0] += np.where(tr.confirmed, age, 0.0)  # |error| = age in m, along x
+    phase = np.full(truth.state.shape[:3], -1, np.int8)
+    fly = np.isfinite(truth.state[..., 0])
+    phase[fly] = PHASE_MIDCOURSE
+    phase[fly & (t < 100.0)] = PHASE_BOOST  # burnout at t = 100 s: first non-boost step 100 s
+    phase[fly & (t > truth.impact_time[..., None] - 60.0)] = PHASE_REENTRY
+    truth_p = SimpleNamespace(**{**vars(truth), "phase": phase})
+    out = M.trial_metrics(truth_p, tr, None, MetricsConfig(), hold_s=hold)
+    for n in range(2):
+        for o in range(2):
+            k120 = np.floor(truth.impact_time[n, o] - 120.0)
+            assert out["pos_error_m_at_120s"][n, o] == pytest.approx(k120 - start, abs=1e-6)
+            assert out["pos_error_m_at_burnout_60s"][n, o] == pytest.approx(160.0 - start, abs=1e-6)
+            scored_t = t[fly[n, o] & (t >= start + hold - 1)]
+            for ph, key, sel in ((PHASE_BOOST, "pos_rmse_boost_m", scored_t < 100.0),
+                                 (PHASE_REENTRY, "pos_rmse_reentry_m", scored_t > truth.impact_time[n, o] - 60.0)):
+                want = np.sqrt(np.mean((scored_t[sel] - start) ** 2))
+                assert out[key][n, o] == pytest.approx(want, rel=1e-12), key
+            mid = (scored_t >= 100.0) & (scored_t <= truth.impact_time[n, o] - 60.0)
+            assert out["pos_rmse_midcourse_m"][n, o] == pytest.approx(np.sqrt(np.mean((scored_t[mid] - start) ** 2)))
+            assert out["pos_rmse_m"][n, o] == pytest.approx(np.sqrt(np.mean((scored_t - start) ** 2)))
+            assert out["scored_steps"][n, o] == scored_t.size
+
+
+def test_gospa_is_averaged_over_the_steps_with_an_object_in_flight(arcs):
+    """By hand: confirmed exact tracks from 30 s, 10 m off; before 30 s both objects in flight are missed
+    (c^2/2 each); the 5 grid steps before launch have no object and do not count."""
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=30.0)
+    tr.x[..., 0] += np.where(tr.confirmed, 10.0, 0.0)
+    c = 10e3
+    out = M.trial_metrics(truth, tr, None, MetricsConfig(gospa_cutoff=c))
+    t = truth.t
+    for n in range(2):
+        fly = np.isfinite(truth.state[n, :, :, 0])  # (O, T)
+        active = fly.any(0)
+        trk = fly & (t >= 30.0)
+        d2 = (trk * 10.0**2).sum(0) + c**2 / 2 * (fly & ~trk).sum(0)
+        want = np.sqrt(d2)[active].mean()
+        assert out["gospa_m"][n] == pytest.approx(want, rel=1e-12)
+        assert (~active).sum() >= 5  # the test has inactive steps to get wrong
+
+
+def test_matched_ratio_and_bound_metrics_closed_form():
+    nan = np.nan
+    a = np.array([[[10.0, 20.0, nan, 30.0, nan]]])
+    b = np.array([[[20.0, nan, 5.0, 40.0, nan]]])
+    ratio, common = M.matched_ratio(a, b)
+    assert common[0, 0] == 2
+    assert ratio[0, 0] == pytest.approx(np.sqrt((100 + 900) / (400 + 1600)))
+    r_same, _ = M.matched_ratio(b, b)
+    assert r_same[0, 0] == 1.0
+    r_none, c_none = M.matched_ratio(a, np.full_like(a, nan))
+    assert np.isnan(r_none[0, 0]) and c_none[0, 0] == 0
+    bound = np.array([[[4.0, 9.0, 1.0, 16.0, 25.0]]])  # m^2
+    bm = M.bound_metrics(bound, a)  # scored where a is finite: steps 0, 1, 3
+    assert bm["pcrlb_pos_m"][0, 0] == pytest.approx(np.sqrt((4 + 9 + 16) / 3))
+    assert bm["efficiency"][0, 0] == pytest.approx(np.sqrt((100 + 400 + 900) / 3) / np.sqrt(29 / 3))
+    assert np.isnan(M.bound_metrics(bound, np.full_like(a, nan))["pcrlb_pos_m"][0, 0])
+
+
+def test_ensemble_nees_consistency_counts_and_chi_square_bounds():
+    """Steps whose average NEES over M trials is inside [chi2(6M, .025)/M, chi2(6M, .975)/M] (scipy)."""
+    from scipy.stats import chi2 as chi2_dist
+
+    nan = np.nan
+    nees = np.array([[6.0, 100.0, 0.01, nan],
+                     [6.0, 100.0, 0.01, nan],
+                     [nan, nan, 0.01, nan]])  # step 0: 2 trials at 6; step 1: 2 at 100; step 2: 3 at 0.01
+    from sim.truth import PHASE_BOOST, PHASE_MIDCOURSE
+
+    phase = np.array([[PHASE_BOOST, PHASE_MIDCOURSE, PHASE_MIDCOURSE, -1]] * 3)
+    total, count = M.nees_sums(nees, phase)
+    np.testing.assert_array_equal(count[0], [2, 2, 3, 0])
+    np.testing.assert_array_equal(count[1], [2, 0, 0, 0])
+    mean, lo, hi = M.ensemble_nees(total[0], count[0])
+    np.testing.assert_allclose(mean[:3], [6.0, 100.0, 0.01], rtol=0, atol=M.NEES_QUANTUM)  # quantized sums
+    np.testing.assert_allclose(lo[2], chi2_dist.ppf(0.025, 18) / 3, rtol=1e-12)
+    np.testing.assert_allclose(hi[0], chi2_dist.ppf(0.975, 12) / 2, rtol=1e-12)
+    c = M.nees_consistency(total[0], count[0])
+    assert c == {"inside": pytest.approx(1 / 3), "below": pytest.approx(1 / 3), "above": pytest.approx(1 / 3),
+                 "steps": 3}
+    assert M.nees_consistency(total[3], count[3]) == {"inside": None, "below": None, "above": None, "steps": 0}
+    # integer sums: the order of the trials does not change a bit
+    t2, c2 = M.nees_sums(nees[::-1], phase)
+    np.testing.assert_array_equal(total, t2)
+
+
+def test_ipp_is_withheld_while_the_tracker_believes_in_thrust(arcs):
+    """The tracker's own thrust belief gates the IPP, not the truth's phase: with thrust_prob >= 0.5 until
+    t = 300 s and the truth saying midcourse throughout, no prediction before 300 s; without a belief (NaN)
+    the truth's boost label is the stand-in."""
+    from sim.truth import PHASE_BOOST, PHASE_MIDCOURSE
+
+    truth, _ = arcs
+    tr = _exact_tracks(truth, start_s=100.0)
+    t = truth.t
+    thr = np.where(t < 300.0, 0.5, 0.49)  # 0.5 is not below THRUST_BELIEF_MAX: still thrusting
+    tr.thrust_prob = np.where(tr.confirmed, np.broadcast_to(thr, tr.confirmed.shape), np.nan)
+    phase = np.where(t < 150.0, PHASE_BOOST, PHASE_MIDCOURSE).astype(np.int8)
+    truth_p = SimpleNamespace(**{**vars(truth), "phase": np.broadcast_to(phase, truth.state.shape[:3]).copy()})
+    tau, err = M.ipp_error_curve(truth_p, tr, step_s=50.0)
+    k_time = np.floor(truth.impact_time[..., None] - tau)
+    np.testing.assert_array_equal(np.isfinite(err), k_time >= 300.0)
+    tr.thrust_prob = np.full(tr.confirmed.shape, np.nan)  # no belief: the truth's boost ends at 150 s
+    _, err2 = M.ipp_error_curve(truth_p, tr, step_s=50.0)
+    np.testing.assert_array_equal(np.isfinite(err2), k_time >= 150.0)
+
+
+def test_impact_uncertainty_matches_finite_difference_propagation(arcs):
+    """The 2-sigma semi-major axis of the IPP from a first-order propagation, against a central-difference
+    Jacobian of predict_ground_crossing itself (an independent linearization of the same map)."""
+    from sim.earth import enu_rotation
+
+    truth, sols = arcs
+    x0 = sols[0, 0].sol(200.0)
+    P = np.diag([30.0**2, 20.0**2, 40.0**2, 2.0**2, 1.0**2, 3.0**2])
+    r0, tau = M.predict_ground_crossing(x0)
+    got = M.impact_uncertainty_km(x0[None], P[None], np.array([tau]))[0]
+    lat, lon, _ = ecef_to_geodetic(r0)
+    E = enu_rotation(lat, lon)[:2]  # east, north
+    J = np.zeros((2, 6))
+    for i in range(6):
+        h = 1.0 if i < 3 else 0.01
+        d = np.zeros(6)
+        d[i] = h
+        rp, _ = M.predict_ground_crossing(x0 + d)
+        rm, _ = M.predict_ground_crossing(x0 - d)
+        J[:, i] = E @ (rp - rm) / (2 * h)
+    want = 2.0 * np.sqrt(np.linalg.eigvalsh(J @ P @ J.T)[-1]) / 1e3
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+    assert 1.0 < want < 100.0  # km: a velocity sigma of a few m/s over ~500 s of flight
+
