@@ -1289,13 +1289,19 @@ def bound_metrics(bound_var_m2, pos_err_m) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of ndarray, shape (N, O)
-        ``pcrlb_pos_m`` (m) and ``efficiency``; NaN where nothing is scored. A scored
-        step where the bound is still infinite makes both inf (reported as missing):
-        the tracker claims what the data cannot give.
+        ``pcrlb_pos_m`` (m) and ``efficiency``; NaN where nothing is scored. Both run
+        over the scored steps where the bound is finite: the bound is ``inf`` where
+        the information matrix is numerically singular
+        (:func:`fusion.bounds.position_variance`), which on the Hwasong-15 RV happens
+        only in the last 6-8 s before impact (the ballistic coefficient's information
+        grows a thousandfold a second and the scaled matrix's eigenvalue ratio falls
+        below 1e-10); a firm track never exists where the bound is undetermined for
+        want of data (two scans fix it, the hold needs 30 s). One such step used to
+        make the whole row's bound infinite.
     """
     b = np.asarray(bound_var_m2, float)
     e = np.asarray(pos_err_m, float)
-    scored = np.isfinite(e)
+    scored = np.isfinite(e) & np.isfinite(b)
     n = scored.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         b_rms = np.where(n > 0, np.sqrt(np.where(scored, b, 0.0).sum(-1) / np.maximum(n, 1)), np.nan)

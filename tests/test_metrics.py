@@ -720,6 +720,12 @@ def test_matched_ratio_and_bound_metrics_closed_form():
     assert bm["pcrlb_pos_m"][0, 0] == pytest.approx(np.sqrt((4 + 9 + 16) / 3))
     assert bm["efficiency"][0, 0] == pytest.approx(np.sqrt((100 + 400 + 900) / 3) / np.sqrt(29 / 3))
     assert np.isnan(M.bound_metrics(bound, np.full_like(a, nan))["pcrlb_pos_m"][0, 0])
+    # a scored step where the bound is numerically undetermined (inf) is left out of both, not the whole row
+    bound_inf = bound.copy()
+    bound_inf[0, 0, 3] = np.inf
+    bi = M.bound_metrics(bound_inf, a)  # steps 0 and 1
+    assert bi["pcrlb_pos_m"][0, 0] == pytest.approx(np.sqrt((4 + 9) / 2))
+    assert bi["efficiency"][0, 0] == pytest.approx(np.sqrt((100 + 400) / 2) / np.sqrt(13 / 2))
 
 
 def test_ensemble_nees_consistency_counts_and_chi_square_bounds():
