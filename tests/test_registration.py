@@ -98,8 +98,11 @@ def test_predict_holds_biases_and_carries_cross_covariance():
     np.testing.assert_allclose(np.diag(Pq)[6:] - np.diag(P)[6:], 2e-8, rtol=0, atol=1e-13)
 
 
-def _simulate(seeds: int, seed: int = 21):
-    """Two biased radars, one ballistic object, ``seeds`` independent trials; returns truth and estimates."""
+def _simulate(seeds: int, seed: int = 21, bias_prior: bool = True):
+    """Two biased radars, one ballistic object, ``seeds`` independent trials; returns truth and estimates.
+
+    ``bias_prior=False`` tells the filter there is no bias (its bias block of P starts at zero).
+    """
     site, R_enu = _sites()
     rng = np.random.default_rng(seed)
     n = augmented_dim(2)
@@ -111,7 +114,7 @@ def _simulate(seeds: int, seed: int = 21):
     X[:, :6] = x_true + rng.standard_normal((seeds, 6)) * np.sqrt(np.diag(P0x))
     P = np.zeros((seeds, n, n))
     P[:, :6, :6] = P0x
-    P[:, 6:, 6:] = Pb
+    P[:, 6:, 6:] = Pb if bias_prior else 0.0
     R = np.diag([RANGE_NOISE_M**2, ANGLE_NOISE_RAD**2, ANGLE_NOISE_RAD**2])
     for k in range(SCANS):
         if k:
@@ -155,28 +158,8 @@ def test_two_radars_recover_known_biases_within_their_covariance():
 def test_ignoring_biases_is_inconsistent():
     """The reason for registration: the same data filtered with the biases pinned at zero (prior 0) is
     overconfident far beyond its chi-square band."""
-    site, R_enu = _sites()
     seeds = 100
-    rng = np.random.default_rng(7)
-    n = augmented_dim(2)
-    Pb = bias_prior_covariance([RANGE_BIAS_SIGMA_M] * 2, [ANGLE_BIAS_SIGMA_RAD] * 2)
-    b_true = rng.standard_normal((seeds, 6)) * np.sqrt(np.diag(Pb))
-    P0x = np.diag([2e3**2] * 3 + [50.0**2] * 3)
-    x_true = np.broadcast_to(_initial_truth(), (seeds, 6)).copy()
-    X = np.zeros((seeds, n))
-    X[:, :6] = x_true + rng.standard_normal((seeds, 6)) * np.sqrt(np.diag(P0x))
-    P = np.zeros((seeds, n, n))
-    P[:, :6, :6] = P0x  # bias block left at zero: the filter is told there is no bias
-    R = np.diag([RANGE_NOISE_M**2, ANGLE_NOISE_RAD**2, ANGLE_NOISE_RAD**2])
-    for k in range(SCANS):
-        if k:
-            x_true = ballistic_propagate(x_true, SCAN_S)
-            X, P = augmented_predict(X, P, SCAN_S, q=0.0)
-        for s in range(2):
-            w = rng.standard_normal((seeds, 3)) * np.sqrt(np.diag(R))
-            z = measure(x_true, site[s], R_enu[s]) + b_true[:, 3 * s:3 * s + 3] + w
-            res = augmented_update(X, P, z, R, s, site[s], R_enu[s])
-            X, P = res.x, res.P
+    _, X, P, x_true, _ = _simulate(seeds, seed=7, bias_prior=False)
     ex = X[:, :6] - x_true
     nees_x = np.einsum("ki,kij,kj->k", ex, np.linalg.inv(P[:, :6, :6]), ex)
     hi6 = chi2.ppf(0.975, 6 * seeds) / seeds
