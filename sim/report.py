@@ -455,13 +455,36 @@ def _points(v, signed=False, unit=True) -> str:
     return (f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}") + (" points" if unit else "")
 
 
+PHASE_KEYS = (("pos_rmse_boost_m", "boost"), ("pos_rmse_midcourse_m", "midcourse"),
+              ("pos_rmse_reentry_m", "re-entry"), ("pos_error_m_at_burnout_60s", "60 s after burnout"),
+              ("pos_error_m_at_120s", "120 s to go"))
+
+
+def _phase_bit(row: dict, iso: dict) -> str | None:
+    """Per-phase RMSE and fixed-event errors of a row beside isolated's, each over its own firm-track steps.
+
+    These medians are not matched (each row over the steps it holds), so the clause says so; only
+    the phases and events both rows have appear. None when there is none.
+    """
+    parts = []
+    for key, label in PHASE_KEYS:
+        a, b = _median(iso, key), _median(row, key)
+        if a is not None and b is not None:
+            parts.append(f"{label} {_metres(a)} to {_metres(b)}")
+    if not parts:
+        return None
+    return ("per phase and event, isolated to this policy (medians, each over its own firm-track steps, not "
+            "matched): " + ", ".join(parts))
+
+
 def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral") -> str | None:
     """One sentence with the measured gain of a sharing policy over the same nation's isolated tracking.
 
     Built from paired, matched quantities only (issues 23 and 24): the position error
     over the steps both rows hold a firm track (``pos_err_ratio_vs_isolated``, its
     median over trials and seeded bootstrap 95 % interval), the bound on those
-    errors (``pcrlb_pos_m`` medians, when the run has it), and the firm-track time,
+    errors (``pcrlb_pos_m`` medians, when the run has it), the per-phase RMSE and the errors at
+    fixed events of both rows (:func:`_phase_bit`, unmatched and said so), and the firm-track time,
     completeness and warning time as paired differences over the trials where both
     rows had them (``paired_vs_isolated``), with the trials where only one had them
     counted. Below :data:`INDICATIVE_TRIALS` trials the sentence says the comparison
@@ -507,6 +530,9 @@ def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral
         else:
             bits.append(f"the bound (PCRLB) {'falls' if b_t < b_o else 'rises'} from {_metres(b_o)} to "
                         f"{_metres(b_t)}")
+    phases = _phase_bit(row, iso)
+    if phases:
+        bits.append(phases)
     paired = row.get("paired_vs_isolated", {})
     for key, what, fmt, prefix, more, less, same, only in (
             ("firm_track_time_s", "firm track", _seconds, "a firm track", "later", "earlier",

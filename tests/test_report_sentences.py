@@ -114,3 +114,17 @@ def test_gain_sentence_without_isolated_or_any_detection():
         "trial).")
     assert gain_sentence(_doc(), "JP", "rv", policy="isolated") is None
     assert gain_sentence(_doc(), "KR", "rv") is None
+
+
+def test_gain_sentence_names_the_phases_and_events_both_rows_have():
+    """Per-phase RMSE and fixed-event errors, isolated first, only where both rows have them, said unmatched."""
+    doc = _doc(pos_rmse_boost_m=_summary(95.0), pos_rmse_midcourse_m=_summary(1400.0),
+               pos_error_m_at_120s=_summary(30.0), pos_rmse_reentry_m=_summary(None, missing=8))
+    iso = doc["results"][0]
+    iso.update(pos_rmse_boost_m=_summary(210.0), pos_rmse_midcourse_m=_summary(2900.0),
+               pos_rmse_reentry_m=_summary(60.0), pos_error_m_at_120s=_summary(45.0))
+    assert gain_sentence(doc, "JP", "rv") == (
+        HEAD + "it cuts Japan's position error to 0.46 of isolated (median ratio, 95 % CI 0.40 to 0.52); the bound "
+        "(PCRLB) falls from 900 m to 40 m; per phase and event, isolated to this policy (medians, each over its own "
+        "firm-track steps, not matched): boost 210 m to 95 m, midcourse 2.9 km to 1.4 km, 120 s to go 45 m to "
+        "30 m; " + BASE_TAIL + "; indicative only: 8 trials, fewer than 20.")
