@@ -19,7 +19,8 @@ Jacobian schemes as the batched reference kernels:
   :func:`fusion.drag.drag_process_noise`.
 
 Since a state is propagated alone, its substep count is its own (the batched
-kernels reach the same counts through :func:`fusion.tracker.predict_own_substeps`).
+kernels reach the same counts by grouping states by their own count, as
+:func:`fusion.track_fusion.predict_reports` does).
 Results agree with the batched kernels to rounding (tests/test_compiled_kernels.py).
 
 References

@@ -418,8 +418,8 @@ def _grouped(fn, key, *args):
 
     The RK4 propagators take one substep count per call, the largest of the batch;
     grouping by each element's own count makes an element's result, to the bit,
-    independent of the other elements of the batch (as
-    :func:`fusion.tracker.predict_own_substeps` does for the tracker).
+    independent of the other elements of the batch (as the compiled tracker,
+    :mod:`fusion.loop`, gets by propagating each track alone).
     """
     out = None
     for kv in np.unique(key):  # distinct substep counts (a few), not reports
