@@ -880,8 +880,8 @@ def warning_time(time_to_go, error_km, threshold_km: float, sigma_km=None) -> np
     when ``sigma_km`` is None). Both strictly below the threshold. The largest time to
     go is the earliest moment: once issued, a warning stands; a later prediction does
     not withdraw it (a later wrong one is counted by :func:`warning_retracted`), so a
-    nation that gains a radar, and with it a fresh re-entry track, never shows less
-    warning by construction. Resolution is that of the time-to-go grid.
+    fresh re-entry track never takes back a warning already issued (a tracker fed other
+    data has other tracks, and its first trusted prediction can still come later). Resolution is that of the time-to-go grid.
 
     Parameters
     ----------

@@ -763,11 +763,14 @@ def shared_estimates_section(doc: dict, shared: list, spread: list, threshold_km
                   f"{threshold_km:g} km threshold would give two public warnings that disagree (on 2024-01-14 "
                   f"Japan reported a flight of more than 500 km, the ROK about 1,000 km).\n\n")
         for r in spread:
+            if not r["compared"]:  # new-user trial: "no disagreement in 0 of 0 trials ..." read as a finding
+                out.write(f"- {r['policy']}, {r['target']}: nothing to compare (in no trial did two nations "
+                          f"have an IPP {time_to_go_s:.0f} s before impact).\n")
+                continue
             flag = "**disagreement**" if r["disagree"] else "no disagreement"
             med = r["spread_km"]["median"]
-            med_text = "no two nations had an IPP" if med is None else f"median largest spread {med:.1f} km"
             out.write(f"- {r['policy']}, {r['target']}: {flag} in {r['disagree']} of {r['compared']} trials "
-                      f"with two or more IPPs ({med_text}).\n")
+                      f"with two or more IPPs (median largest spread {med:.1f} km).\n")
         out.write("\n")
     lines = []
     for target in targets(doc):

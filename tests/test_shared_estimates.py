@@ -88,3 +88,17 @@ def test_report_section_flags_disagreement_and_compares_sharing():
     assert "- trilateral-tracks, T: no disagreement in 0 of 4 trials" in text
     assert "position RMSE 600 m against 800 m (25 % smaller with measurements)" in text
     assert shared_estimates_section({"results": []}, [], [], 50.0, 120.0) == ""
+
+
+def test_disagreement_section_with_nothing_to_compare_says_so():
+    """No trial with two IPPs: one plain line, not 'no disagreement in 0 of 0 trials' (new-user trial)."""
+    from sim.report import shared_estimates_section
+
+    doc = {"results": []}
+    spread = [{"policy": "isolated", "target": "T", "spread_km": {"median": None, "p10": None, "p90": None,
+                                                                  "n": 2, "missing": 2},
+               "disagree": 0, "compared": 0}]
+    text = shared_estimates_section(doc, [], spread, 50.0, 120.0)
+    assert ("- isolated, T: nothing to compare (in no trial did two nations have an IPP 120 s before impact)."
+            in text)
+    assert "0 of 0" not in text
