@@ -3,7 +3,7 @@
 :func:`run_tracker_compiled` takes the inputs of :func:`fusion.tracker.run_tracker`
 and returns the same :class:`fusion.tracker.TrackHistory`. It runs the same
 tracker (module notes of :mod:`fusion.tracker`: gating, GNN and JPDA*, M-of-N
-confirmation, the four deletion rules, one-point initiation, the output
+confirmation, the deletion rules, initiation, the output
 estimate on every grid time under the latency-lagged life rules, and exact
 out-of-sequence reprocessing), written per trial and per track:
 
@@ -32,8 +32,9 @@ The state of one trial is held in a few arrays over its ``N`` track slots:
 ``X`` (N, r, 6), ``PP`` (N, r, 6, 6), ``MU`` (N, r) (filter modes, see
 :mod:`fusion.track_kernels`), ``TF`` (N, 5) float fields ``t, t_init, t_last,
 r_init, r_last``, ``TI`` (N, 4) integer fields ``active, confirmed, hits,
-object``, ``SENS`` (N,) uint64 sensor bitmasks and ``CNT`` (9,) counters in
-the order of :data:`COUNTERS`.
+object``, ``SENS`` (N,) uint64 sensor bitmasks, ``PL`` (N, M, 14) the newest M
+plots of each tentative track (time, z, R, sensor: the batch start at
+confirmation) and ``CNT`` (11,) counters in the order of :data:`COUNTERS`.
 """
 
 from __future__ import annotations
@@ -48,12 +49,17 @@ import numpy as np
 from numba import njit
 
 from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
+from fusion import motion_kernels as mk
 from fusion import track_kernels as tk
+from fusion.initiation import batch_initiate
 from fusion.assign_kernels import gnn_assign, jpda_star
 
 COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_missed",
-            "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "updates")
-_C_REJ, _C_INIT, _C_NOSLOT, _C_CONF, _C_MISSED, _C_SIGMA, _C_UNCONF, _C_SPEED, _C_UPD = range(9)
+            "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "updates", "deleted_ground",
+            "confirm_deferred")
+(_C_REJ, _C_INIT, _C_NOSLOT, _C_CONF, _C_MISSED, _C_SIGMA, _C_UNCONF, _C_SPEED, _C_UPD, _C_GROUND,
+ _C_DEFER) = range(11)
+_NC = len(COUNTERS)
 _T, _T_INIT, _T_LAST, _R_INIT, _R_LAST = range(5)  # columns of TF
 _ACTIVE, _CONFIRMED, _HITS, _OBJECT = range(4)  # columns of TI
 
@@ -62,7 +68,8 @@ _ACTIVE, _CONFIRMED, _HITS, _OBJECT = range(4)  # columns of TI
  _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0) = range(16)
 _NP = 16
 # indices of the integer parameter vector
-_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX = range(4)
+_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH = range(6)
+_DEL_QUALITY, _DEL_MISSED = 0, 1  # values of ip[_I_DELETION] (TrackerConfig.deletion)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,16 +78,43 @@ _I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX = range(4)
 
 
 @njit(cache=True)
-def _dead(fp, TF, TI, j, t):
+def _missed(fp, TF, j, t):
+    """True when track ``j`` has missed more than D scans at ``t``: :math:`t - t_{last} > D\\,r_{last}`."""
+    return (t - TF[j, _T_LAST]) > fp[_P_D] * TF[j, _R_LAST]
+
+
+@njit(cache=True)
+def _dead(ip, fp, TF, TI, j, t):
     """Deletion verdict of track ``j`` at time ``t``: 0 live, 1 missed scans, 2 unconfirmed past its M-of-N window.
 
     Missed: :math:`t - t_{last} > D\\,r_{last}` (D scans of the last updating
-    sensor); window: :math:`t - t_{init} > (N-1)\\,r_{init}` while tentative
-    (Blackman & Popoli 1999, sec. 3.6).
+    sensor) ends a tentative track always and a confirmed one only under
+    ``deletion = "missed"``; under ``"quality"`` a confirmed track that misses
+    coasts, and only its covariance (:func:`_out_of_bounds`) ends it. Window:
+    :math:`t - t_{init} > (N-1)\\,r_{init}` while tentative (Blackman & Popoli
+    1999, sec. 3.6).
     """
-    if (t - TF[j, _T_LAST]) > fp[_P_D] * TF[j, _R_LAST]:
+    confirmed = TI[j, _CONFIRMED] == 1
+    if (not confirmed or ip[_I_DELETION] == _DEL_MISSED) and _missed(fp, TF, j, t):
         return 1
-    if TI[j, _CONFIRMED] == 0 and (t - TF[j, _T_INIT]) > fp[_P_WINDOW] * TF[j, _R_INIT]:
+    if not confirmed and (t - TF[j, _T_INIT]) > fp[_P_WINDOW] * TF[j, _R_INIT]:
+        return 2
+    return 0
+
+
+@njit(cache=True)
+def _out_of_bounds(fp, xc, Pc):
+    """Quality verdict of a confirmed track's combined state ``xc``, ``Pc``: 0 kept, 1 sigma, 2 below ground.
+
+    1: position sigma :math:`\\sqrt{\\operatorname{tr} P_{rr}}` above ``max_position_sigma``
+    (the track no longer says where the object is); 2: height more than three
+    position sigmas below the ellipsoid (the object has impacted; a coasting
+    track would otherwise fly on underground).
+    """
+    var = Pc[0, 0] + Pc[1, 1] + Pc[2, 2]
+    if var > fp[_P_MAXVAR]:
+        return 1
+    if mk.height(xc) < -3.0 * math.sqrt(var):
         return 2
     return 0
 
@@ -215,8 +249,70 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
 # ------------------------------------------------------------------------------------------------
 
 
+# ------------------------------------------------------------------------------------------------
+# Initiation: the plots of a tentative track and the batch start at confirmation
+# ------------------------------------------------------------------------------------------------
+
+_PL_T, _PL_Z, _PL_R, _PL_S, _PL_W = 0, 1, 4, 13, 14  # columns of a stored plot: t, z (3), R (9), sensor; width
+
+
 @njit(cache=True)
-def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP, MU, TF, TI, SENS, CNT):
+def _store_plot(PL, j, hits, tg, z, R, sensor):
+    """Keep the plot of the ``hits``-th hit of tentative track ``j`` in ``PL[j]`` (the newest M plots)."""
+    M = PL.shape[1]
+    slot = hits - 1
+    if slot >= M:  # keep the newest M: drop the oldest
+        for i in range(M - 1):
+            PL[j, i] = PL[j, i + 1]
+        slot = M - 1
+    PL[j, slot, _PL_T] = tg
+    for i in range(3):
+        PL[j, slot, _PL_Z + i] = z[i]
+        for m in range(3):
+            PL[j, slot, _PL_R + 3 * i + m] = R[i, m]
+    PL[j, slot, _PL_S] = sensor
+
+
+@njit(cache=True)
+def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
+    """Start confirmed track ``j`` from its M stored plots by batch least squares; False if the fit fails.
+
+    :func:`fusion.initiation.batch_initiate` on the ballistic model at ``tg`` (the
+    last plot), with the thrust mode's white acceleration (IMM: the plots may be
+    from the boost) or the filter's own; success also needs the fitted position
+    sigma within ``max_position_sigma`` (confirmation on the track's covariance,
+    not on hits alone). On success every filter mode takes the fitted state.
+    """
+    n = PL.shape[1]
+    tz = np.empty(n)
+    z = np.empty((n, 3))
+    R = np.empty((n, 3, 3))
+    site = np.empty((n, 3))
+    Re = np.empty((n, 3, 3))
+    for i in range(n):
+        tz[i] = PL[j, i, _PL_T]
+        s = int(PL[j, i, _PL_S])
+        for a in range(3):
+            z[i, a] = PL[j, i, _PL_Z + a]
+            site[i, a] = sites[s, a]
+            for b in range(3):
+                R[i, a, b] = PL[j, i, _PL_R + 3 * a + b]
+                Re[i, a, b] = R_enus[s, a, b]
+    q = fp[_P_QT] if ip[_I_KIND] == tk.IMM else fp[_P_Q]
+    x = np.empty(6)
+    P = np.empty((6, 6))
+    if not batch_initiate(tz, z, R, site, Re, n, tg, q, x, P):
+        return False
+    if P[0, 0] + P[1, 1] + P[2, 2] > fp[_P_MAXVAR]:
+        return False
+    for m in range(X.shape[1]):
+        X[j, m] = x
+        PP[j, m] = P
+    return True
+
+
+@njit(cache=True)
+def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, PP, MU, TF, TI, SENS, CNT, PL):
     """Process one trial's detections of one (measurement time ``tg``, ``sensor``) group.
 
     1. reject detections with non-finite ``z`` or ``R``; 2. delete tracks that
@@ -226,10 +322,14 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
     clusters (with ``association = "jpda"``); 5. GNN of the other pairs,
     update, speed gate of tentative tracks, M-of-N confirmation; 6. initiate a
     tentative track from each unassigned detection in the lowest free slot.
-    The module notes of :mod:`fusion.tracker` give the rules and their sources.
+    With ``initiation = "batch"``, at the hit that brings a tentative track to M
+    hits in its window it is started afresh from its M plots
+    (:func:`_batch_start`) and confirmed only if the fit succeeds. The module notes of :mod:`fusion.tracker` give the rules and their sources.
     """
     kind = ip[_I_KIND]
     N = X.shape[0]
+    site = sites[sensor]
+    R_enu = R_enus[sensor]
     k0 = z_in.shape[0]
     keep = np.zeros(k0, dtype=np.bool_)
     k = 0
@@ -258,7 +358,7 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
     for j in range(N):
         if TI[j, _ACTIVE] == 0:
             continue
-        verdict = _dead(fp, TF, TI, j, tg)
+        verdict = _dead(ip, fp, TF, TI, j, tg)
         if verdict == 1:
             CNT[_C_MISSED] += 1
             TI[j, _ACTIVE] = 0
@@ -275,8 +375,9 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
             TF[j, _T] = tg
         if TI[j, _CONFIRMED] == 1:
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
-            if Pc[0, 0] + Pc[1, 1] + Pc[2, 2] > fp[_P_MAXVAR]:
-                CNT[_C_SIGMA] += 1
+            verdict = _out_of_bounds(fp, xc, Pc)
+            if verdict != 0:
+                CNT[_C_SIGMA if verdict == 1 else _C_GROUND] += 1
                 TI[j, _ACTIVE] = 0
 
     # 3. gating
@@ -313,14 +414,18 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
         assigned[a] = True
         hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev)
         if TI[j, _CONFIRMED] == 0:
+            _store_plot(PL, j, hits, tg, z[a], R[a], sensor)
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
             if math.sqrt(xc[3] * xc[3] + xc[4] * xc[4] + xc[5] * xc[5]) > fp[_P_MAXSPEED]:
                 TI[j, _ACTIVE] = 0
                 CNT[_C_SPEED] += 1
         if (TI[j, _ACTIVE] == 1 and TI[j, _CONFIRMED] == 0 and hits >= ip[_I_M]
                 and (tg - TF[j, _T_INIT]) <= fp[_P_WINDOW] * TF[j, _R_INIT]):
-            TI[j, _CONFIRMED] = 1
-            CNT[_C_CONF] += 1
+            if ip[_I_BATCH] == 0 or ip[_I_M] < 2 or _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
+                TI[j, _CONFIRMED] = 1
+                CNT[_C_CONF] += 1
+            else:
+                CNT[_C_DEFER] += 1
 
     # 6. initiation, lowest free slot first, in detection order
     free = np.empty(N, dtype=np.int64)
@@ -360,6 +465,7 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
         TI[j, _HITS] = 1
         TI[j, _OBJECT] = obj[a]
         SENS[j] = np.uint64(1) << np.uint64(sensor)
+        _store_plot(PL, j, 1, tg, z[a], R[a], sensor)
         CNT[_C_INIT] += 1
         if conf0:
             CNT[_C_CONF] += 1
@@ -371,13 +477,14 @@ def _group_step(ip, fp, tg, sensor, site, R_enu, rev, z_in, R_in, obj_in, X, PP,
 
 
 @njit(cache=True, inline="always")
-def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth):
+def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, ocs):
     """Write the estimate of every live track at grid time ``t[i]`` (read-only on the state).
 
     A track is live if the deletion rules keep it on the clock ``t - L``
     (``L`` the longest latency of the feed, see :mod:`fusion.tracker`); it is
-    predicted to ``t`` on a copy, and hidden when confirmed with a position
-    sigma above the bound. ``oth`` gets the IMM's predicted thrust-mode
+    predicted to ``t`` on a copy, and hidden when confirmed and out of bounds
+    (:func:`_out_of_bounds`). ``ocs`` marks a confirmed track that has missed
+    more than D scans on that clock: it is coasting (predicted only). ``oth`` gets the IMM's predicted thrust-mode
     probability at ``t`` (left NaN for the single-mode filters).
     """
     N, r = X.shape[0], X.shape[1]
@@ -385,7 +492,7 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth):
     xc = np.empty(6)
     Pc = np.empty((6, 6))
     for j in range(N):
-        if TI[j, _ACTIVE] == 0 or _dead(fp, TF, TI, j, tc) != 0:
+        if TI[j, _ACTIVE] == 0 or _dead(ip, fp, TF, TI, j, tc) != 0:
             continue
         dt = t - TF[j, _T]
         if dt != 0.0:
@@ -400,9 +507,10 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth):
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
             thrust = MU[j, 0]
         conf = TI[j, _CONFIRMED] == 1
-        if conf and Pc[0, 0] + Pc[1, 1] + Pc[2, 2] > fp[_P_MAXVAR]:
+        if conf and _out_of_bounds(fp, xc, Pc) != 0:
             continue
         ox[j, i] = xc
+        ocs[j, i] = conf and _missed(fp, TF, j, tc)
         oP[j, i] = Pc
         oc[j, i] = conf
         oo[j, i] = TI[j, _OBJECT]
@@ -413,12 +521,12 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth):
 
 @njit(cache=True, inline="always")
 def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
-               ox, oP, oc, oo, os, oth, cnt, run_stats):
+               ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
     """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.
 
     ``d_epoch[d]`` is the first grid index at or after the detection's arrival.
     Fills the trial's output slices ``ox`` (N, T, 6) ... ``os`` (N, T), its
-    counters ``cnt`` (9,) and ``run_stats`` (3,) = group steps, replays, late detections.
+    counters ``cnt`` (11,) and ``run_stats`` (3,) = group steps, replays, late detections.
     """
     T = t.size
     n = d_time.size
@@ -457,7 +565,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     TI = np.zeros((N, 4), dtype=np.int64)
     TI[:, _OBJECT] = -1
     SENS = np.zeros(N, dtype=np.uint64)
-    CNT = np.zeros(9, dtype=np.int64)
+    CNT = np.zeros(_NC, dtype=np.int64)
+    PL = np.zeros((N, max(ip[_I_M], 1), _PL_W))
     # snapshot pool (grows on demand, slots recycled)
     cap = 4
     sX = np.empty((cap, N, r, 6))
@@ -466,7 +575,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     sTF = np.empty((cap, N, 5))
     sTI = np.empty((cap, N, 4), dtype=np.int64)
     sSENS = np.empty((cap, N), dtype=np.uint64)
-    sCNT = np.empty((cap, 9), dtype=np.int64)
+    sCNT = np.empty((cap, _NC), dtype=np.int64)
+    sPL = np.empty((cap,) + PL.shape)
     slot_of = np.full(G, -1, dtype=np.int64)
     free_slots = np.arange(cap - 1, -1, -1)
     n_free = cap
@@ -504,6 +614,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                 TI[:] = sTI[s]
                 SENS[:] = sSENS[s]
                 CNT[:] = sCNT[s]
+                PL[:] = sPL[s]
                 start = gmin
             else:
                 start = processed + 1
@@ -524,7 +635,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                             nTF = np.empty((new, N, 5))
                             nTI = np.empty((new, N, 4), dtype=np.int64)
                             nS = np.empty((new, N), dtype=np.uint64)
-                            nC = np.empty((new, 9), dtype=np.int64)
+                            nC = np.empty((new, _NC), dtype=np.int64)
+                            nPL = np.empty((new,) + PL.shape)
                             nX[:cap] = sX
                             nPP[:cap] = sPP
                             nMU[:cap] = sMU
@@ -532,7 +644,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                             nTI[:cap] = sTI
                             nS[:cap] = sSENS
                             nC[:cap] = sCNT
-                            sX, sPP, sMU, sTF, sTI, sSENS, sCNT = nX, nPP, nMU, nTF, nTI, nS, nC
+                            nPL[:cap] = sPL
+                            sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = nX, nPP, nMU, nTF, nTI, nS, nC, nPL
                             free_slots = np.empty(new, dtype=np.int64)
                             for f in range(new - cap):
                                 free_slots[f] = new - 1 - f
@@ -550,11 +663,12 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                     sTI[s] = TI
                     sSENS[s] = SENS
                     sCNT[s] = CNT
+                    sPL[s] = PL
                 a0, a1 = g_start[g], g_start[g + 1]
                 sel = np.nonzero(arrived[a0:a1])[0] + a0
                 sensor = d_sensor[a0]
-                _group_step(ip, fp, d_time[a0], sensor, site_ecef[sensor], R_enu[sensor], revisit[sensor],
-                            d_z[sel], d_R[sel], d_obj[sel], X, PP, MU, TF, TI, SENS, CNT)
+                _group_step(ip, fp, d_time[a0], sensor, site_ecef, R_enu, revisit[sensor],
+                            d_z[sel], d_R[sel], d_obj[sel], X, PP, MU, TF, TI, SENS, CNT, PL)
                 groups += 1
                 prev = g
             processed = stop
@@ -569,7 +683,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                     live[m] = pt
                     m += 1
             n_live = m
-        _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth)
+        _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, ocs)
     cnt[:] = CNT
     run_stats[0] = groups
     run_stats[1] = replays
@@ -578,14 +692,14 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
 
 @njit(cache=True, nogil=True)
 def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu,
-                revisit, ox, oP, oc, oo, os, oth, cnt, run_stats):
+                revisit, ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
     """Trials ``trials`` of a chunk, one after the other: trial ``b`` owns detections ``off[b]:off[b+1]``
     and row ``b`` of every output. Releases the GIL, so threads run disjoint trial sets in parallel."""
     for b in trials:
         lo, hi = off[b], off[b + 1]
         _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
                    d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], oth[b],
-                   cnt[b], run_stats[b])
+                   ocs[b], cnt[b], run_stats[b])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -619,8 +733,9 @@ def _parameters(config):
     fp[_P_LOGPD] = math.log(pd / (1.0 - pd * pg))
     fp[_P_COSTOFF] = 0.0 if kind == tk.IMM else 3.0 * math.log(2.0 * math.pi)
     fp[_P_LOGVOL0] = math.log(ref._GATE_VOLUME_C3) + 1.5 * math.log(gamma)
-    ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER],
-                  dtype=np.int64)
+    deletion = _DEL_MISSED if config.deletion == "missed" else _DEL_QUALITY
+    ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER,
+                   deletion, 1 if config.initiation == "batch" else 0], dtype=np.int64)
     return ip, fp
 
 
@@ -685,6 +800,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     out_obj = np.full((B, N, T), -1, dtype=np.int64)
     out_sens = np.zeros((B, N, T), dtype=np.uint64)
     out_thr = np.full((B, N, T), np.nan)
+    out_coast = np.zeros((B, N, T), dtype=bool)
     cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
     run_stats = np.zeros((B, 3), dtype=np.int64)
     args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
@@ -692,7 +808,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
             np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
             epoch, np.ascontiguousarray(inp["site_ecef"]), np.ascontiguousarray(inp["R_enu"]),
             np.ascontiguousarray(inp["revisit"], dtype=np.float64),
-            out_x, out_P, out_conf, out_obj, out_sens, out_thr, cnt, run_stats)
+            out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast, cnt, run_stats)
     _announce_compile()
     n_threads = max(1, min(int(threads if threads is not None else numba.get_num_threads()), B))
     if n_threads == 1:
@@ -710,4 +826,4 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     for c, name in enumerate(COUNTERS):
         stats[name] = cnt[:, c].copy()
     return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj.astype(np.int32),
-                        sensors=out_sens, stats=stats, thrust_prob=out_thr)
+                        sensors=out_sens, stats=stats, thrust_prob=out_thr, coasting=out_coast)

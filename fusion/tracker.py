@@ -110,7 +110,7 @@ import numpy as np
 from fusion.association import gate_threshold
 from fusion.kalman import innovation_covariance, inv_spd
 from fusion.models import radar_H, radar_hx, radar_residual
-from sim.config import ASSOCIATIONS, TrackerConfig
+from sim.config import ASSOCIATIONS, DELETIONS, INITIATIONS, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -130,6 +130,7 @@ __all__ = [
     "IMM_BALLISTIC_DWELL",
     "IMM_MU0",
     "IMM_MU_MIN",
+    "IMM_MU_DORMANT",
 ]
 
 SUPPORTED_FILTERS = ("ekf", "ukf", "imm")
@@ -164,6 +165,9 @@ JPDA_DETECTION_PROBABILITY = 0.9  # P_D of a confirmed track in the JPDA event w
 _GATE_VOLUME_C3 = 4.0 * np.pi / 3.0  # volume of the unit ball in 3 dimensions (Bar-Shalom et al. 2001, eq. 3.4.4-3)
 
 IMM_MU_MIN = 1e-12  # floor of a mode probability (numerical, keeps both modes alive for the mixing)
+IMM_MU_DORMANT = 1e-6  # thrust-mode probability below which the mode is dormant, predicted as a copy of
+#                        the ballistic mode (fusion.track_kernels.predict_track: a ruled-out thrust mode
+#                        of a coasting track otherwise drifts without bound and inflates its covariance)
 IMM_MU0 = (0.5, 0.5)  # initial (thrust, ballistic) mode probabilities: no prior knowledge of the phase
 
 
@@ -191,6 +195,11 @@ class TrackHistory:
         where no track or the filter has no thrust mode (EKF, UKF). None when the
         producer does not record it. :mod:`fusion.metrics` uses it to withhold impact
         point predictions while the nation believes the missile is still under thrust.
+    coasting : ndarray of bool, shape (trials, tracks, T), or None
+        True where a confirmed track has gone more than ``delete_after_missed``
+        scans without an update and is kept on prediction alone (``deletion =
+        "quality"``: custody through coverage gaps); None when the producer does
+        not record it.
     stats : dict
         Counters per trial (arrays of shape ``(trials,)``): ``rejected_nonfinite``
         (detections with non-finite ``z`` or ``R``), ``initiated``,
@@ -211,6 +220,7 @@ class TrackHistory:
     sensors: np.ndarray
     stats: dict = field(default_factory=dict)
     thrust_prob: np.ndarray | None = None
+    coasting: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,6 +375,10 @@ def _check_config(config: TrackerConfig):
     gate_threshold(config.gate_probability)
     if config.association not in ASSOCIATIONS:
         raise InputError.single("tracker.association", config.association, "allowed: " + ", ".join(ASSOCIATIONS))
+    if config.deletion not in DELETIONS:
+        raise InputError.single("tracker.deletion", config.deletion, "allowed: " + ", ".join(DELETIONS))
+    if config.initiation not in INITIATIONS:
+        raise InputError.single("tracker.initiation", config.initiation, "allowed: " + ", ".join(INITIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
         raise InputError.single("tracker.confirm_m", (config.confirm_m, config.confirm_n), "1 <= confirm_m <= confirm_n")
     if int(config.delete_after_missed) < 1:

@@ -20,6 +20,8 @@ DEFAULT_POLICIES = ("isolated", "bilateral", "trilateral")
 SHARED_KINDS = ("measurements", "tracks")
 FILTERS = ("ekf", "ukf", "imm")
 ASSOCIATIONS = ("jpda", "gnn")
+DELETIONS = ("quality", "missed")
+INITIATIONS = ("batch", "single")
 TRACK_FUSION_RULES = ("covariance-intersection", "naive", "best-track")
 
 
@@ -196,7 +198,16 @@ class TrackerConfig:
     filter : str
         ``"ekf"``, ``"ukf"`` or ``"imm"``.
     process_noise : float
-        White-noise acceleration spectral density sigma, m/s^2 (file ``process_noise_mps2``).
+        White-noise acceleration spectral density sigma of the ballistic model (the
+        EKF and UKF, and the IMM's ballistic mode), m/s^2 (file ``process_noise_mps2``).
+        Default 1e-4: in vacuum the truth's motion is the tracker's own model
+        (point mass + J2 gravity, Earth-rotation terms), so only rounding and
+        linearisation are unmodelled; a 1 m/s^2 level grew a coasting RV track's
+        sigma past 50 km in the Hwasong-15 midcourse gap, and 1e-2 and 1e-3 left
+        its midcourse NEES at 0.1 and 0.3 of its 6 (US isolated, trial 0,
+        measured). In the atmosphere the ballistic-coefficient noise is added
+        (:func:`fusion.motion_kernels.add_drag_process_noise`); in boost the IMM's
+        thrust mode carries its own level (:data:`fusion.tracker.IMM_THRUST_NOISE`).
     gate_probability : float
         Chi-square gate probability in (0, 1).
     association : str
@@ -207,7 +218,23 @@ class TrackerConfig:
     confirm_m, confirm_n : int
         M-of-N confirmation (1 <= M <= N).
     delete_after_missed : int
-        Consecutive missed updates before deletion (>= 1).
+        Missed scans (revisits of the last updating sensor) after which a track
+        is deleted when tentative, or when confirmed under ``deletion =
+        "missed"``; under ``"quality"`` a confirmed track is coasting from then
+        on (>= 1).
+    initiation : str
+        ``"batch"`` (default): a tentative track (started from one plot, used for
+        gating) is confirmed at its M-th hit only if a batch least-squares fit of
+        its M plots on the ballistic model succeeds (:mod:`fusion.initiation`), and
+        it starts from that fit; ``"single"``: the one-plot start with its
+        velocity prior, updated by the filter, confirmed on hits alone (the
+        textbook baseline; NEES of 1e5 on sparse descent data, issue 25).
+    deletion : str
+        ``"quality"`` (default): a confirmed track is deleted only when its
+        position sigma exceeds ``max_position_sigma`` or it is three sigmas
+        below the ground (impacted), so an exo-atmospheric track coasts
+        through coverage gaps and the next radar's data gate on it (custody);
+        ``"missed"``: also after ``delete_after_missed`` missed scans.
     max_position_sigma : float
         Delete when the position sigma exceeds this, m (file ``max_position_sigma_km``).
     init_max_speed : float
@@ -217,12 +244,14 @@ class TrackerConfig:
     """
 
     filter: str = "imm"
-    process_noise: float = 1.0
+    process_noise: float = 1e-4
     gate_probability: float = 0.9997
     association: str = "jpda"
     confirm_m: int = 3
     confirm_n: int = 5
     delete_after_missed: int = 5
+    deletion: str = "quality"
+    initiation: str = "batch"
     max_position_sigma: float = 50e3
     init_max_speed: float = 7500.0
     max_tracks: int = 8

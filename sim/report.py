@@ -182,7 +182,7 @@ def tracker_settings(tracker) -> dict:
     -------
     dict
         ``filter``, ``association``, ``process_noise_mps2``, ``gate_probability``,
-        ``confirm_m``, ``confirm_n``, ``delete_after_missed``,
+        ``confirm_m``, ``confirm_n``, ``delete_after_missed``, ``deletion``, ``initiation``,
         ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``.
     """
     return {
@@ -193,6 +193,8 @@ def tracker_settings(tracker) -> dict:
         "confirm_m": int(tracker.confirm_m),
         "confirm_n": int(tracker.confirm_n),
         "delete_after_missed": int(tracker.delete_after_missed),
+        "deletion": tracker.deletion,
+        "initiation": tracker.initiation,
         "max_position_sigma_km": float(tracker.max_position_sigma) / 1e3,
         "init_max_speed_mps": float(tracker.init_max_speed),
         "max_tracks": int(tracker.max_tracks),

@@ -32,7 +32,9 @@ from sim.config import (
     BUILTIN_POLICIES,
     DEFAULT_POLICIES,
     ASSOCIATIONS,
+    DELETIONS,
     FILTERS,
+    INITIATIONS,
     MANEUVERS,
     NATIONS,
     SHAPES,
@@ -445,7 +447,8 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
 
 
 _TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
-                 "delete_after_missed", "max_position_sigma_km", "init_max_speed_mps", "max_tracks")
+                 "delete_after_missed", "deletion", "initiation", "max_position_sigma_km", "init_max_speed_mps",
+                 "max_tracks")
 
 
 def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
@@ -470,6 +473,8 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         confirm_m=m,
         confirm_n=n,
         delete_after_missed=r.get(t, "delete_after_missed", p, "int", default=d.delete_after_missed, lo=1, hi=1000),
+        deletion=r.get(t, "deletion", p, "str", default=d.deletion, choices=DELETIONS),
+        initiation=r.get(t, "initiation", p, "str", default=d.initiation, choices=INITIATIONS),
         max_position_sigma=r.get(t, "max_position_sigma_km", p, "float", default=d.max_position_sigma / 1e3,
                                  lo=0.0, lo_open=True, hi=10000.0) * 1e3,
         init_max_speed=r.get(t, "init_max_speed_mps", p, "float", default=d.init_max_speed,

@@ -20,6 +20,10 @@ from test_tracker_scenarios import make_detections, midcourse_pair, sites, take
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "batched_tracker_reference.json").read_text())["results"]
 
+# The retired tracker's rules: one-plot initiation, deletion after missed scans, 1 m/s^2 (issue 25 changed
+# the defaults); everything else (gating, GNN, JPDA*, filters, OOSM replay) is unchanged and checked here.
+LEGACY = dict(initiation="single", deletion="missed", process_noise=1.0)
+
 COUNTS = ("initiated", "confirmed", "updates", "deleted_missed", "deleted_sigma", "deleted_unconfirmed",
           "deleted_speed", "no_slot", "rejected_nonfinite")
 
@@ -56,7 +60,7 @@ def _agree(ref, h, truth):
                                         ("ukf", "jpda")])
 def test_compiled_loop_agrees_with_batched_tracker(scene, filt, assoc):
     t, truth, d, se, Re = scene
-    cfg = TrackerConfig(filter=filt, association=assoc, max_tracks=10)
+    cfg = TrackerConfig(filter=filt, association=assoc, max_tracks=10, **LEGACY)
     rng = np.random.default_rng(1)
     arrival = d.time + np.array([0.0, 3.5])[d.sensor] + rng.uniform(0.0, 1.5, d.time.size)  # OOSM replays
     h = run_tracker_compiled(d, arrival, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
@@ -69,7 +73,7 @@ def test_deletion_rules_agree_sigma_bound_and_missed_scans(scene):
     t, truth, d, se, Re = scene
     d = take(d, ~((d.time > 60) & (d.time < 90)))  # a 30-s gap: tracks coast, grow and die
     d.z[::50, 0] = np.nan  # rejected as non-finite
-    cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=1500.0, delete_after_missed=2)
+    cfg = TrackerConfig(filter="imm", max_tracks=6, max_position_sigma=1500.0, delete_after_missed=2, **LEGACY)
     h = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), cfg, revisit=[2.0, 3.0])
     for k in ("deleted_missed", "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "no_slot",
               "rejected_nonfinite"):

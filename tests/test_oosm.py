@@ -1,5 +1,6 @@
 """Out-of-sequence measurements: replay from snapshots equals time-ordered processing of the data arrived."""
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -96,16 +97,22 @@ def test_output_hides_a_lost_track_only_once_every_sensor_has_reported_the_misse
     t_last = float(d.time[m].max())
     deadline = t_last + cfg.delete_after_missed * 2.0  # D r_last
     sub = take(d, m)
-    for latency, lag in ((None, 0.0), ([0.0, 4.0], 4.0), ([1.0, 0.5], 1.0)):
-        checks = ((-1.0, True), (-1e-6, True), (1e-3, False), (5.0, False))
-        grid = np.unique(np.r_[sub.time, [deadline + lag + dt for dt, _ in checks]])
-        h = run_tracker(sub, sub.time, se, Re, grid, np.array([0]), cfg, revisit=[2.0, 3.0],
-                        latency=[0.0, 0.0] if latency is None else latency)
-        last = np.searchsorted(grid, t_last)
-        assert h.confirmed[0, :, last].sum() == 1 and h.stats["updates"][0] == sub.time.size - 1
-        for dt, shown in checks:
-            i = np.searchsorted(grid, deadline + lag + dt)
-            assert bool((h.confirmed[0, :, i] & np.isfinite(h.x[0, :, i, 0])).sum() == 1) == shown, (latency, dt)
+    for deletion in ("missed", "quality"):
+        cfg_d = dataclasses.replace(cfg, deletion=deletion)
+        for latency, lag in ((None, 0.0), ([0.0, 4.0], 4.0), ([1.0, 0.5], 1.0)):
+            checks = ((-1.0, True), (-1e-6, True), (1e-3, False), (5.0, False))
+            grid = np.unique(np.r_[sub.time, [deadline + lag + dt for dt, _ in checks]])
+            h = run_tracker(sub, sub.time, se, Re, grid, np.array([0]), cfg_d, revisit=[2.0, 3.0],
+                            latency=[0.0, 0.0] if latency is None else latency)
+            last = np.searchsorted(grid, t_last)
+            assert h.confirmed[0, :, last].sum() == 1 and h.stats["updates"][0] == sub.time.size - 1
+            for dt, updated in checks:
+                i = np.searchsorted(grid, deadline + lag + dt)
+                shown = h.confirmed[0, :, i] & np.isfinite(h.x[0, :, i, 0])
+                if deletion == "missed":  # past the deadline the track is gone
+                    assert bool(shown.sum() == 1) == updated, (latency, dt)
+                else:  # it stays, and is coasting from the same instant on
+                    assert shown.sum() == 1 and bool(h.coasting[0, shown, i][0]) == (not updated), (latency, dt)
 
 
 @pytest.mark.parametrize("latency", [(0.0, 4.0), (3.0, 6.0), (5.0, 8.0)])
@@ -123,6 +130,7 @@ def test_late_sensor_does_not_make_a_held_track_blink_in_the_output(scene, laten
         return sum(int(np.sum(c[..., i - 1] & ~shown[..., i:i + k].any(-1) & c[..., i + k]))
                    for k in (1, 2, 3) for i in range(1, t.size - k))
 
+    cfg = dataclasses.replace(cfg, deletion="missed")  # the missed-scan rule is the one that can blink
     h = run_tracker(d, arrival, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     h_grid_clock = run_tracker(d, arrival, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=[0.0, 0.0])
     assert blinks(h_grid_clock) >= 4  # the defect this guards against (measured: 5-14)

@@ -227,13 +227,28 @@ def test_deletion_after_missed_scans(pair):
     # Trial 1: misses 22 and 24, hit at 26 (exactly 3 revisits) -> kept.
     d = _one_object(pair, [np.arange(0, 21, 2), list(range(0, 21, 2)) + [26, 28]])
     d = _far_false_alarm(d, 0, 40)
-    cfg = TrackerConfig(delete_after_missed=3, max_tracks=3)
+    cfg = TrackerConfig(delete_after_missed=3, max_tracks=3, deletion="missed")
     h = _run(d, cfg, 2)
     live0 = np.isfinite(h.x[0, 0, :, 0])
     assert live0[:27].all() and not live0[27:40].any()
     assert h.stats["deleted_missed"].tolist() == [1, 0]
     assert h.object[0, 0, 40] == -1 and live0[40]  # slot 0 reused by the new (false) track at t = 40
     assert np.isfinite(h.x[1, 0, :29, 0]).all() and h.confirmed[1, 0, 28]
+
+
+def test_confirmed_track_coasts_under_quality_deletion(pair):
+    """The same data under ``deletion = "quality"``: trial 0's track is kept past t = 26 and coasting from
+    t = 27 (more than D r = 6 s after its last hit at 20), with its slot; trial 1's never coasts (its miss
+    budget is exactly met at 26), and no track is deleted for missed scans."""
+    d = _one_object(pair, [np.arange(0, 21, 2), list(range(0, 21, 2)) + [26, 28]])
+    d = _far_false_alarm(d, 0, 40)
+    h = _run(d, TrackerConfig(delete_after_missed=3, max_tracks=3), 2)
+    live0 = np.isfinite(h.x[0, 0, :, 0]) & h.confirmed[0, 0]
+    assert live0[4:41].all()
+    np.testing.assert_array_equal(np.flatnonzero(h.coasting[0, 0, :41]), np.arange(27, 41))
+    assert not h.coasting[1, 0, :29].any() and h.confirmed[1, 0, 28]
+    assert h.stats["deleted_missed"].tolist() == [0, 0]
+    assert h.object[0, 0, 40] == 0 and h.object[0, 1, 40] == -1  # the false alarm takes the next slot
 
 
 def test_deletion_when_position_sigma_exceeds_bound(pair):

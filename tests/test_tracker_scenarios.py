@@ -165,12 +165,14 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
     oo = np.full((B, N, T), -1, dtype=np.int64)
     os_ = np.zeros((B, N, T), dtype=np.uint64)
     oth = np.full((B, N, T), np.nan)
+    ocs = np.zeros((B, N, T), dtype=bool)
     revisit = np.asarray(revisit, dtype=np.float64)
     for b in range(B):  # reference: plain loops over trials and groups
         X, PP, MU = np.zeros((N, r, 6)), np.zeros((N, r, 6, 6)), np.zeros((N, r))
         TF, TI = np.zeros((N, 5)), np.zeros((N, 4), dtype=np.int64)
         TI[:, 3] = -1
-        SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(9, dtype=np.int64)
+        SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(len(L.COUNTERS), dtype=np.int64)
+        PL = np.zeros((N, max(int(cfg.confirm_m), 1), L._PL_W))
         mine = np.flatnonzero(d.trial == b)
         mine = mine[np.lexsort((mine, d.sensor[mine], d.time[mine]))]
         keys = sorted(set(zip(d.time[mine].tolist(), d.sensor[mine].tolist())))
@@ -179,10 +181,11 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
             while k < len(keys) and keys[k][0] <= ti:
                 m = mine[(d.time[mine] == keys[k][0]) & (d.sensor[mine] == keys[k][1])]
                 s = int(keys[k][1])
-                L._group_step(ip, fp, float(keys[k][0]), s, np.ascontiguousarray(site_ecef[s]),
-                              np.ascontiguousarray(R_enu[s]), float(revisit[s]), np.ascontiguousarray(d.z[m]),
+                L._group_step(ip, fp, float(keys[k][0]), s, np.ascontiguousarray(site_ecef),
+                              np.ascontiguousarray(R_enu), float(revisit[s]), np.ascontiguousarray(d.z[m]),
                               np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), X, PP, MU, TF, TI,
-                              SENS, CNT)
+                              SENS, CNT, PL)
                 k += 1
-            L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b])
+            L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b],
+                        ocs[b])
     return ox, oP, oc, oo.astype(np.int32), os_

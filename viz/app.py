@@ -751,7 +751,12 @@ class ViewWindow(QtWidgets.QMainWindow):
             self.track_alt[nation].setData(_nan_join(ts.ground_km[:, sl]),
                                            _nan_join(self._log_alt[(self.policy, nation)][:, sl]))
             live = np.isfinite(ts.lon[:, k])
-            self.track_now[nation].setData(ts.lon[live, k], ts.lat[live, k])
+            # A coasting track (predicted only, no update for a while) is a hollow square, an updated one filled.
+            coast = ts.coasting[live, k] if ts.coasting is not None else np.zeros(int(live.sum()), bool)
+            c = _nation_color(nation)
+            self.track_now[nation].setData(ts.lon[live, k], ts.lat[live, k],
+                                           brush=[pg.mkBrush(None) if q else pg.mkBrush(c) for q in coast],
+                                           pen=[pg.mkPen(c, width=1.5) if q else None for q in coast])
             elon, elat = ellipses_lonlat(ts.pos[live, k], ts.P_pos[live, k], scale=self.ellipse_scale)
             self.track_ellipse[nation].setData(elon, elat)
         # Errors: drawn whole (static, cached); the future is veiled.

@@ -77,6 +77,10 @@ class TrackSeries:
         Per truth object, the position error of the best confirmed track on it (the one with
         the smallest :math:`\\operatorname{tr} P_{pos}`) and :math:`\\sqrt{\\operatorname{tr} P_{pos}}`
         of that track, km (NaN where none).
+    coasting : ndarray of bool, shape (tracks, T)
+        True where the confirmed track is coasting (kept on prediction alone,
+        :attr:`fusion.tracker.TrackHistory.coasting`); all False when the tracker
+        does not record it.
     """
 
     lon: np.ndarray
@@ -87,6 +91,7 @@ class TrackSeries:
     P_pos: np.ndarray
     err_km: np.ndarray
     sigma_km: np.ndarray
+    coasting: np.ndarray | None = None
 
     @property
     def band_km(self) -> np.ndarray:
@@ -246,7 +251,9 @@ def _track_series(hist, truth_pos, target, launch_lat, launch_lon) -> TrackSerie
         e = np.linalg.norm(pos[best, cols] - truth_pos[o], axis=-1)
         err[o] = np.where(have, e, np.nan) / 1e3
         sig[o] = np.where(have, np.sqrt(np.where(have, tr[best, cols], 0.0)), np.nan) / 1e3
-    return TrackSeries(lon, lat, alt / 1e3, ground, pos, P_pos, err, sig)
+    coast = getattr(hist, "coasting", None)
+    coasting = (np.asarray(coast)[0] & confirmed) if coast is not None else np.zeros_like(confirmed)
+    return TrackSeries(lon, lat, alt / 1e3, ground, pos, P_pos, err, sig, coasting)
 
 
 def detection_intervals(dets, n_sensors: int, dt: float) -> np.ndarray:
