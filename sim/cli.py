@@ -63,8 +63,8 @@ def _cmd_validate(args) -> int:
             check_threats(scenario)  # every flight must be one its missile class can fly
         except GsomiaError as e:
             failed = True
-            for line in str(e).splitlines():
-                print(line, file=sys.stderr)
+            for line in str(e).splitlines():  # the prefix main() gives every other command's errors
+                print(f"gsomia-sim validate: {line}", file=sys.stderr)
             continue
         print(f"{path}: ok" if len(args.scenario) > 1 else "ok")
     return EXIT_USER_ERROR if failed else 0

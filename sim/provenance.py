@@ -201,14 +201,19 @@ def provenance_fields(scenario, trials: int, seed: int, policies) -> dict:
 
 
 def provenance_line(doc: dict) -> str:
-    """One sentence for report.md's header: version, git revision, file hash and overrides."""
-    parts = [f"gsomia-sim {doc['version']}"]
+    """One sentence for report.md's header: git revision, file hash and overrides.
+
+    The version is not repeated: the header's first line
+    (:func:`sim.report.markdown_report`) states it.
+    """
+    parts = []
     git = doc.get("git")
     if git:
-        parts.append(f"git {git['revision'][:12]}{' (dirty: uncommitted changes)' if git['dirty'] else ''}")
+        parts.append(f"Git {git['revision'][:12]}{' (dirty: uncommitted changes)' if git['dirty'] else ''}")
     f = doc.get("scenario_file")
     if f:
         parts.append(f"scenario file {f['name']} (SHA-256 {f['sha256'][:16]}...)")
     over = doc.get("overrides")
     parts.append("overrides: " + ", ".join(f"`--set {o}`" for o in over) if over else "no overrides")
-    return "; ".join(parts) + ". Every setting, resolved, is in metrics.json (`resolved`)."
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + ". Every setting, resolved, is in metrics.json (`resolved`)."

@@ -49,7 +49,7 @@ from sim.config import (
     ThreatConfig,
     TrackerConfig,
 )
-from sim.errors import MISSING, InputError, Problem
+from sim.errors import MISSING, InputError, Problem, did_you_mean
 
 SCHEMA_VERSION = 1
 SECTIONS = ("schema_version", "scenario", "threat", "sensor", "sharing", "tracker", "metrics")
@@ -145,23 +145,6 @@ class _Reader:
             self.add(path, value, f"out of range; {_kind_words(kind, lo, hi, lo_open, choices)}")
             return default
         return value
-
-
-def did_you_mean(value, names) -> str:
-    """``"did you mean 'x'? "`` for the name closest to ``value``, or ``""``.
-
-    Names are case-sensitive (``filter = "EKF"`` is refused); a name that differs only in
-    case is suggested first, then the closest by :func:`difflib.get_close_matches` (cut-off
-    0.6) compared in lower case, so ``trilat`` gets ``trilateral`` and ``EKF`` gets ``ekf``.
-    """
-    names = [str(n) for n in names]
-    text = str(value)
-    same = [n for n in names if n.lower() == text.lower()]
-    if same:
-        return f"did you mean '{same[0]}'? names are case-sensitive; "
-    lower = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(text.lower(), list(lower), n=1, cutoff=0.6)
-    return f"did you mean '{lower[close[0]]}'? " if close else ""
 
 
 def _join(prefix: str, key: str) -> str:

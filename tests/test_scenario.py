@@ -248,7 +248,7 @@ def test_console_script_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"{path}: scenario.trials: got -4; out of range; an integer in [1, 1,000,000]"
+        f"gsomia-sim validate: {path}: scenario.trials: got -4; out of range; an integer in [1, 1,000,000]"
     ]
     assert "Traceback" not in proc.stderr
 
@@ -302,7 +302,7 @@ def test_validate_rejects_a_flight_the_missile_cannot_fly(tmp_path, capsys):
     load_scenario(path)  # the schema is fine ...
     assert main(["validate", str(path)]) == 2  # ... but a KN-23 cannot fly 5,000 km
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{path}: threat[0].range_km: got 5000.0;")
+    assert len(lines) == 1 and lines[0].startswith(f"gsomia-sim validate: {path}: threat[0].range_km: got 5000.0;")
 
 
 @pytest.mark.parametrize("bearing", ["500", "-1"])
@@ -526,7 +526,7 @@ def test_bad_set_is_one_line_naming_the_set_exit_2(tmp_path, capsys, text, line)
     path.write_text(VALID)
     assert main(["validate", str(path), "--set", text]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line), lines
+    assert len(lines) == 1 and lines[0].startswith("gsomia-sim validate: " + line), lines
 
 
 def test_set_problems_name_the_set_file_problems_name_the_file(tmp_path, capsys):
@@ -535,8 +535,8 @@ def test_set_problems_name_the_set_file_problems_name_the_file(tmp_path, capsys)
     assert main(["validate", str(path), "--set", "tracker.filter=pf"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert sorted(lines) == sorted([
-        f"{path}: tracker.confirm_m: got 9; must be <= confirm_n (5) for M-of-N confirmation",
-        "--set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm"])
+        f"gsomia-sim validate: {path}: tracker.confirm_m: got 9; must be <= confirm_n (5) for M-of-N confirmation",
+        "gsomia-sim validate: --set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm"])
 
 
 def test_wrong_case_in_the_file_is_refused_with_the_name_suggested(tmp_path, capsys):
@@ -544,8 +544,8 @@ def test_wrong_case_in_the_file_is_refused_with_the_name_suggested(tmp_path, cap
     path.write_text(sub('filter = "ekf"', 'filter = "EKF"')(VALID))
     assert main(["validate", str(path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"{path}: tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are case-sensitive; "
-        "allowed: ekf, ukf, imm")
+        f"gsomia-sim validate: {path}: tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are "
+        "case-sensitive; allowed: ekf, ukf, imm")
 
 
 def test_run_policies_typo_gets_did_you_mean(tmp_path, capsys):
@@ -556,6 +556,27 @@ def test_run_policies_typo_gets_did_you_mean(tmp_path, capsys):
         "gsomia-sim run: --policies: got 'trilat'; unknown policy; did you mean 'trilateral'? allowed: "
         "isolated, bilateral, trilateral, direct")
 
+
+def test_trajectory_unknown_missile_gets_did_you_mean(capsys):
+    assert main(["trajectory", "--missile", "hwasong15", "--launch", "39.25,125.86", "--bearing", "76",
+                 "--range-km", "950", "--apogee-km", "4475"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gsomia-sim trajectory: --missile: got 'hwasong15'; unknown name; did you mean 'icbm-hwasong15'? allowed: "
+        "srbm-kn23, mrbm-nodong, irbm-hwasong12, icbm-hwasong14, icbm-hwasong15, icbm-hwasong17, icbm-hwasong18, "
+        "icbm-hwasong19, slbm-pukguksong3"]
+
+
+def test_validate_lines_carry_the_prefix_of_every_other_command(tmp_path, capsys):
+    """validate's error lines start 'gsomia-sim validate: ' as run's start 'gsomia-sim run: ' (new-user trial)."""
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    bad = ["--set", "tracker.filter=pf"]
+    assert main(["validate", str(path)] + bad) == 2
+    validate = capsys.readouterr().err.strip()
+    assert main(["run", str(path), "--out", str(tmp_path / "out")] + bad) == 2
+    run = capsys.readouterr().err.strip()
+    assert validate.removeprefix("gsomia-sim validate: ") == run.removeprefix("gsomia-sim run: ") == (
+        "--set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm")
 
 def test_trajectory_csv_is_the_flight_in_ecef_geodetic_speed_and_phase(tmp_path, capsys):
     """The CSV's geodetic columns are pymap3d's of its ECEF ones, its speed the velocity's norm, its apogee,
