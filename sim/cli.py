@@ -220,7 +220,7 @@ def _add_set(p) -> None:
     """``--set KEY=VALUE``, repeatable: a scenario setting overridden (:func:`sim.scenario.load_scenario`)."""
     p.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
                    help="override a scenario setting, validated like the file; KEY is a key path as in the error "
-                        "messages (sharing.link_latency_s=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
+                        "messages (sharing.pair_latency_s.JP-KR=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
                         "VALUE is a TOML value, or else a string; repeatable")
 
 
