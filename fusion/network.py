@@ -32,6 +32,16 @@ Built-in policies (:func:`builtin_policy`):
     defence minister described it), not radar plots; measurement sharing
     (``trilateral``) is the ideal it is measured against.
 
+Latencies of the built-in policies (:func:`pair_latencies`): per nation pair, one number,
+the latency of that pair's data end to end, in both directions: ``US-JP`` and ``US-KR``
+are their one-hop links; ``JP-KR`` is what JP<->KR data takes *through the US hub*
+under ``trilateral`` (the route stays JP -> US -> KR: setting the pair does not add a
+direct link, which is a custom policy). Its default is the two hops, US-JP + US-KR; a
+longer JP-KR is the hub's forwarding time (``LinkConfig.relay_latency`` of the US -> JP
+and US -> KR links, for the relayed data only), so the US's own data and the US<->JP,
+US<->KR latencies stay as they are. A JP-KR shorter than the two hops is refused: a
+relay cannot beat its own links.
+
 The engine needs, per (policy, nation), the delay after measurement at which each
 sensor's detections reach that nation's tracker (:func:`sensor_latency_to_nation`,
 then :func:`arrival_times`), and the track reports it receives
@@ -53,6 +63,7 @@ import numpy as np
 
 from sim.config import (
     BUILTIN_POLICIES,
+    NATION_PAIRS,
     NATIONS,
     SHARED_KINDS,
     TRACK_FUSION_RULES,
@@ -64,6 +75,7 @@ from sim.errors import InputError, Problem
 
 __all__ = [
     "TrackRoute",
+    "pair_latencies",
     "builtin_policy",
     "resolve_policies",
     "check_sharing",
@@ -76,7 +88,8 @@ __all__ = [
 
 # Scenario-file key names of the LinkConfig fields (the file uses ``from``/``to`` and units in names).
 _LINK_KEY = {"source": "from", "dest": "to", "latency": "latency_s", "share": "share",
-             "interval": "interval_s", "relay": "relay"}
+             "interval": "interval_s", "relay": "relay", "relay_latency": "relay_latency_s"}
+_RELAY_TOLERANCE = 1e-9  # s: JP-KR = US-JP + US-KR typed as decimals (0.1 + 0.2) is not shorter than the hops
 
 
 class TrackRoute(NamedTuple):
@@ -87,7 +100,7 @@ class TrackRoute(NamedTuple):
     source : str
         Origin nation (whose own sensors made the tracks).
     latency : float
-        Sum of the link latencies along the route, s.
+        Sum of the link latencies along the route (with the relay latencies of its relayed hops), s.
     interval : float
         Report interval of the route, s: the longest interval of its links (a relay
         forwards each report as it arrives, so the slowest hop sets the rate; 0 means
@@ -102,6 +115,30 @@ class TrackRoute(NamedTuple):
 # --------------------------------------------------------------------------- policies
 
 
+def pair_latencies(sharing: SharingConfig) -> dict[str, float]:
+    """The latency of each nation pair's data in the built-in policies, defaults resolved.
+
+    Parameters
+    ----------
+    sharing : SharingConfig
+        ``pair_latency`` (``[sharing.pair_latency_s]``, the pairs given) over
+        ``link_latency`` (``link_latency_s``, every hop otherwise).
+
+    Returns
+    -------
+    dict of str to float
+        ``{"US-JP": s, "US-KR": s, "JP-KR": s}`` in the order of
+        :data:`sim.config.NATION_PAIRS`: each pair given, else ``link_latency`` for
+        US-JP and US-KR and the sum of those two for JP-KR (two hops through the US hub).
+        Same in both directions. Values are not checked here (:func:`check_sharing`).
+    """
+    given = dict(sharing.pair_latency)
+    out = {"US-JP": float(given.get("US-JP", sharing.link_latency)),
+           "US-KR": float(given.get("US-KR", sharing.link_latency))}
+    out["JP-KR"] = float(given.get("JP-KR", out["US-JP"] + out["US-KR"]))
+    return out
+
+
 def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
     """The links of a built-in policy with the scenario's link parameters.
 
@@ -110,8 +147,8 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
     name : str
         ``"isolated"``, ``"bilateral"``, ``"trilateral"`` or ``"trilateral-tracks"``.
     sharing : SharingConfig
-        Gives the one-hop latency ``link_latency`` (s), what the links share
-        (``share``) and the track report interval ``track_interval`` (s).
+        Gives the latency of each nation pair (:func:`pair_latencies`, s), what the
+        links share (``share``) and the track report interval ``track_interval`` (s).
 
     Returns
     -------
@@ -120,8 +157,10 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
         ``trilateral``: the same four links, with US->JP relaying KR's data and
         US->KR relaying JP's, so JP<->KR data takes two hops through the US hub.
         ``trilateral-tracks``: the links of ``trilateral`` with ``share = "tracks"``.
-        Every link has latency ``link_latency``; track links report every
-        ``track_interval``.
+        US<->JP links take the US-JP latency, US<->KR links the US-KR latency; the
+        relaying US -> JP and US -> KR links add ``JP-KR - US-JP - US-KR`` (>= 0) for
+        the relayed data, so JP<->KR data arrive JP-KR seconds after they leave (0 extra
+        by default: two hops). Track links report every ``track_interval``.
 
     Raises
     ------
@@ -135,10 +174,13 @@ def builtin_policy(name: str, sharing: SharingConfig) -> PolicyConfig:
         return PolicyConfig(name, ())
 
     share = "tracks" if name == "trilateral-tracks" else sharing.share
+    pair = pair_latencies(sharing)
+    # The hub's forwarding time: what JP<->KR data take beyond the two hops (check_sharing refuses < 0).
+    hub = max(pair["JP-KR"] - pair["US-JP"] - pair["US-KR"], 0.0)
 
     def link(a, b, relay=()):
-        return LinkConfig(source=a, dest=b, latency=sharing.link_latency, share=share,
-                          interval=sharing.track_interval, relay=tuple(relay))
+        return LinkConfig(source=a, dest=b, latency=pair["-".join(sorted((a, b), key=NATIONS.index))], share=share,
+                          interval=sharing.track_interval, relay=tuple(relay), relay_latency=hub if relay else 0.0)
 
     if name == "bilateral":
         links = (link("US", "JP"), link("JP", "US"), link("US", "KR"), link("KR", "US"))
@@ -222,7 +264,8 @@ def check_policy(policy: PolicyConfig, key_prefix: str) -> list[Problem]:
     -------
     list of Problem
         Empty when the policy is valid. Checked: nations known, ``from != to``,
-        ``latency_s`` and ``interval_s`` finite and >= 0, ``share`` known, at most one
+        ``latency_s``, ``interval_s`` and ``relay_latency_s`` finite and >= 0
+        (``relay_latency_s`` 0 where ``relay`` is empty), ``share`` known, at most one
         link per (from, to, share), ``relay``
         naming only third nations (not the sender, whose own data every link carries, nor
         the receiver, which would send data back to its own nation); every relayed
@@ -246,6 +289,11 @@ def check_policy(policy: PolicyConfig, key_prefix: str) -> list[Problem]:
             probs.append(Problem(f"{lp}.latency_s", ln.latency, "a finite number of seconds >= 0"))
         if not _finite_nonneg(ln.interval):
             probs.append(Problem(f"{lp}.interval_s", ln.interval, "a finite number of seconds >= 0"))
+        if not _finite_nonneg(ln.relay_latency):
+            probs.append(Problem(f"{lp}.relay_latency_s", ln.relay_latency, "a finite number of seconds >= 0"))
+        elif ln.relay_latency > 0 and not ln.relay:
+            probs.append(Problem(f"{lp}.relay_latency_s", ln.relay_latency,
+                                 "0 on a link that relays nothing (relay = []): it delays relayed data only"))
         if ln.share not in SHARED_KINDS:
             probs.append(Problem(f"{lp}.share", ln.share, "one of: " + ", ".join(SHARED_KINDS)))
         for k, r in enumerate(ln.relay):
@@ -343,7 +391,10 @@ def check_sharing(sharing: SharingConfig, key_prefix: str = "sharing") -> list[P
     -------
     list of Problem
         Empty when valid. Checked: ``policies`` non-empty, unique, each a built-in or
-        custom name; ``link_latency_s`` finite >= 0; ``track_interval_s`` finite > 0;
+        custom name; ``link_latency_s`` finite >= 0; ``pair_latency_s`` keyed by
+        :data:`sim.config.NATION_PAIRS` with finite values >= 0 and JP-KR no shorter than
+        US-JP + US-KR (the built-in trilateral relays it through the US hub; key
+        ``{key_prefix}.pair_latency_s.JP-KR``); ``track_interval_s`` finite > 0;
         ``share`` and ``track_fusion`` known; custom names non-empty, unique and not a
         built-in name; each custom policy by :func:`check_policy` (key
         ``{key_prefix}.policy[i]``). The built-in policies are valid by construction.
@@ -363,6 +414,23 @@ def check_sharing(sharing: SharingConfig, key_prefix: str = "sharing") -> list[P
         seen.add(name)
     if not _finite_nonneg(sharing.link_latency):
         probs.append(Problem(f"{p}.link_latency_s", sharing.link_latency, "a finite number of seconds >= 0"))
+    pairs_ok = _finite_nonneg(sharing.link_latency)
+    for pair, value in sharing.pair_latency:
+        if pair not in NATION_PAIRS:
+            pairs_ok = False
+            probs.append(Problem(f"{p}.pair_latency_s.{pair}", value,
+                                 "unknown nation pair; allowed: " + ", ".join(NATION_PAIRS)))
+        elif not _finite_nonneg(value):
+            pairs_ok = False
+            probs.append(Problem(f"{p}.pair_latency_s.{pair}", value, "a finite number of seconds >= 0"))
+    if pairs_ok and "JP-KR" in dict(sharing.pair_latency):
+        lat = pair_latencies(sharing)
+        hops = lat["US-JP"] + lat["US-KR"]
+        if lat["JP-KR"] < hops - _RELAY_TOLERANCE:
+            probs.append(Problem(
+                f"{p}.pair_latency_s.JP-KR", dict(sharing.pair_latency)["JP-KR"],
+                f"at least US-JP + US-KR = {lat['US-JP']:g} + {lat['US-KR']:g} = {hops:g} s: trilateral relays "
+                "JP<->KR data through the US hub; a direct JP-KR link is a custom policy ([[sharing.policy]])"))
     if not (_finite_nonneg(sharing.track_interval) and sharing.track_interval > 0):
         probs.append(Problem(f"{p}.track_interval_s", sharing.track_interval, "a finite number of seconds > 0"))
     if sharing.share not in SHARED_KINDS:
@@ -403,8 +471,8 @@ def nation_latency(policy: PolicyConfig, origin: str, dest: str, share: str = "m
     -------
     float
         0 for ``origin == dest``; the smallest sum of link latencies over the routes
-        (a first hop from ``origin``, further hops naming ``origin`` in ``relay``), s;
-        ``inf`` if ``dest`` never receives it.
+        (a first hop from ``origin``, further hops naming ``origin`` in ``relay`` and
+        adding their ``relay_latency``), s; ``inf`` if ``dest`` never receives it.
 
     Notes
     -----
@@ -426,7 +494,7 @@ def nation_latency(policy: PolicyConfig, origin: str, dest: str, share: str = "m
         done.add(at)
         for _, ln in carriers:
             if ln.source == at and ln.dest not in done:
-                nd = d + float(ln.latency)
+                nd = d + _hop_latency(ln, origin)
                 if nd < best.get(ln.dest, math.inf):
                     best[ln.dest] = nd
 
@@ -466,6 +534,16 @@ def sensor_latency_to_nation(policy: PolicyConfig, nation: str, sensor_nations: 
     return lam + np.array([hop[n] for n in sensor_nations], dtype=np.float64)
 
 
+def _hop_latency(link: LinkConfig, origin: str) -> float:
+    """Latency of ``origin``'s data over one link, s: ``latency``, plus ``relay_latency`` when relayed."""
+    return float(link.latency) + (float(link.relay_latency) if link.source != origin else 0.0)
+
+
+def _route_latency(policy: PolicyConfig, route: list[int], origin: str) -> float:
+    """Sum of the hop latencies of ``origin``'s data along a route of link indices, s."""
+    return float(sum(_hop_latency(policy.links[j], origin) for j in route))
+
+
 def track_routes(policy: PolicyConfig, nation: str) -> list[TrackRoute]:
     """The track reports ``nation`` receives: one route per origin nation over track links.
 
@@ -492,8 +570,8 @@ def track_routes(policy: PolicyConfig, nation: str) -> list[TrackRoute]:
         routes = _routes(policy, origin, nation, "tracks")
         if not routes:
             continue
-        best = min(routes, key=lambda r: sum(policy.links[j].latency for j in r))
-        out.append(TrackRoute(origin, float(sum(policy.links[j].latency for j in best)),
+        best = min(routes, key=lambda r: _route_latency(policy, r, origin))
+        out.append(TrackRoute(origin, _route_latency(policy, best, origin),
                               float(max(policy.links[j].interval for j in best))))
     return out
 

@@ -63,8 +63,8 @@ def _cmd_validate(args) -> int:
             check_threats(scenario)  # every flight must be one its missile class can fly
         except GsomiaError as e:
             failed = True
-            for line in str(e).splitlines():
-                print(line, file=sys.stderr)
+            for line in str(e).splitlines():  # the prefix main() gives every other command's errors
+                print(f"gsomia-sim validate: {line}", file=sys.stderr)
             continue
         print(f"{path}: ok" if len(args.scenario) > 1 else "ok")
     return EXIT_USER_ERROR if failed else 0
@@ -220,7 +220,7 @@ def _add_set(p) -> None:
     """``--set KEY=VALUE``, repeatable: a scenario setting overridden (:func:`sim.scenario.load_scenario`)."""
     p.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
                    help="override a scenario setting, validated like the file; KEY is a key path as in the error "
-                        "messages (sharing.link_latency_s=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
+                        "messages (sharing.pair_latency_s.JP-KR=10, sensor[3].range_max_km=2500, tracker.filter=ekf); "
                         "VALUE is a TOML value, or else a string; repeatable")
 
 

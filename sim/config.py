@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 SHAPES = ("minimum-energy", "lofted", "depressed")
 MANEUVERS = ("none", "pull-up")
 NATIONS = ("US", "JP", "KR")
+# the nation pairs of [sharing.pair_latency_s], each written once in the order of NATIONS
+NATION_PAIRS = ("US-JP", "US-KR", "JP-KR")
 BUILTIN_POLICIES = ("isolated", "bilateral", "trilateral", "trilateral-tracks")
 # what a scenario runs when [sharing].policies is not given (trilateral-tracks is asked for by name)
 DEFAULT_POLICIES = ("isolated", "bilateral", "trilateral")
@@ -142,6 +144,11 @@ class LinkConfig:
     relay : tuple of str
         Nations whose data this link relays onward besides the sender's own
         (empty: only the sender's own data, as ``share`` defines it).
+    relay_latency : float
+        s, >= 0 (file key ``relay_latency_s``): added to ``latency`` for the relayed
+        nations' data only, the time the sending hub takes to forward what it received
+        (the built-in ``trilateral`` uses it to give JP<->KR data the end-to-end latency
+        of ``[sharing.pair_latency_s] JP-KR``). 0 when ``relay`` is empty.
     """
 
     source: str
@@ -150,6 +157,7 @@ class LinkConfig:
     share: str = "measurements"
     interval: float = 0.0
     relay: tuple[str, ...] = ()
+    relay_latency: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,14 @@ class SharingConfig:
         Names to run: built-ins and/or custom policy names.
     link_latency : float
         One-hop latency of built-in links, s (the JP<->KR trilateral route
-        relays through the US hub, so it takes two hops).
+        relays through the US hub, so it takes two hops), unless ``pair_latency``
+        sets the pair's.
+    pair_latency : tuple of (str, float)
+        ``[sharing.pair_latency_s]`` as given: ``(pair, s)`` with pair one of
+        :data:`NATION_PAIRS`, the latency of that pair's data in the built-in
+        policies (end to end: JP<->KR under ``trilateral`` still relays through the US
+        hub); pairs not given follow ``link_latency`` (JP-KR: the US-JP plus the
+        US-KR latency). :func:`fusion.network.pair_latencies` resolves them.
     share : str
         What the links of ``bilateral`` and ``trilateral`` share: ``"measurements"`` or
         ``"tracks"`` (``trilateral-tracks`` always shares tracks).
@@ -183,6 +198,7 @@ class SharingConfig:
 
     policies: tuple[str, ...] = DEFAULT_POLICIES
     link_latency: float = 2.0
+    pair_latency: tuple[tuple[str, float], ...] = ()
     share: str = "measurements"
     track_interval: float = 5.0
     track_fusion: str = "covariance-intersection"

@@ -22,8 +22,8 @@ import numpy as np
 
 from fusion.metrics import TRIAL_METRIC_KEYS
 from sim.config import NATIONS, Scenario
-from sim.errors import InputError
-from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS, blame_overrides, did_you_mean
+from sim.errors import InputError, did_you_mean
+from sim.scenario import DEFAULT_CHUNK_TRIALS, MAX_WORKERS, blame_overrides
 
 # Per-trial, per-object figures of merit (GOSPA is per trial, gathered apart).
 METRIC_KEYS = tuple(k for k in TRIAL_METRIC_KEYS if k != "gospa_m") + ("pcrlb_pos_m", "efficiency")

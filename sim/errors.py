@@ -6,6 +6,7 @@ is allowed, so that the CLI can print it as one line and exit with status 2.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -56,6 +57,23 @@ def shown_value(value, limit: int = 80) -> str:
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(value, names) -> str:
+    """``"did you mean 'x'? "`` for the name closest to ``value``, or ``""``.
+
+    Names are case-sensitive (``filter = "EKF"`` is refused); a name that differs only in
+    case is suggested first, then the closest by :func:`difflib.get_close_matches` (cut-off
+    0.6) compared in lower case, so ``trilat`` gets ``trilateral`` and ``EKF`` gets ``ekf``.
+    """
+    names = [str(n) for n in names]
+    text = str(value)
+    same = [n for n in names if n.lower() == text.lower()]
+    if same:
+        return f"did you mean '{same[0]}'? names are case-sensitive; "
+    lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(text.lower(), list(lower), n=1, cutoff=0.6)
+    return f"did you mean '{lower[close[0]]}'? " if close else ""
 
 
 class _Missing:

@@ -86,13 +86,17 @@ def sensor_settings(sensor) -> dict:
 
 
 def link_settings(link) -> dict:
-    """One directed link as a ``[[sharing.policy.link]]`` table."""
+    """One directed link as a ``[[sharing.policy.link]]`` table (``relay_latency_s``: the relayed data's extra s)."""
     return {"from": link.source, "to": link.dest, "latency_s": _num(link.latency), "share": link.share,
-            "interval_s": _num(link.interval), "relay": list(link.relay)}
+            "interval_s": _num(link.interval), "relay": list(link.relay),
+            "relay_latency_s": _num(link.relay_latency)}
 
 
 def sharing_settings(sharing, policies) -> dict:
     """``[sharing]`` with the links of every policy run, built-ins resolved (:func:`fusion.network.builtin_policy`).
+
+    ``pair_latency_s`` holds every nation pair's latency after the defaults
+    (:func:`fusion.network.pair_latencies`), whether the file gave it or not.
 
     Parameters
     ----------
@@ -100,12 +104,14 @@ def sharing_settings(sharing, policies) -> dict:
     policies : sequence of str
         The policies of the run (``--policies`` or ``[sharing].policies``).
     """
-    from fusion.network import resolve_policies
     import dataclasses
+
+    from fusion.network import pair_latencies, resolve_policies
 
     names = tuple(dict.fromkeys(tuple(policies)))
     resolved = resolve_policies(dataclasses.replace(sharing, policies=names))
-    return {"policies": list(names), "link_latency_s": _num(sharing.link_latency), "share": sharing.share,
+    return {"policies": list(names), "link_latency_s": _num(sharing.link_latency),
+            "pair_latency_s": {pair: _num(v) for pair, v in pair_latencies(sharing).items()}, "share": sharing.share,
             "track_interval_s": _num(sharing.track_interval), "track_fusion": sharing.track_fusion,
             "links": {name: [link_settings(ln) for ln in resolved[name].links] for name in names}}
 
@@ -201,14 +207,19 @@ def provenance_fields(scenario, trials: int, seed: int, policies) -> dict:
 
 
 def provenance_line(doc: dict) -> str:
-    """One sentence for report.md's header: version, git revision, file hash and overrides."""
-    parts = [f"gsomia-sim {doc['version']}"]
+    """One sentence for report.md's header: git revision, file hash and overrides.
+
+    The version is not repeated: the header's first line
+    (:func:`sim.report.markdown_report`) states it.
+    """
+    parts = []
     git = doc.get("git")
     if git:
-        parts.append(f"git {git['revision'][:12]}{' (dirty: uncommitted changes)' if git['dirty'] else ''}")
+        parts.append(f"Git {git['revision'][:12]}{' (dirty: uncommitted changes)' if git['dirty'] else ''}")
     f = doc.get("scenario_file")
     if f:
         parts.append(f"scenario file {f['name']} (SHA-256 {f['sha256'][:16]}...)")
     over = doc.get("overrides")
     parts.append("overrides: " + ", ".join(f"`--set {o}`" for o in over) if over else "no overrides")
-    return "; ".join(parts) + ". Every setting, resolved, is in metrics.json (`resolved`)."
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + ". Every setting, resolved, is in metrics.json (`resolved`)."

@@ -36,6 +36,7 @@ from sim.config import (
     FILTERS,
     INITIATIONS,
     MANEUVERS,
+    NATION_PAIRS,
     NATIONS,
     SHAPES,
     SHARED_KINDS,
@@ -51,7 +52,7 @@ from sim.config import (
     ThreatConfig,
     TrackerConfig,
 )
-from sim.errors import MISSING, InputError, Problem
+from sim.errors import MISSING, InputError, Problem, did_you_mean
 
 SCHEMA_VERSION = 1
 SECTIONS = ("schema_version", "scenario", "threat", "sensor", "sharing", "tracker", "metrics")
@@ -147,23 +148,6 @@ class _Reader:
             self.add(path, value, f"out of range; {_kind_words(kind, lo, hi, lo_open, choices)}")
             return default
         return value
-
-
-def did_you_mean(value, names) -> str:
-    """``"did you mean 'x'? "`` for the name closest to ``value``, or ``""``.
-
-    Names are case-sensitive (``filter = "EKF"`` is refused); a name that differs only in
-    case is suggested first, then the closest by :func:`difflib.get_close_matches` (cut-off
-    0.6) compared in lower case, so ``trilat`` gets ``trilateral`` and ``EKF`` gets ``ekf``.
-    """
-    names = [str(n) for n in names]
-    text = str(value)
-    same = [n for n in names if n.lower() == text.lower()]
-    if same:
-        return f"did you mean '{same[0]}'? names are case-sensitive; "
-    lower = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(text.lower(), list(lower), n=1, cutoff=0.6)
-    return f"did you mean '{lower[close[0]]}'? " if close else ""
 
 
 def _join(prefix: str, key: str) -> str:
@@ -377,9 +361,39 @@ def _read_sensors(r: _Reader, doc: dict) -> list[SensorConfig]:
     return out
 
 
-_SHARING_KEYS = ("policies", "link_latency_s", "share", "track_interval_s", "track_fusion", "policy")
+_SHARING_KEYS = ("policies", "link_latency_s", "pair_latency_s", "share", "track_interval_s", "track_fusion",
+                 "policy")
 _POLICY_KEYS = ("name", "link")
-_LINK_KEYS = ("from", "to", "latency_s", "share", "interval_s", "relay")
+_LINK_KEYS = ("from", "to", "latency_s", "share", "interval_s", "relay", "relay_latency_s")
+MAX_LINK_LATENCY_S = 3600.0  # s, longest latency a link or nation pair may be given
+
+
+def _read_pair_latency(r: _Reader, t: dict) -> tuple[tuple[str, float], ...]:
+    """``[sharing.pair_latency_s]``: ``(pair, s)`` for each nation pair given (:data:`sim.config.NATION_PAIRS`).
+
+    A pair written the other way round (``KR-JP``) or in the wrong case gets the pair's
+    spelling suggested; each value is a number of seconds in [0, 3600].
+    """
+    if "pair_latency_s" not in t:
+        return ()
+    p = "sharing.pair_latency_s"
+    table = t["pair_latency_s"]
+    if not isinstance(table, dict):
+        r.add(p, table, "must be a table of nation pair = seconds, e.g. pair_latency_s = { JP-KR = 10 }")
+        return ()
+    out = []
+    for key in table:
+        if key not in NATION_PAIRS:
+            a, _, b = key.upper().partition("-")
+            turned = f"{b}-{a}" if f"{b}-{a}" in NATION_PAIRS else None
+            hint = (f"did you mean '{turned}'? each pair is written once, nations in the order "
+                    f"{', '.join(NATIONS)}, and holds for both directions; ") if turned else did_you_mean(key, NATION_PAIRS)
+            r.add(_join(p, key), table[key], f"unknown nation pair; {hint}allowed: {', '.join(NATION_PAIRS)}")
+            continue
+        value = r.get(table, key, p, "float", lo=0.0, hi=MAX_LINK_LATENCY_S)
+        if value is not None:
+            out.append((key, value))
+    return tuple(sorted(out, key=lambda kv: NATION_PAIRS.index(kv[0])))
 
 
 def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
@@ -418,6 +432,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
                 share=r.get(lt, "share", lp, "str", default="measurements", choices=SHARED_KINDS),
                 interval=r.get(lt, "interval_s", lp, "float", default=0.0, lo=0.0, hi=3600.0),
                 relay=tuple(relay),
+                relay_latency=r.get(lt, "relay_latency_s", lp, "float", default=0.0, lo=0.0, hi=MAX_LINK_LATENCY_S),
             ))
         custom.append(PolicyConfig(pname, tuple(links)))
     known = BUILTIN_POLICIES + tuple(c.name for c in custom if c.name)
@@ -431,7 +446,8 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
                                                   f"{', '.join(known)}")
     cfg = SharingConfig(
         policies=tuple(policies),
-        link_latency=r.get(t, "link_latency_s", "sharing", "float", default=2.0, lo=0.0, hi=3600.0),
+        link_latency=r.get(t, "link_latency_s", "sharing", "float", default=2.0, lo=0.0, hi=MAX_LINK_LATENCY_S),
+        pair_latency=_read_pair_latency(r, t),
         share=r.get(t, "share", "sharing", "str", default="measurements", choices=SHARED_KINDS),
         track_interval=r.get(t, "track_interval_s", "sharing", "float", default=5.0, lo=0.0, lo_open=True, hi=3600.0),
         track_fusion=r.get(t, "track_fusion", "sharing", "str", default="covariance-intersection",

@@ -59,7 +59,7 @@ from scipy.optimize import least_squares
 from sim import dynamics as dyn
 from sim.config import MANEUVERS, SHAPES
 from sim.earth import ecef_to_geodetic, geodesic_inverse
-from sim.errors import InputError
+from sim.errors import InputError, did_you_mean
 from sim.missiles import MISSILES, MissileClass
 
 RANGE_TOL = 0.002  # relative; the solver aims well inside the 1 % contract
@@ -489,7 +489,7 @@ def solve_nominal(missile: str, launch_lat: float, launch_lon: float, bearing: f
         range it can); a solve that does not converge.
     """
     if missile not in MISSILES:
-        raise _bad("missile", missile, f"one of {', '.join(MISSILES)}")
+        raise _bad("missile", missile, f"unknown name; {did_you_mean(missile, MISSILES)}allowed: {', '.join(MISSILES)}")
     if shape not in SHAPES:
         raise _bad("shape", shape, f"one of {', '.join(SHAPES)}")
     if maneuver not in MANEUVERS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from fusion.network import (
     check_policy,
     check_sharing,
     nation_latency,
+    pair_latencies,
     resolve_policies,
     sensor_latency_to_nation,
     track_routes,
@@ -279,3 +281,73 @@ def test_hub_track_report_holds_the_receivers_relayed_measurements():
     assert (latency, interval, sender) == (3.0, 5.0, "US")
     np.testing.assert_array_equal(feed, [0.5, np.inf, 3.0])  # the hub tracks with KR's radar, 1 + 2 s late
     np.testing.assert_array_equal(arrival, [3.5, np.inf, 1.0])
+
+
+# ------------------------------------------------------------------------ [sharing.pair_latency_s]
+
+def _pair(**given):
+    """SharingConfig with pair latencies given as JP_KR=10 (keyword form of "JP-KR")."""
+    return SharingConfig(pair_latency=tuple((k.replace("_", "-"), float(v)) for k, v in given.items()))
+
+
+def test_jp_kr_pair_latency_is_end_to_end_through_the_hub_other_pairs_unchanged():
+    """JP-KR = 10 s: a KR radar's detection at t reaches JP's tracker at t + the radar's 0.25 s + 10 s, and JP's
+    reaches KR 10 s after it leaves JP's radar chain; US<->JP and US<->KR stay one 2 s hop; the route is still the
+    relay through the US hub (no direct JP-KR link)."""
+    pol = builtin_policy("trilateral", _pair(JP_KR=10))
+    assert [(ln.source, ln.dest, ln.latency, ln.relay, ln.relay_latency) for ln in pol.links] == [
+        ("US", "JP", 2.0, ("KR",), 6.0), ("JP", "US", 2.0, (), 0.0),
+        ("US", "KR", 2.0, ("JP",), 6.0), ("KR", "US", 2.0, (), 0.0)]
+    assert check_policy(pol, "p") == []
+    # detections: (time s, sensor index) of the laydown above: US 0.5 s, JP 1.0 s, KR 0.25 s and 0.75 s, US 2.0 s
+    t = np.array([100.0, 100.0, 100.0, 100.0, 100.0])
+    sensor = np.arange(5)
+    mask, at_jp = arrival_times(t, sensor, _delays(pol, "JP"))
+    assert mask.all()
+    np.testing.assert_array_equal(at_jp, [102.5, 101.0, 110.25, 110.75, 104.0])  # KR radars: 100 + own + 10
+    _, at_kr = arrival_times(t, sensor, _delays(pol, "KR"))
+    np.testing.assert_array_equal(at_kr, [102.5, 111.0, 100.25, 100.75, 104.0])  # JP radar: 100 + 1.0 + 10
+    _, at_us = arrival_times(t, sensor, _delays(pol, "US"))
+    np.testing.assert_array_equal(at_us, [100.5, 103.0, 102.25, 102.75, 102.0])  # the hub's own: one hop, as before
+    # bilateral has no JP<->KR data at all, so the pair changes nothing there
+    assert builtin_policy("bilateral", _pair(JP_KR=10)) == builtin_policy("bilateral", SharingConfig())
+    # track reports take the same 10 s; the US ones 2 s
+    trk = builtin_policy("trilateral-tracks", _pair(JP_KR=10))
+    assert track_routes(trk, "JP") == [TrackRoute("US", 2.0, 5.0), TrackRoute("KR", 10.0, 5.0)]
+    assert track_routes(trk, "KR") == [TrackRoute("US", 2.0, 5.0), TrackRoute("JP", 10.0, 5.0)]
+
+
+def test_pair_latencies_defaults_follow_link_latency_and_the_two_hops():
+    assert pair_latencies(SharingConfig()) == {"US-JP": 2.0, "US-KR": 2.0, "JP-KR": 4.0}
+    assert pair_latencies(SharingConfig(link_latency=10.0)) == {"US-JP": 10.0, "US-KR": 10.0, "JP-KR": 20.0}
+    # a US-JP latency of its own: JP-KR, not given, is still the two hops (5 + 3 s)
+    sharing = dataclasses.replace(_pair(US_JP=5), link_latency=3.0)
+    assert pair_latencies(sharing) == {"US-JP": 5.0, "US-KR": 3.0, "JP-KR": 8.0}
+    pol = builtin_policy("trilateral", sharing)
+    assert (nation_latency(pol, "KR", "JP"), nation_latency(pol, "US", "JP"), nation_latency(pol, "US", "KR"),
+            nation_latency(pol, "JP", "US")) == (8.0, 5.0, 3.0, 5.0)
+    assert all(ln.relay_latency == 0.0 for ln in pol.links)
+    # JP-KR equal to the two hops is the default route exactly, with no hub time
+    assert builtin_policy("trilateral", _pair(JP_KR=4)) == builtin_policy("trilateral", SharingConfig())
+
+
+def test_pair_latency_problems_are_named_by_key_path():
+    sharing = SharingConfig(pair_latency=(("JP-CN", 1.0), ("US-JP", -1.0), ("US-KR", math.nan)))
+    assert [(p.key_path, p.value) for p in check_sharing(sharing)][:2] == [
+        ("sharing.pair_latency_s.JP-CN", 1.0), ("sharing.pair_latency_s.US-JP", -1.0)]
+    assert _paths(check_sharing(sharing)) == ["sharing.pair_latency_s.JP-CN", "sharing.pair_latency_s.US-JP",
+                                              "sharing.pair_latency_s.US-KR"]
+    (short,) = check_sharing(dataclasses.replace(_pair(JP_KR=3, US_KR=1.5), link_latency=2.0))
+    assert str(short) == ("sharing.pair_latency_s.JP-KR: got 3.0; at least US-JP + US-KR = 2 + 1.5 = 3.5 s: "
+                          "trilateral relays JP<->KR data through the US hub; a direct JP-KR link is a custom "
+                          "policy ([[sharing.policy]])")
+    assert check_sharing(_pair(JP_KR=4)) == []
+
+
+def test_relay_latency_delays_relayed_data_only_and_is_checked():
+    pol = PolicyConfig("hub", (LinkConfig("KR", "US", 1.0), LinkConfig("US", "JP", 2.0, relay=("KR",), relay_latency=3.0)))
+    assert check_policy(pol, "p") == []
+    assert (nation_latency(pol, "KR", "JP"), nation_latency(pol, "US", "JP")) == (6.0, 2.0)
+    bad = PolicyConfig("x", (LinkConfig("US", "JP", 1.0, relay_latency=-1.0), LinkConfig("JP", "US", 1.0, relay_latency=2.0)))
+    assert [(p.key_path, p.value) for p in check_policy(bad, "p")] == [
+        ("p.link[0].relay_latency_s", -1.0), ("p.link[1].relay_latency_s", 2.0)]

@@ -248,7 +248,7 @@ def test_console_script_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"{path}: scenario.trials: got -4; out of range; an integer in [1, 1,000,000]"
+        f"gsomia-sim validate: {path}: scenario.trials: got -4; out of range; an integer in [1, 1,000,000]"
     ]
     assert "Traceback" not in proc.stderr
 
@@ -302,7 +302,7 @@ def test_validate_rejects_a_flight_the_missile_cannot_fly(tmp_path, capsys):
     load_scenario(path)  # the schema is fine ...
     assert main(["validate", str(path)]) == 2  # ... but a KN-23 cannot fly 5,000 km
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{path}: threat[0].range_km: got 5000.0;")
+    assert len(lines) == 1 and lines[0].startswith(f"gsomia-sim validate: {path}: threat[0].range_km: got 5000.0;")
 
 
 @pytest.mark.parametrize("bearing", ["500", "-1"])
@@ -526,7 +526,7 @@ def test_bad_set_is_one_line_naming_the_set_exit_2(tmp_path, capsys, text, line)
     path.write_text(VALID)
     assert main(["validate", str(path), "--set", text]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line), lines
+    assert len(lines) == 1 and lines[0].startswith("gsomia-sim validate: " + line), lines
 
 
 def test_set_problems_name_the_set_file_problems_name_the_file(tmp_path, capsys):
@@ -535,8 +535,8 @@ def test_set_problems_name_the_set_file_problems_name_the_file(tmp_path, capsys)
     assert main(["validate", str(path), "--set", "tracker.filter=pf"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert sorted(lines) == sorted([
-        f"{path}: tracker.confirm_m: got 9; must be <= confirm_n (5) for M-of-N confirmation",
-        "--set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm"])
+        f"gsomia-sim validate: {path}: tracker.confirm_m: got 9; must be <= confirm_n (5) for M-of-N confirmation",
+        "gsomia-sim validate: --set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm"])
 
 
 def test_wrong_case_in_the_file_is_refused_with_the_name_suggested(tmp_path, capsys):
@@ -544,8 +544,8 @@ def test_wrong_case_in_the_file_is_refused_with_the_name_suggested(tmp_path, cap
     path.write_text(sub('filter = "ekf"', 'filter = "EKF"')(VALID))
     assert main(["validate", str(path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"{path}: tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are case-sensitive; "
-        "allowed: ekf, ukf, imm")
+        f"gsomia-sim validate: {path}: tracker.filter: got 'EKF'; unknown name; did you mean 'ekf'? names are "
+        "case-sensitive; allowed: ekf, ukf, imm")
 
 
 def test_run_policies_typo_gets_did_you_mean(tmp_path, capsys):
@@ -556,6 +556,27 @@ def test_run_policies_typo_gets_did_you_mean(tmp_path, capsys):
         "gsomia-sim run: --policies: got 'trilat'; unknown policy; did you mean 'trilateral'? allowed: "
         "isolated, bilateral, trilateral, direct")
 
+
+def test_trajectory_unknown_missile_gets_did_you_mean(capsys):
+    assert main(["trajectory", "--missile", "hwasong15", "--launch", "39.25,125.86", "--bearing", "76",
+                 "--range-km", "950", "--apogee-km", "4475"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gsomia-sim trajectory: --missile: got 'hwasong15'; unknown name; did you mean 'icbm-hwasong15'? allowed: "
+        "srbm-kn23, mrbm-nodong, irbm-hwasong12, icbm-hwasong14, icbm-hwasong15, icbm-hwasong17, icbm-hwasong18, "
+        "icbm-hwasong19, slbm-pukguksong3"]
+
+
+def test_validate_lines_carry_the_prefix_of_every_other_command(tmp_path, capsys):
+    """validate's error lines start 'gsomia-sim validate: ' as run's start 'gsomia-sim run: ' (new-user trial)."""
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    bad = ["--set", "tracker.filter=pf"]
+    assert main(["validate", str(path)] + bad) == 2
+    validate = capsys.readouterr().err.strip()
+    assert main(["run", str(path), "--out", str(tmp_path / "out")] + bad) == 2
+    run = capsys.readouterr().err.strip()
+    assert validate.removeprefix("gsomia-sim validate: ") == run.removeprefix("gsomia-sim run: ") == (
+        "--set tracker.filter: got 'pf'; unknown name; allowed: ekf, ukf, imm")
 
 def test_trajectory_csv_is_the_flight_in_ecef_geodetic_speed_and_phase(tmp_path, capsys):
     """The CSV's geodetic columns are pymap3d's of its ECEF ones, its speed the velocity's norm, its apogee,
@@ -614,3 +635,87 @@ def test_set_on_run_and_view_is_validated_before_any_work(tmp_path, capsys, comm
     assert capsys.readouterr().err.strip().splitlines() == [
         f"gsomia-sim {command}: --set sensor[2].range_max_km: got -5; allowed: instrumented range, km, (0, 10000]"]
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------ [sharing.pair_latency_s] (issue 23)
+
+def test_pair_latency_table_in_the_file_and_by_set_give_the_same_scenario(tmp_path, capsys):
+    from fusion.network import builtin_policy, nation_latency
+
+    path = tmp_path / "s.toml"
+    path.write_text(sub("[[sharing.policy]]", "[sharing.pair_latency_s]\nJP-KR = 10\n[[sharing.policy]]")(VALID))
+    in_file = load_scenario(path)
+    assert in_file.sharing.pair_latency == (("JP-KR", 10.0),)
+    plain = tmp_path / "plain.toml"
+    plain.write_text(VALID)
+    by_set = load_scenario(plain, ["sharing.pair_latency_s.JP-KR=10"])
+    assert by_set.sharing == in_file.sharing and by_set.overrides == ("sharing.pair_latency_s.JP-KR=10",)
+    tri = builtin_policy("trilateral", by_set.sharing)
+    assert (nation_latency(tri, "KR", "JP"), nation_latency(tri, "JP", "KR"), nation_latency(tri, "US", "JP"),
+            nation_latency(tri, "KR", "US")) == (10.0, 10.0, 2.0, 2.0)
+    # the custom policy keeps its own links: the pair latency is for the built-ins
+    assert by_set.sharing.custom == load_scenario(plain).sharing.custom
+    assert main(["validate", str(plain), "--set", "sharing.pair_latency_s.JP-KR=10",
+                 "--set", "sharing.pair_latency_s.US-JP=2.5"]) == 0
+    assert capsys.readouterr().out.strip() == "ok"
+
+
+# (text in [sharing.pair_latency_s] or of a link, the one error line after "gsomia-sim validate: FILE: ")
+PAIR_ERRORS = [
+    ("JP-KR = -1", "sharing.pair_latency_s.JP-KR: got -1.0; out of range; a number in [0, 3600]"),
+    ('JP-KR = "ten"', "sharing.pair_latency_s.JP-KR: got 'ten'; wrong type; a number in [0, 3600]"),
+    ("JP-KR = inf", "sharing.pair_latency_s.JP-KR: got inf; must be a finite number"),
+    ("KR-JP = 10", "sharing.pair_latency_s.KR-JP: got 10; unknown nation pair; did you mean 'JP-KR'? each pair is "
+                   "written once, nations in the order US, JP, KR, and holds for both directions; allowed: US-JP, "
+                   "US-KR, JP-KR"),
+    ("jp-kr = 10", "sharing.pair_latency_s.jp-kr: got 10; unknown nation pair; did you mean 'JP-KR'? names are "
+                   "case-sensitive; allowed: US-JP, US-KR, JP-KR"),
+    ("JP-RU = 10", "sharing.pair_latency_s.JP-RU: got 10; unknown nation pair; did you mean 'JP-KR'? allowed: "
+                   "US-JP, US-KR, JP-KR"),
+    ("JP-KR = 3\nUS-KR = 1.5", "sharing.pair_latency_s.JP-KR: got 3.0; at least US-JP + US-KR = 2 + 1.5 = 3.5 s: "
+                               "trilateral relays JP<->KR data through the US hub; a direct JP-KR link is a custom "
+                               "policy ([[sharing.policy]])"),
+]
+
+
+@pytest.mark.parametrize("table, line", PAIR_ERRORS, ids=[p[0].split()[0] + p[0][-3:] for p in PAIR_ERRORS])
+def test_bad_pair_latency_is_one_line_with_file_key_value_allowed(tmp_path, capsys, table, line):
+    path = tmp_path / "s.toml"
+    path.write_text(sub("[[sharing.policy]]", f"[sharing.pair_latency_s]\n{table}\n[[sharing.policy]]")(VALID))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"gsomia-sim validate: {path}: {line}"]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("sharing.pair_latency_s.JP-KR=-1", "--set sharing.pair_latency_s.JP-KR: got -1.0; out of range; a number in "
+                                        "[0, 3600]"),
+    ("sharing.pair_latency_s.JP-KR=ten", "--set sharing.pair_latency_s.JP-KR: got 'ten'; wrong type; a number in "
+                                         "[0, 3600]"),
+    ("sharing.pair_latency_s.CN-KR=1", "--set sharing.pair_latency_s.CN-KR: got 1; unknown nation pair; did you "
+                                       "mean 'US-KR'? allowed: US-JP, US-KR, JP-KR"),
+    ("sharing.pair_latency_s.JP-KR=1", "--set sharing.pair_latency_s.JP-KR: got 1.0; at least US-JP + US-KR = 2 + 2 "
+                                       "= 4 s: trilateral relays JP<->KR data through the US hub; a direct JP-KR link "
+                                       "is a custom policy ([[sharing.policy]])"),
+    ("sharing.pair_latency_s=10", "--set sharing.pair_latency_s: got 10; must be a table of nation pair = seconds, "
+                                  "e.g. pair_latency_s = { JP-KR = 10 }"),
+], ids=["negative", "not-a-number", "unknown-pair", "shorter-than-the-hops", "not-a-table"])
+def test_bad_pair_latency_set_is_one_line_naming_the_set(tmp_path, capsys, text, line):
+    path = tmp_path / "s.toml"
+    path.write_text(VALID)
+    assert main(["validate", str(path), "--set", text]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"gsomia-sim validate: {line}"]
+
+
+def test_custom_link_relay_latency(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    hub = ('[[sharing.policy.link]]\nfrom = "KR"\nto = "US"\nlatency_s = 1.0\n[[sharing.policy.link]]\nfrom = "US"\n'
+           'to = "JP"\nlatency_s = 1.0\nrelay = ["KR"]\nrelay_latency_s = 4.0\n[tracker]')
+    path.write_text(sub("[tracker]", hub)(VALID))
+    links = load_scenario(path).sharing.custom[0].links
+    assert (links[2].relay, links[2].relay_latency, links[0].relay_latency) == (("KR",), 4.0, 0.0)
+    path.write_text(sub("latency_s = 1.0\n\n[tracker]", "latency_s = 1.0\nrelay_latency_s = 2.0\n\n[tracker]")(VALID))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"gsomia-sim validate: {path}: sharing.policy[0].link[0].relay_latency_s: got 2.0; 0 on a link that relays "
+        "nothing (relay = []): it delays relayed data only"]
+

@@ -173,11 +173,17 @@ def test_metrics_json_records_the_resolved_scenario_hash_and_revision(small_run,
     links = res["sharing"]["links"]
     assert links["isolated"] == []
     assert links["trilateral"] == [
-        {"from": "US", "to": "JP", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": ["KR"]},
-        {"from": "JP", "to": "US", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": []},
-        {"from": "US", "to": "KR", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": ["JP"]},
-        {"from": "KR", "to": "US", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": []},
+        {"from": "US", "to": "JP", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": ["KR"],
+         "relay_latency_s": 0.0},
+        {"from": "JP", "to": "US", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": [],
+         "relay_latency_s": 0.0},
+        {"from": "US", "to": "KR", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": ["JP"],
+         "relay_latency_s": 0.0},
+        {"from": "KR", "to": "US", "latency_s": 10.0, "share": "measurements", "interval_s": 5.0, "relay": [],
+         "relay_latency_s": 0.0},
     ]
+    # every nation pair's latency after the defaults: JP-KR is the two 10 s hops
+    assert res["sharing"]["pair_latency_s"] == {"US-JP": 10.0, "US-KR": 10.0, "JP-KR": 20.0}
     assert res["tracker"]["max_tracks"] == 6 and res["tracker"] == doc["tracker"]
     assert res["metrics"] == {"ipp_threshold_km": 50.0, "ipp_time_to_go_s": 120.0, "gospa_cutoff_km": 10.0,
                               "firm_track_hold_s": 30.0}
@@ -191,7 +197,45 @@ def test_metrics_json_records_the_resolved_scenario_hash_and_revision(small_run,
         assert "git" not in doc
     report = (tmp_path / "report.md").read_text()
     assert f"scenario file {HS15.name} (SHA-256 {doc['scenario_file']['sha256'][:16]}...)" in report
-    assert "`--set sharing.link_latency_s=10.0`" in report and "gsomia-sim 0.1.0" in report
+    assert "`--set sharing.link_latency_s=10.0`" in report
+    head = report.split("\n\n## ")[0]
+    assert head.count(f"gsomia-sim {doc['version']}") == 1, head  # the header states the version once
+
+
+def test_cli_set_jp_kr_latency_round_trip(tmp_path, capsys):
+    """`run --set sharing.pair_latency_s.JP-KR=10`: the one command of issue 23. metrics.json records the override
+    and the resolved pairs and links; the radars' data reach JP from Korean radars 10 s after their own reporting
+    latency (6 s later than the two 2 s hops), from US radars 2 s after, as before."""
+    from fusion.network import builtin_policy
+    from sim.cli import main
+    from sim.engine import build_radars, feed_plan
+
+    out = tmp_path / "out"
+    assert main(["run", str(HS15), "--set", "sharing.pair_latency_s.JP-KR=10", "--set", "scenario.duration_s=30",
+                 "--trials", "1", "--policies", "trilateral", "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["overrides"] == ["sharing.pair_latency_s.JP-KR=10", "scenario.duration_s=30"]
+    sharing = doc["resolved"]["sharing"]
+    assert sharing["pair_latency_s"] == {"US-JP": 2.0, "US-KR": 2.0, "JP-KR": 10.0}
+    assert [(ln["from"], ln["to"], ln["latency_s"], ln["relay"], ln["relay_latency_s"])
+            for ln in sharing["links"]["trilateral"]] == [
+        ("US", "JP", 2.0, ["KR"], 6.0), ("JP", "US", 2.0, [], 0.0), ("US", "KR", 2.0, ["JP"], 6.0),
+        ("KR", "US", 2.0, [], 0.0)]
+    assert "`--set sharing.pair_latency_s.JP-KR=10`" in (out / "report.md").read_text()
+    # the scenario the run read, back from the file and the same --set: what each radar's data take to JP
+    sc = load_scenario(HS15, doc["overrides"])
+    base = load_scenario(HS15)
+    radars = build_radars(sc)
+    lam = np.array([r.latency for r in radars])
+    for nation, pair in (("JP", {"US": 2.0, "JP": 0.0, "KR": 10.0}), ("KR", {"US": 2.0, "JP": 10.0, "KR": 0.0}),
+                         ("US", {"US": 0.0, "JP": 2.0, "KR": 2.0})):
+        own, _, arrival = feed_plan(radars, builtin_policy("trilateral", sc.sharing), nation)
+        np.testing.assert_array_equal(own, lam + np.array([pair[r.nation] for r in radars]))
+        _, _, before = feed_plan(radars, builtin_policy("trilateral", base.sharing), nation)
+        other = {"JP": "KR", "KR": "JP"}.get(nation)
+        np.testing.assert_array_equal(arrival - before, [6.0 if r.nation == other else 0.0 for r in radars])
+    assert {r.nation for r in radars} == {"US", "JP", "KR"}
 
 
 def test_provenance_differs_where_the_runs_differ(small_run):
