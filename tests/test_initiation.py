@@ -253,8 +253,8 @@ FAR_DENSE = [("tpy2_far", 0.0), ("tpy2_far", 1.0), ("tpy2_far", 2.0)]
 def test_consistent_for_coarse_long_range_plots(schedule):
     """At 1,540 km with 3.4-mrad angles the range's curvature term (fusion.initiation.range_curvature_variance)
     keeps the NEES mean at or below the band (conservative by up to the number of plots; without the term the
-    mean was 60-65); Gauss-Newton with the line search converges in every seed (it diverged in 92 of 200
-    dense-schedule seeds with full steps)."""
+    mean was 60-65, and full Gauss-Newton steps diverged in 92 of 200 dense-schedule seeds); every seed
+    converges."""
     mc = _monte_carlo(schedule, x0=X_FAR)
     lo, hi = nees_band(6)
     m = np.mean([r[0] for r in mc])
