@@ -1,7 +1,7 @@
 """Consistency of numba's on-disk cache of the compiled tracker's kernel modules.
 
 Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
-:mod:`fusion.assign_kernels` and :mod:`fusion.loop`; see :func:`_invalidate_stale_cache`.
+:mod:`fusion.assign_kernels`, :mod:`fusion.initiation` and :mod:`fusion.loop`; see :func:`_invalidate_stale_cache`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ def _invalidate_stale_cache():
     Numba keys a cached function by the stamp of its own source file only, but the
     loop's machine code contains its callees from the other kernel modules: after
     an edit of, say, :mod:`fusion.motion_kernels` alone, the cached loop would run
-    the old kernels. A digest of all four sources, stored next to the cache, tells.
+    the old kernels. A digest of all their sources, stored next to the cache, tells.
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    names = ("loop", "track_kernels", "motion_kernels", "assign_kernels")
+    names = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation")
     digest = hashlib.sha256()
     for name in names:
         with open(os.path.join(here, name + ".py"), "rb") as f:
