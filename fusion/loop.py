@@ -31,8 +31,8 @@ runs in nor on the number of threads (tests/test_loop.py).
 The state of one trial is held in a few arrays over its ``N`` track slots:
 ``X`` (N, r, 6), ``PP`` (N, r, 6, 6), ``MU`` (N, r) (filter modes, see
 :mod:`fusion.track_kernels`), ``TF`` (N, 5) float fields ``t, t_init, t_last,
-r_init, r_last``, ``TI`` (N, 4) integer fields ``active, confirmed, hits,
-object``, ``SENS`` (N,) uint64 sensor bitmasks, ``PL`` (N, M, 14) the newest M
+r_init, r_last``, ``TI`` (N, 6) integer fields ``active, confirmed, hits,
+object, first detection, last detection``, ``SENS`` (N,) uint64 sensor bitmasks, ``PL`` (N, M, 14) the newest M
 plots of each tentative track (time, z, R, sensor: the batch start at
 confirmation) and ``CNT`` (11,) counters in the order of :data:`COUNTERS`.
 """
@@ -51,7 +51,7 @@ from numba import njit
 from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
 from fusion import motion_kernels as mk
 from fusion import track_kernels as tk
-from fusion.initiation import batch_initiate
+from fusion.initiation import batch_fit
 from fusion.assign_kernels import gnn_assign, jpda_star
 
 COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_missed",
@@ -61,12 +61,13 @@ COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_
  _C_DEFER) = range(11)
 _NC = len(COUNTERS)
 _T, _T_INIT, _T_LAST, _R_INIT, _R_LAST = range(5)  # columns of TF
-_ACTIVE, _CONFIRMED, _HITS, _OBJECT = range(4)  # columns of TI
+_ACTIVE, _CONFIRMED, _HITS, _OBJECT, _FIRSTDET, _LASTDET = range(6)  # columns of TI
+_NTI = 6
 
 # indices of the float parameter vector (built by _parameters)
 (_P_Q, _P_QT, _P_ACC, _P_VFLOOR, _P_BOOST, _P_BALL, _P_GAMMA, _P_WINDOW, _P_D, _P_MAXVAR, _P_MAXSPEED,
- _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0) = range(16)
-_NP = 16
+ _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0, _P_FITGATE) = range(17)
+_NP = 17
 # indices of the integer parameter vector
 _I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH = range(6)
 _DEL_QUALITY, _DEL_MISSED = 0, 1  # values of ip[_I_DELETION] (TrackerConfig.deletion)
@@ -120,8 +121,13 @@ def _out_of_bounds(fp, xc, Pc):
 
 
 @njit(cache=True)
-def _record_hit(TF, TI, SENS, CNT, j, label, sensor, tg, rev):
-    """Book an update of track ``j`` by ``sensor`` at ``tg``; returns its new hit count."""
+def _record_hit(TF, TI, SENS, CNT, j, label, sensor, tg, rev, did, claim):
+    """Book an update of track ``j`` by detection ``did`` of ``sensor`` at ``tg``; returns its new hit count.
+
+    ``claim[did] = j``: the slot of the track that took each detection.
+    """
+    TI[j, _LASTDET] = did
+    claim[did] = j
     TF[j, _T_LAST] = tg
     TF[j, _R_LAST] = rev
     TI[j, _HITS] += 1
@@ -145,7 +151,7 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
+def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gated, cost, ld,
                X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda):
     """JPDA* update of the clusters of confirmed tracks that share gated detections.
 
@@ -240,7 +246,7 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
         for b in range(n_t):
             if map_det[b] >= 0:
                 a = dets[map_det[b]]
-                _record_hit(TF, TI, SENS, CNT, trks[b], obj[a], sensor, tg, rev)
+                _record_hit(TF, TI, SENS, CNT, trks[b], obj[a], sensor, tg, rev, did[a], claim)
                 assigned[a] = True
 
 
@@ -277,11 +283,14 @@ def _store_plot(PL, j, hits, tg, z, R, sensor):
 def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
     """Start confirmed track ``j`` from its M stored plots by batch least squares; False if the fit fails.
 
-    :func:`fusion.initiation.batch_initiate` on the ballistic model at ``tg`` (the
+    :func:`fusion.initiation.batch_fit` on the ballistic model at ``tg`` (the
     last plot), with the thrust mode's white acceleration (IMM: the plots may be
-    from the boost) or the filter's own; success also needs the fitted position
-    sigma within ``max_position_sigma`` (confirmation on the track's covariance,
-    not on hits alone). On success every filter mode takes the fitted state.
+    from the boost) or the filter's own. Success also needs the fit's residual
+    chi-square (3M - 6 degrees of freedom) inside the gate probability's
+    quantile (the M plots are of one ballistic object, not a chance alignment of
+    false alarms or two objects) and its position sigma within
+    ``max_position_sigma`` (confirmation on the track's covariance, not on hits
+    alone). On success every filter mode takes the fitted state.
     """
     n = PL.shape[1]
     tz = np.empty(n)
@@ -301,7 +310,8 @@ def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
     q = fp[_P_QT] if ip[_I_KIND] == tk.IMM else fp[_P_Q]
     x = np.empty(6)
     P = np.empty((6, 6))
-    if not batch_initiate(tz, z, R, site, Re, n, tg, q, x, P):
+    code, chi2 = batch_fit(tz, z, R, site, Re, n, tg, q, x, P)
+    if code <= 0 or not chi2 <= fp[_P_FITGATE]:
         return False
     if P[0, 0] + P[1, 1] + P[2, 2] > fp[_P_MAXVAR]:
         return False
@@ -312,7 +322,8 @@ def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
 
 
 @njit(cache=True)
-def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, PP, MU, TF, TI, SENS, CNT, PL):
+def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_in, X, PP, MU, TF, TI, SENS, CNT,
+                PL, claim):
     """Process one trial's detections of one (measurement time ``tg``, ``sensor``) group.
 
     1. reject detections with non-finite ``z`` or ``R``; 2. delete tracks that
@@ -324,7 +335,10 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
     tentative track from each unassigned detection in the lowest free slot.
     With ``initiation = "batch"``, at the hit that brings a tentative track to M
     hits in its window it is started afresh from its M plots
-    (:func:`_batch_start`) and confirmed only if the fit succeeds. The module notes of :mod:`fusion.tracker` give the rules and their sources.
+    (:func:`_batch_start`) and confirmed only if the fit succeeds. ``did_in``
+    numbers the detections within the trial (a track remembers its first and
+    last, :func:`_keep_identity`). The module notes of :mod:`fusion.tracker`
+    give the rules and their sources.
     """
     kind = ip[_I_KIND]
     N = X.shape[0]
@@ -351,6 +365,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
     z = z_in[keep]
     R = R_in[keep]
     obj = obj_in[keep]
+    did = did_in[keep]
 
     xc = np.empty(6)
     Pc = np.empty((6, 6))
@@ -397,7 +412,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
 
     # 4. JPDA* of clusters of confirmed tracks
     if ip[_I_JPDA] == 1:
-        _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, gated, cost, ld,
+        _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gated, cost, ld,
                    X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda)
 
     # 5. GNN of the rest
@@ -412,7 +427,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
             continue
         tk.update_track(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu, TI[j, _HITS] == 1)
         assigned[a] = True
-        hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev)
+        hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev, did[a], claim)
         if TI[j, _CONFIRMED] == 0:
             _store_plot(PL, j, hits, tg, z[a], R[a], sensor)
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
@@ -464,6 +479,9 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
         TF[j, _R_LAST] = rev
         TI[j, _HITS] = 1
         TI[j, _OBJECT] = obj[a]
+        TI[j, _FIRSTDET] = did[a]
+        TI[j, _LASTDET] = did[a]
+        claim[did[a]] = j
         SENS[j] = np.uint64(1) << np.uint64(sensor)
         _store_plot(PL, j, 1, tg, z[a], R[a], sensor)
         CNT[_C_INIT] += 1
@@ -474,6 +492,74 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, X, P
 # ------------------------------------------------------------------------------------------------
 # One trial: the time loop with out-of-sequence replay, and the output estimates
 # ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _keep_identity(old_first, old_last, claim, d_time, X, PP, MU, TF, TI, SENS, PL):
+    """After a replay, give each track back the slot (the track id) it had before, in place.
+
+    Reprocessing from a snapshot re-runs association with the late data in, and a
+    late plot can start a track in a lower slot than an existing one, so the same
+    track would come out under another id (measured: Korea's Hwasong-15 RV track
+    changed slot twice in two seconds under trilateral sharing, which made its firm
+    track 2 s later than isolated). A track is the live one that took, in the
+    replay, the detection the old track had last taken (``claim``, kept for the
+    slot only if that slot's track started no later than the detection), else the
+    one that started from the same detection; matched tracks take their old slots,
+    the others keep their own slot if it is free, else the lowest free one; the
+    claims follow. Only the numbering changes, never a state.
+    """
+    N = TI.shape[0]
+    target = np.full(N, -1, dtype=np.int64)
+    taken = np.zeros(N, dtype=np.bool_)
+    for j in range(N):  # 1. the track that holds the old track's last detection
+        d = old_last[j]
+        if d < 0:
+            continue
+        j2 = claim[d]
+        if j2 >= 0 and TI[j2, _ACTIVE] == 1 and target[j2] < 0 and TF[j2, _T_INIT] <= d_time[d]:
+            target[j2] = j
+            taken[j] = True
+    for j in range(N):  # 2. the track started from the old track's first detection
+        if old_first[j] < 0 or taken[j]:
+            continue
+        for j2 in range(N):
+            if TI[j2, _ACTIVE] == 1 and target[j2] < 0 and TI[j2, _FIRSTDET] == old_first[j]:
+                target[j2] = j
+                taken[j] = True
+                break
+    for j2 in range(N):
+        if TI[j2, _ACTIVE] == 1 and target[j2] < 0 and not taken[j2]:
+            target[j2] = j2
+            taken[j2] = True
+    free = 0
+    same = True
+    for j2 in range(N):
+        if TI[j2, _ACTIVE] == 1 and target[j2] < 0:
+            while taken[free]:
+                free += 1
+            target[j2] = free
+            taken[free] = True
+        if TI[j2, _ACTIVE] == 1 and target[j2] != j2:
+            same = False
+    if same:
+        return
+    X0, PP0, MU0, TF0, TI0, S0, PL0 = X.copy(), PP.copy(), MU.copy(), TF.copy(), TI.copy(), SENS.copy(), PL.copy()
+    TI[:, _ACTIVE] = 0
+    for j2 in range(N):
+        if TI0[j2, _ACTIVE] == 1:
+            j = target[j2]
+            X[j] = X0[j2]
+            PP[j] = PP0[j2]
+            MU[j] = MU0[j2]
+            TF[j] = TF0[j2]
+            TI[j] = TI0[j2]
+            SENS[j] = S0[j2]
+            PL[j] = PL0[j2]
+    for d in range(claim.size):  # the claims follow their tracks
+        j2 = claim[d]
+        if j2 >= 0:
+            claim[d] = target[j2] if TI0[j2, _ACTIVE] == 1 else -1
 
 
 @njit(cache=True, inline="always")
@@ -562,7 +648,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     PP = np.zeros((N, r, 6, 6))
     MU = np.zeros((N, r))
     TF = np.zeros((N, 5))
-    TI = np.zeros((N, 4), dtype=np.int64)
+    TI = np.zeros((N, _NTI), dtype=np.int64)
     TI[:, _OBJECT] = -1
     SENS = np.zeros(N, dtype=np.uint64)
     CNT = np.zeros(_NC, dtype=np.int64)
@@ -573,7 +659,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     sPP = np.empty((cap, N, r, 6, 6))
     sMU = np.empty((cap, N, r))
     sTF = np.empty((cap, N, 5))
-    sTI = np.empty((cap, N, 4), dtype=np.int64)
+    sTI = np.empty((cap, N, _NTI), dtype=np.int64)
     sSENS = np.empty((cap, N), dtype=np.uint64)
     sCNT = np.empty((cap, _NC), dtype=np.int64)
     sPL = np.empty((cap,) + PL.shape)
@@ -584,6 +670,9 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     n_live = 0
 
     arrived = np.zeros(n, dtype=np.bool_)
+    claim = np.full(n, -1, dtype=np.int64)
+    old_first = np.full(N, -1, dtype=np.int64)
+    old_last = np.full(N, -1, dtype=np.int64)
     n_arrived = np.zeros(G, dtype=np.int64)
     processed = -1
     p = 0
@@ -601,7 +690,11 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
             gmax = max(gmax, gid[d])
             p += 1
         if p > p0:
-            if gmin <= processed:
+            replay = gmin <= processed
+            if replay:
+                for j in range(N):  # the tracks as shown so far, by their first and last detections
+                    old_first[j] = TI[j, _FIRSTDET] if TI[j, _ACTIVE] == 1 else -1
+                    old_last[j] = TI[j, _LASTDET] if TI[j, _ACTIVE] == 1 else -1
                 replays += 1
                 for q in range(p0, p):
                     if gid[ep_order[q]] <= processed:
@@ -633,7 +726,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                             nPP = np.empty((new, N, r, 6, 6))
                             nMU = np.empty((new, N, r))
                             nTF = np.empty((new, N, 5))
-                            nTI = np.empty((new, N, 4), dtype=np.int64)
+                            nTI = np.empty((new, N, _NTI), dtype=np.int64)
                             nS = np.empty((new, N), dtype=np.uint64)
                             nC = np.empty((new, _NC), dtype=np.int64)
                             nPL = np.empty((new,) + PL.shape)
@@ -668,10 +761,12 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                 sel = np.nonzero(arrived[a0:a1])[0] + a0
                 sensor = d_sensor[a0]
                 _group_step(ip, fp, d_time[a0], sensor, site_ecef, R_enu, revisit[sensor],
-                            d_z[sel], d_R[sel], d_obj[sel], X, PP, MU, TF, TI, SENS, CNT, PL)
+                            d_z[sel], d_R[sel], d_obj[sel], sel, X, PP, MU, TF, TI, SENS, CNT, PL, claim)
                 groups += 1
                 prev = g
             processed = stop
+            if replay:
+                _keep_identity(old_first, old_last, claim, d_time, X, PP, MU, TF, TI, SENS, PL)
             m = 0
             for q in range(n_live):  # recycle the snapshots past their last use
                 pt = live[q]
@@ -710,6 +805,8 @@ def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj,
 def _parameters(config):
     """Integer and float parameter vectors of the compiled loop from a :class:`sim.config.TrackerConfig`."""
     from fusion import tracker as ref
+    from scipy.stats import chi2
+
     from fusion.association import JPDA_MAX_CLUSTER, gate_threshold
 
     kind = {"ekf": tk.EKF, "ukf": tk.UKF, "imm": tk.IMM}[config.filter]
@@ -733,6 +830,8 @@ def _parameters(config):
     fp[_P_LOGPD] = math.log(pd / (1.0 - pd * pg))
     fp[_P_COSTOFF] = 0.0 if kind == tk.IMM else 3.0 * math.log(2.0 * math.pi)
     fp[_P_LOGVOL0] = math.log(ref._GATE_VOLUME_C3) + 1.5 * math.log(gamma)
+    dof = 3 * int(config.confirm_m) - 6  # residual degrees of freedom of the batch start (fusion.initiation)
+    fp[_P_FITGATE] = float(chi2.ppf(pg, dof)) if dof > 0 else math.inf
     deletion = _DEL_MISSED if config.deletion == "missed" else _DEL_QUALITY
     ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER,
                    deletion, 1 if config.initiation == "batch" else 0], dtype=np.int64)

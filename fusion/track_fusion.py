@@ -659,7 +659,8 @@ def fuse_track_histories(local: "TrackHistory",
         associates with no earlier slot (NaN otherwise). ``confirmed`` is True for a
         local track confirmed or fused with a (confirmed) report, and for a
         free-standing report; ``object`` the local one (the report's where the local
-        has none); ``sensors`` the union of the fused tracks' bitmasks.
+        has none); ``sensors`` the union of the fused tracks' bitmasks; ``coasting``
+        the local track's where it took no report, else False.
 
     Raises
     ------
@@ -696,6 +697,9 @@ def fuse_track_histories(local: "TrackHistory",
     sens = np.zeros((n, total, T), dtype=np.uint64)
     X[:, :L], P[:, :L] = local.x, local.P
     conf[:, :L], obj[:, :L], sens[:, :L] = local.confirmed, local.object, local.sensors
+    coast = np.zeros((n, total, T), dtype=bool)
+    if getattr(local, "coasting", None) is not None:
+        coast[:, :L] = local.coasting
     used = L
     for hist, latency, interval in remote:
         R = hist.x.shape[1]
@@ -719,6 +723,7 @@ def fuse_track_histories(local: "TrackHistory",
                                                                     Pr[tr[common], ib[common], ti[common]], ci_criterion)
         X[tr, ia, ti], P[tr, ia, ti] = xf, Pf
         conf[tr, ia, ti] = True
+        coast[tr, ia, ti] = False  # a fused track took the sender's estimate: not coasting on its own
         obj[tr, ia, ti] = np.where(obj[tr, ia, ti] >= 0, obj[tr, ia, ti], objr[tr, ib, ti])
         sens[tr, ia, ti] |= sensr[tr, ib, ti]
         # reports that joined a track leave their own slot; the others stand on their own:
@@ -735,4 +740,6 @@ def fuse_track_histories(local: "TrackHistory",
         thr = np.full((n, total, T), np.nan)
         thr[:, :L] = local.thrust_prob
         extra["thrust_prob"] = thr
+    if getattr(local, "coasting", None) is not None:
+        extra["coasting"] = coast
     return dataclasses.replace(local, x=X, P=P, confirmed=conf, object=obj, sensors=sens, **extra)

@@ -501,3 +501,33 @@ def test_jpda_has_fewer_outliers_than_gnn_on_closely_spaced_objects(name):
             h = run_tracker(d, d.time, se, Re, t, np.arange(8), cfg, revisit=[2.0, 2.0])
             frac[assoc].append(_outlier_fraction(h, truth))
     assert np.mean(frac["jpda"]) < np.mean(frac["gnn"]), frac
+
+
+def test_late_plot_that_starts_a_lower_slot_leaves_the_track_id_unchanged(pair):
+    """Reprocessing with a late plot keeps each track's slot (fusion.loop._keep_identity).
+
+    One object seen by sensor 0 every 2 s from t = 4 (no latency): confirmed at t = 8 in
+    slot 0. A false alarm of a second sensor, measured at t = 1 but arriving at t = 11, is
+    replayed from t = 1: it starts a tentative track in the lowest free slot, 0, before
+    the object's first plot, so the object's track is started in slot 1; without the
+    identity rule it would come out in slot 1 from t = 11 on. With it the track stays in
+    slot 0 at every step, with the states of the run without the false alarm (to metres:
+    the alarm is far from it and takes no update).
+    """
+    d = _one_object(pair, [np.arange(4, 31, 2)])
+    fa = Dets(trial=np.array([0]), time=np.array([1.0]), sensor=np.array([1], dtype=np.int16),
+              object=np.array([-1], dtype=np.int32), z=np.array([[300e3, 0.5, 0.3]]), R=d.R[:1].copy(),
+              snr=np.ones(1))
+    both = Dets(**{k: np.concatenate([getattr(d, k), getattr(fa, k)]) for k in
+                   ("trial", "time", "sensor", "object", "z", "R", "snr")})
+    both = take(both, np.lexsort((both.trial, both.time)))
+    arrival = np.where(both.sensor == 1, 11.0, both.time)
+    cfg = TrackerConfig(max_tracks=3)
+    ref = _run(d, cfg, 1, revisit=(2.0, 2.0), n_sites=2)
+    h = _run(both, cfg, 1, revisit=(2.0, 2.0), n_sites=2, arrival=arrival)
+    assert h.stats["replays"] >= 1 and h.stats["initiated"][0] == ref.stats["initiated"][0] + 1
+    on = h.confirmed[0] & (h.object[0] == 0)
+    assert on[0, 8:31].all() and not on[1:].any()
+    np.testing.assert_array_equal(h.x[0, 0, :11], ref.x[0, 0, :11])  # before the alarm arrives: the same run
+    # after it, the track has also been predicted to the alarm's time (one more IMM mixing step): metres apart
+    np.testing.assert_allclose(h.x[0, 0, 11:31, :3], ref.x[0, 0, 11:31, :3], rtol=0, atol=5.0)

@@ -169,10 +169,11 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
     revisit = np.asarray(revisit, dtype=np.float64)
     for b in range(B):  # reference: plain loops over trials and groups
         X, PP, MU = np.zeros((N, r, 6)), np.zeros((N, r, 6, 6)), np.zeros((N, r))
-        TF, TI = np.zeros((N, 5)), np.zeros((N, 4), dtype=np.int64)
+        TF, TI = np.zeros((N, 5)), np.zeros((N, L._NTI), dtype=np.int64)
         TI[:, 3] = -1
         SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(len(L.COUNTERS), dtype=np.int64)
         PL = np.zeros((N, max(int(cfg.confirm_m), 1), L._PL_W))
+        claim = np.full(d.time.size, -1, dtype=np.int64)
         mine = np.flatnonzero(d.trial == b)
         mine = mine[np.lexsort((mine, d.sensor[mine], d.time[mine]))]
         keys = sorted(set(zip(d.time[mine].tolist(), d.sensor[mine].tolist())))
@@ -183,8 +184,8 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
                 s = int(keys[k][1])
                 L._group_step(ip, fp, float(keys[k][0]), s, np.ascontiguousarray(site_ecef),
                               np.ascontiguousarray(R_enu), float(revisit[s]), np.ascontiguousarray(d.z[m]),
-                              np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), X, PP, MU, TF, TI,
-                              SENS, CNT, PL)
+                              np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), m.astype(np.int64),
+                              X, PP, MU, TF, TI, SENS, CNT, PL, claim)
                 k += 1
             L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b],
                         ocs[b])
