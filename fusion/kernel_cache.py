@@ -1,7 +1,8 @@
 """Consistency of numba's on-disk cache of the compiled tracker's kernel modules.
 
 Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
-:mod:`fusion.assign_kernels`, :mod:`fusion.initiation` and :mod:`fusion.loop`; see :func:`_invalidate_stale_cache`.
+:mod:`fusion.assign_kernels`, :mod:`fusion.initiation`, :mod:`fusion.loop` and
+:mod:`fusion.impact_kernels`; see :func:`_invalidate_stale_cache`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ def _invalidate_stale_cache():
     loop's machine code contains its callees from the other kernel modules: after
     an edit of, say, :mod:`fusion.motion_kernels` alone, the cached loop would run
     the old kernels. A digest of all their sources, stored next to the cache, tells.
+    The cache of :mod:`fusion.impact_kernels` (which calls the motion kernels) is
+    dropped with them; its own source is not in the digest, since no kernel module
+    calls it (an edit of it alone is numba's own stamp check).
     """
     here = os.path.dirname(os.path.abspath(__file__))
     names = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation")
@@ -41,7 +45,7 @@ def _invalidate_stale_cache():
         pass
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        for name in names:
+        for name in names + ("impact_kernels",):
             for path in glob.glob(os.path.join(cache_dir, name + ".*.nb[ic]")):
                 os.remove(path)
         tmp = stamp + f".{os.getpid()}.tmp"

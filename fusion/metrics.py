@@ -53,10 +53,13 @@ from dataclasses import dataclass
 import warnings
 
 import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from fusion.models import ballistic_propagate
+from fusion.drag import in_atmosphere
+from fusion.impact_kernels import drag_ground_crossings
+from fusion.models import ballistic_propagate, ballistic_transition
 from sim.config import MetricsConfig
 from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
 from sim.errors import InputError
@@ -557,23 +560,34 @@ def position_error_curve(truth, tracks):
 def _ballistic_propagate(x, dt):
     """Drag-free ballistic propagation (J2 + Coriolis + centrifugal), ``x (M, 6)``, ``dt`` s scalar or (M,).
 
-    The one place the metrics propagate: :func:`fusion.models.ballistic_propagate`,
-    the tracker's own RK4 motion model (sub-steps of at most 10 s), so the IPP is
-    the prediction the nation's own filter model makes.
+    The metrics' drag-free propagation: :func:`fusion.models.ballistic_propagate`,
+    the tracker's own RK4 motion model above the atmosphere (sub-steps of at most 10 s).
     """
     return ballistic_propagate(x, dt)
 
 
 def predict_ground_crossing(
-    x, backward: bool = False, step_s: float = IPP_RK4_STEP_S, max_time_s: float = IPP_MAX_TIME_S
+    x, backward: bool = False, step_s: float = IPP_RK4_STEP_S, max_time_s: float = IPP_MAX_TIME_S,
+    drag: bool = True, with_transition: bool = False,
 ):
-    """Where and when a ballistic state reaches the ground (altitude 0, WGS-84).
+    """Where and when a ballistic state reaches the ground (altitude 0, WGS-84), with the tracker's model.
 
-    Each state is propagated drag-free (point-mass + J2 gravity, Coriolis and
-    centrifugal terms, :func:`fusion.models.ballistic_propagate`) with fixed RK4
-    steps until its height above the ellipsoid changes sign; the crossing inside the
-    last step is then found by bisection on the step length (24 halvings: < 1 us).
-    All states are propagated together, each stopping at its own crossing.
+    Each state is propagated with fixed RK4 steps of ``step_s`` until its height
+    above the ellipsoid changes sign; the crossing inside the last (sub)step is then
+    found by bisection on its length (24 halvings: < 1 us). All states are
+    propagated together, each stopping at its own crossing.
+
+    The model is the one the tracker predicts with (:mod:`fusion.drag`): drag-free
+    (point-mass + J2 gravity, Coriolis and centrifugal terms,
+    :func:`fusion.models.ballistic_propagate`) while the air cannot act within the
+    next step (:func:`fusion.drag.in_atmosphere` false), and from the step where it
+    can, with drag of the tracker's nominal ballistic coefficient
+    :data:`fusion.drag.NOMINAL_BALLISTIC_COEFF` (the compiled tracker's
+    :func:`fusion.motion_kernels.drag_transition`, each state with its own substeps,
+    :func:`fusion.impact_kernels.drag_ground_crossings`). Above the atmosphere the
+    steps are the drag-free ones, bit for bit; the drag acts only on the last leg.
+    With ``drag=False`` the whole flight is drag-free (the predictor before drag was
+    modelled, kept for comparisons and for the launch-point retrodiction).
 
     Parameters
     ----------
@@ -582,9 +596,13 @@ def predict_ground_crossing(
     backward : bool
         Propagate back in time (launch-point retrodiction) instead of forward (IPP).
     step_s : float
-        RK4 step, s.
+        RK4 step, s (in the atmosphere split into the tracker's drag substeps).
     max_time_s : float
         Give up after this propagation time, s (result NaN).
+    drag : bool, default True
+        Drag of the nominal ballistic coefficient in the atmosphere (else drag-free).
+    with_transition : bool
+        Also return the state at the crossing and the transition matrix to it.
 
     Returns
     -------
@@ -594,20 +612,30 @@ def predict_ground_crossing(
     time_s : ndarray, shape (...)
         Signed propagation time to the crossing, s (negative when ``backward``).
         NaN where the input is not finite or no crossing within ``max_time_s``.
+    x_ground : ndarray, shape (..., 6)
+        Only with ``with_transition``: the state at the crossing (NaN where none).
+    Phi : ndarray, shape (..., 6, 6)
+        Only with ``with_transition``: :math:`\\partial x_{ground}/\\partial x` at the
+        fixed time to the crossing; the drag-free leg by
+        :func:`fusion.models.ballistic_transition`, the drag leg by the variational
+        equation of the drag model (Montenbruck & Gill, *Satellite Orbits*, 2000, sec. 7.1).
 
     Notes
     -----
-    Drag is ignored, as a tracker's ballistic impact prediction does; the truth
-    re-entry includes drag, so the prediction error from a perfect state is the drag
-    effect on the last tens of kilometres.
+    The truth's re-entry includes drag of the object's own ballistic coefficient (and
+    the KN-23's lift): from a perfect state, the prediction error is the effect of the
+    difference between that and the nominal coefficient (zero for a Hwasong-15 RV,
+    whose catalog coefficient is the nominal), plus any lift. The drag-free predictor
+    misses by the whole drag effect on the last tens of kilometres (tests/test_metrics.py).
     """
     _check_positive("step_s", step_s)
     _check_positive("max_time_s", max_time_s)
     x = np.asarray(x, float)
     lead = x.shape[:-1]
     flat = x.reshape(-1, STATE_DIM)
-    r_out = np.full((flat.shape[0], 3), np.nan)
-    t_out = np.full(flat.shape[0], np.nan)
+    M = flat.shape[0]
+    r_out = np.full((M, 3), np.nan)
+    t_out = np.full(M, np.nan)
     valid = np.isfinite(flat).all(axis=-1)
     ids = np.flatnonzero(valid)
     if ids.size:
@@ -617,11 +645,24 @@ def predict_ground_crossing(
         t_out[ids[ground]] = 0.0
         ids = ids[~ground]
     h = -step_s if backward else step_s
+    n_steps = int(math.ceil(max_time_s / step_s))
     s = flat[ids].copy()
     elapsed = 0.0
-    for _ in range(int(math.ceil(max_time_s / step_s))):
+    air_ids, air_x, air_steps, air_elapsed = [], [], [], []
+    for i_step in range(n_steps):
         if ids.size == 0:
             break
+        if drag:
+            # Hand the states the air can reach within this step to the drag model.
+            air = in_atmosphere(s, h)
+            if air.any():
+                air_ids.append(ids[air])
+                air_x.append(s[air])
+                air_steps.append(np.full(air.sum(), n_steps - i_step, dtype=np.int64))
+                air_elapsed.append(np.full(air.sum(), elapsed))
+                ids, s = ids[~air], s[~air]
+                if ids.size == 0:
+                    break
         s_new = _ballistic_propagate(s, h)
         crossed = altitude(s_new[:, :3]) <= 0.0
         if crossed.any():
@@ -639,7 +680,36 @@ def predict_ground_crossing(
         elapsed += h
         keep = ~crossed
         ids, s = ids[keep], s_new[keep]
-    return r_out.reshape(lead + (3,)), t_out.reshape(lead)
+    x_g = Phi = None
+    if with_transition:
+        x_g = np.full((M, STATE_DIM), np.nan)
+        Phi = np.full((M, STATE_DIM, STATE_DIM), np.nan)
+        free = np.isfinite(t_out)  # drag-free to the ground, or already there
+        if free.any():
+            x_g[free], Phi[free] = ballistic_transition(flat[free], t_out[free])
+    if air_ids:
+        a_ids = np.concatenate(air_ids)
+        a_x = np.concatenate(air_x)
+        a_el = np.concatenate(air_elapsed)
+        xa = np.empty_like(a_x)
+        ta = np.empty(a_ids.size)
+        Fa = np.empty((a_ids.size, STATE_DIM, STATE_DIM))
+        with warnings.catch_warnings():  # first call compiles: numba's note on the kernels' row-slice '@'
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            drag_ground_crossings(np.ascontiguousarray(a_x), float(h), np.concatenate(air_steps),
+                                  _BISECTION_ITERATIONS, bool(with_transition), xa, ta, Fa)
+        r_out[a_ids] = xa[:, :3]
+        t_out[a_ids] = a_el + ta
+        if with_transition:
+            ok = np.isfinite(ta)
+            x_g[a_ids[ok]] = xa[ok]
+            # the drag-free leg up to the hand-over (identity where handed over at once)
+            _, F0 = ballistic_transition(flat[a_ids[ok]], a_el[ok])
+            Phi[a_ids[ok]] = Fa[ok] @ F0
+    r_out, t_out = r_out.reshape(lead + (3,)), t_out.reshape(lead)
+    if with_transition:
+        return r_out, t_out, x_g.reshape(lead + (STATE_DIM,)), Phi.reshape(lead + (STATE_DIM, STATE_DIM))
+    return r_out, t_out
 
 
 def _ground_distance_km(r_a, r_b) -> np.ndarray:
@@ -656,49 +726,48 @@ def _ground_distance_km(r_a, r_b) -> np.ndarray:
     return out
 
 
-def impact_uncertainty_km(x, P, time_to_ground) -> np.ndarray:
+def impact_uncertainty_km(x_ground, Phi, P) -> np.ndarray:
     """2-sigma semi-major axis of the predicted impact point's own uncertainty, km.
 
     The track covariance is propagated to the predicted ground crossing to first order
-    with the ballistic state transition matrix :math:`\Phi` of the drag-free model the
-    IPP uses (:func:`fusion.models.ballistic_transition`, over the crossing time
-    :math:`\tau` of :func:`predict_ground_crossing`), and its position block is
-    projected onto the ground along the velocity at impact: a position error
-    :math:`\delta r` at the crossing time moves the ground point by
-    :math:`A\,\delta r` with :math:`A = I - v n^T / (n^T v)`, *n* the local
+    with the transition matrix :math:`\\Phi` of the predictor's own model over the
+    crossing time :math:`\\tau` (:func:`predict_ground_crossing` with
+    ``with_transition=True``: drag-free above the atmosphere, nominal drag in it), and
+    its position block is projected onto the ground along the velocity at impact: a
+    position error :math:`\\delta r` at the crossing time moves the ground point by
+    :math:`A\\,\\delta r` with :math:`A = I - v n^T / (n^T v)`, *n* the local
     geodetic vertical (the first-order ground-intersection map; Bar-Shalom, Li &
     Kirubarajan 2001, sec. 10.2 for the linearized covariance propagation).
 
     .. math::
 
-        P_g = A\,\Phi_{r\cdot} P\,\Phi_{r\cdot}^T A^T,\qquad
-        a_{2\sigma} = 2\sqrt{\lambda_{\max}(P_g)}
+        P_g = A\\,\\Phi_{r\\cdot} P\\,\\Phi_{r\\cdot}^T A^T,\\qquad
+        a_{2\\sigma} = 2\\sqrt{\\lambda_{\\max}(P_g)}
 
     Parameters
     ----------
-    x : array_like, shape (M, 6)
-        ECEF states, m and m/s.
+    x_ground : array_like, shape (M, 6)
+        ECEF states at the crossing, m and m/s (NaN: no crossing, result NaN).
+    Phi : array_like, shape (M, 6, 6)
+        Transition matrices from the track states to the crossing.
     P : array_like, shape (M, 6, 6)
-        Their covariances.
-    time_to_ground : array_like, shape (M,)
-        :math:`\tau`, s, from :func:`predict_ground_crossing` (NaN gives NaN).
+        The track states' covariances.
 
     Returns
     -------
     ndarray, shape (M,)
-        km; NaN where the crossing time or the covariance is not finite.
+        km; NaN where the crossing, its transition or the covariance is not finite.
     """
-    from fusion.models import ballistic_transition
     from sim.earth import enu_rotation
 
-    x = np.asarray(x, float).reshape(-1, STATE_DIM)
+    x_imp = np.asarray(x_ground, float).reshape(-1, STATE_DIM)
+    Phi = np.asarray(Phi, float).reshape(-1, STATE_DIM, STATE_DIM)
     P = np.asarray(P, float).reshape(-1, STATE_DIM, STATE_DIM)
-    tau = np.asarray(time_to_ground, float).ravel()
-    out = np.full(tau.shape, np.nan)
-    ok = np.isfinite(tau) & np.isfinite(x).all(-1) & np.isfinite(P).all((-2, -1))
+    out = np.full(x_imp.shape[0], np.nan)
+    ok = np.isfinite(x_imp).all(-1) & np.isfinite(Phi).all((-2, -1)) & np.isfinite(P).all((-2, -1))
     if not ok.any():
         return out
-    x_imp, Phi = ballistic_transition(x[ok], tau[ok])
+    x_imp, Phi = x_imp[ok], Phi[ok]
     Pr = Phi[:, :3, :] @ P[ok] @ np.swapaxes(Phi[:, :3, :], -1, -2)
     lat, lon, _ = ecef_to_geodetic(x_imp[:, :3])
     n = enu_rotation(lat, lon)[..., 2, :]  # (M, 3): the up axis in ECEF
@@ -719,14 +788,16 @@ def ipp_error_curve(
     hold_s: float | None = None,
     max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
     with_sigma: bool = False,
+    drag: bool = True,
 ):
     """Predicted-impact-point (IPP) error against time to go, per trial and object.
 
     For a time to go :math:`\\tau`, the estimate used is that of the best confirmed
     track on the object at the last grid step :math:`t_k \\le t_{\\text{impact}} - \\tau`
     (so only data that had arrived by then); the time to go is therefore exact to one
-    grid step, on the early side. Its IPP is the ground crossing of the ballistic
-    propagation of that estimate (:func:`predict_ground_crossing`), and
+    grid step, on the early side. Its IPP is the ground crossing of the propagation of
+    that estimate with the tracker's own motion model (:func:`predict_ground_crossing`:
+    drag-free above the atmosphere, drag of the nominal ballistic coefficient in it), and
 
     .. math::
 
@@ -774,6 +845,9 @@ def ipp_error_curve(
     with_sigma : bool
         Also return the prediction's own 2-sigma semi-major axis
         (:func:`impact_uncertainty_km`).
+    drag : bool, default True
+        Predict with drag in the atmosphere; False: the drag-free predictor
+        (to measure what the drag model changes).
 
     Returns
     -------
@@ -822,11 +896,61 @@ def ipp_error_curve(
         x = np.concatenate(states)
         n_i, o_i, g_i = (np.concatenate(w) for w in zip(*where))
         if x.shape[0]:
-            r_pred, t_pred = predict_ground_crossing(x)
-            err[n_i, o_i, g_i] = _ground_distance_km(r_pred, np.asarray(truth.impact_ecef, float)[n_i, o_i])
             if with_sigma:
-                sig[n_i, o_i, g_i] = impact_uncertainty_km(x, np.concatenate(covs), t_pred)
+                r_pred, _, x_g, Phi = predict_ground_crossing(x, drag=drag, with_transition=True)
+                sig[n_i, o_i, g_i] = impact_uncertainty_km(x_g, Phi, np.concatenate(covs))
+            else:
+                r_pred, _ = predict_ground_crossing(x, drag=drag)
+            err[n_i, o_i, g_i] = _ground_distance_km(r_pred, np.asarray(truth.impact_ecef, float)[n_i, o_i])
     return (tau, err, sig) if with_sigma else (tau, err)
+
+
+def truth_ipp_error_km(truth, time_to_go: float, drag: bool = True) -> np.ndarray:
+    """IPP error of the true state itself at a time to go: the floor of any tracker with this predictor.
+
+    The true state at the grid step of :func:`time_to_go_index` (the step the tracks'
+    ``ipp_error_km_at_120s`` is read at) is propagated to the ground with
+    :func:`predict_ground_crossing` and compared with the true impact point, as
+    :func:`ipp_error_curve` does for a track. A perfect track has this error: what is
+    left is the predictor's model against the flight (an object whose ballistic
+    coefficient differs from the nominal, lift and manoeuvres that a ballistic model
+    does not have), not tracking.
+
+    Parameters
+    ----------
+    truth : Truth
+    time_to_go : float
+        s (>= 0).
+    drag : bool, default True
+        As :func:`predict_ground_crossing` (False: the drag-free predictor).
+
+    Returns
+    -------
+    ndarray, shape (N, O)
+        km; NaN where the object is not in flight then, or is in boost (``truth.phase``,
+        when given: no IPP is made of a thrusting missile).
+    """
+    tgo = float(time_to_go)
+    if not (np.isfinite(tgo) and tgo >= 0):
+        raise InputError.single("time_to_go", time_to_go, "a finite time >= 0 s")
+    t = np.asarray(truth.t, float)
+    state = np.asarray(truth.state, float)
+    impact = np.asarray(truth.impact_time, float)
+    phase = getattr(truth, "phase", None)
+    N, O = impact.shape
+    out = np.full((N, O), np.nan)
+    for o in range(O):
+        k = time_to_go_index(t, impact[:, o], [tgo])[:, 0]
+        n = np.flatnonzero(k >= 0)
+        x = state[n, o, k[n]]
+        ok = np.isfinite(x).all(-1)
+        if phase is not None:
+            ok &= np.asarray(phase)[n, o, k[n]] != PHASE_BOOST
+        n, x = n[ok], x[ok]
+        if n.size:
+            r, _ = predict_ground_crossing(x, drag=drag)
+            out[n, o] = _ground_distance_km(r, np.asarray(truth.impact_ecef, float)[n, o])
+    return out
 
 
 THRUST_BELIEF_MAX = 0.5  # an IPP is made only while the thrust mode is the less probable of the IMM's two
@@ -981,7 +1105,7 @@ def _fill_launch_error(out, truth, o, v: _ObjectView) -> None:
         return
     first = np.argmax(v.tracked, axis=-1)
     n = np.flatnonzero(any_tracked)
-    r, _ = predict_ground_crossing(v.x[n, first[n]], backward=True)
+    r, _ = predict_ground_crossing(v.x[n, first[n]], backward=True, drag=False)
     out[n, o] = _ground_distance_km(r, np.asarray(truth.launch_ecef, float)[n, o])
 
 

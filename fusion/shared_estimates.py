@@ -18,9 +18,11 @@ This module measures both, per trial, on the RV of each threat:
 * :func:`pairwise_spread_km`: the largest distance between the IPPs of the nations at
   the warning time, the public-warning disagreement when above ``ipp_threshold_km``.
 
-IPPs and launch points are the drag-free ballistic ground crossings of
-:func:`fusion.metrics.predict_ground_crossing` (forward and backward), as the metrics
-compute them; distances are WGS-84 geodesics (:func:`sim.earth.geodesic_inverse`).
+IPPs are the ground crossings of :func:`fusion.metrics.predict_ground_crossing` with the
+tracker's own model (drag-free above the atmosphere, drag of the nominal ballistic
+coefficient in it), as the metrics compute them; launch points its drag-free backward
+crossings (thrust ignored, as :func:`fusion.metrics.launch_point_error`); distances are
+WGS-84 geodesics (:func:`sim.earth.geodesic_inverse`).
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ def _warning_index(truth, o: int, time_to_go: float) -> np.ndarray:
 def ipp_at_warning(truth, hist: "TrackHistory", o: int, time_to_go: float) -> np.ndarray:
     """A nation's IPP at the warning time from its best confirmed track on ``o``.
 
+    The track state is propagated to the ground with the tracker's model (nominal drag
+    in the atmosphere, :func:`fusion.metrics.predict_ground_crossing`).
+
     Returns
     -------
     ndarray, shape (N, 3)
@@ -134,7 +139,7 @@ def reported_points(truth, sender: "TrackHistory", latency: float, interval: flo
     Returns
     -------
     ipp : ndarray, shape (N, 3)
-        ECEF ground point of the sender's latest report that reached the receiver by
+        ECEF ground point (with the nominal drag, as :func:`ipp_at_warning`) of the sender's latest report that reached the receiver by
         the warning time: the report of time :math:`s = \\lfloor (t_w - L)/I\\rfloor I`
         (the timing of :func:`fusion.track_fusion.delayed_reports`), m. NaN where none.
     launch : ndarray, shape (N, 3)
@@ -165,7 +170,7 @@ def reported_points(truth, sender: "TrackHistory", latency: float, interval: flo
     on &= np.arange(t.size)[None, :] <= k[:, None]
     first = np.where(on.any(axis=1), np.argmax(on, axis=1), -1)
     x0, _ = best_on_object(sender, o, first)
-    launch = predict_ground_crossing(x0, backward=True)[0]
+    launch = predict_ground_crossing(x0, backward=True, drag=False)[0]
     return ipp, launch
 
 

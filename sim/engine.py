@@ -84,6 +84,10 @@ class TrialResults:
     ipp_spread : dict
         ``{(policy, target): list of float}`` per trial: the largest distance between two
         nations' IPPs at the warning time under the policy, km (NaN: fewer than two IPPs).
+    ipp_floor : dict
+        ``{target: {key: list of float}}`` per trial, km, for :data:`IPP_FLOOR_KEYS`: the IPP
+        error of the RV's true state at ``ipp_time_to_go`` with the trackers' predictor and
+        with the drag-free one (:func:`fusion.metrics.truth_ipp_error_km`).
     trials : int
         Trials gathered so far.
     work : dict
@@ -97,6 +101,7 @@ class TrialResults:
     nees: dict = dataclasses.field(default_factory=dict)
     shared: dict = dataclasses.field(default_factory=dict)
     ipp_spread: dict = dataclasses.field(default_factory=dict)
+    ipp_floor: dict = dataclasses.field(default_factory=dict)
     trials: int = 0
     work: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(WORK_KEYS, 0))
 
@@ -116,6 +121,10 @@ class TrialResults:
                 mine[k].extend(v)
         for key, v in other.ipp_spread.items():
             self.ipp_spread.setdefault(key, []).extend(v)
+        for key, row in other.ipp_floor.items():
+            mine = self.ipp_floor.setdefault(key, {k: [] for k in row})
+            for k, v in row.items():
+                mine[k].extend(v)
         self.trials += other.trials
         for k in WORK_KEYS:
             self.work[k] += other.work[k]
@@ -496,6 +505,7 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             tuple(policies) + tuple(c.name for c in scenario.sharing.custom)))))
     rv = [i for i, kind in enumerate(truth.object_kind) if kind == "rv"]
     targets = [scenario.threats[truth.object_threat[i]].name for i in rv]
+    _add_ipp_floor(results, truth, rv, targets, float(scenario.metrics.ipp_time_to_go))
     # Plan the feeds first, so each cached tracker history is dropped after its last use (memory).
     plans = {}
     uses: dict = {}
@@ -732,6 +742,10 @@ class RunOutput:
         per-trial largest distance between two nations' IPPs at the warning time) and
         ``disagree`` / ``compared`` (trials with a spread above ``ipp_threshold_km`` /
         trials where at least two nations had an IPP).
+    ipp_floor : list of dict
+        One per target (:func:`ipp_floor_rows`): the IPP error of its true state at the
+        warning time, with the trackers' predictor and drag-free, and what the flight has
+        that a ballistic predictor does not (lift, its ballistic coefficient).
     per_trial : TrialResults or None
         Every trial's figures of merit, in trial order (:func:`sim.api.trials_frame` makes a table of them).
     """
@@ -747,6 +761,7 @@ class RunOutput:
     ipp_spread: list = dataclasses.field(default_factory=list)
     per_trial: TrialResults | None = None
     nees: dict = dataclasses.field(default_factory=dict)
+    ipp_floor: list = dataclasses.field(default_factory=list)
 
 
 def check_run_args(trials, seed, workers, chunk_trials) -> None:
@@ -878,7 +893,51 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         spread.append({"policy": p, "target": tg, "spread_km": summarize(v),
                        "disagree": int(np.sum(v > threshold_km)), "compared": int(np.sum(np.isfinite(v)))})
     return RunOutput(rows, trials, seed, names, radars, curves, dict(results.work), shared, spread,
-                     per_trial=results, nees=dict(results.nees))
+                     per_trial=results, nees=dict(results.nees), ipp_floor=ipp_floor_rows(scenario, results))
+
+
+IPP_FLOOR_KEYS = ("truth_ipp_error_km", "truth_ipp_error_drag_free_km")
+
+
+def _add_ipp_floor(results: TrialResults, truth, rv, targets, time_to_go: float) -> None:
+    """Append each RV's true-state IPP errors at ``time_to_go`` (both predictors) to ``results.ipp_floor``."""
+    from fusion.metrics import truth_ipp_error_km
+
+    for drag, key in ((True, IPP_FLOOR_KEYS[0]), (False, IPP_FLOOR_KEYS[1])):
+        err = truth_ipp_error_km(truth, time_to_go, drag=drag)
+        for j, obj in enumerate(rv):
+            row = results.ipp_floor.setdefault(targets[j], {k: [] for k in IPP_FLOOR_KEYS})
+            row[key].extend(err[:, obj].tolist())
+
+
+def ipp_floor_rows(scenario: Scenario, results: TrialResults) -> list:
+    """The IPP floor of each target over trials, with what its flight has that the predictor lacks.
+
+    Returns
+    -------
+    list of dict
+        One per target: ``target``, ``time_to_go_s``, per key of :data:`IPP_FLOOR_KEYS` the
+        :func:`fusion.metrics.summarize` over trials (km), ``lift_glide`` and ``lift_pullup``
+        (the L/D of the flight's glide and terminal pull-up, 0 for none:
+        :func:`sim.shaping.nominal_for_threat`), ``ballistic_coeff`` (the class's RV value,
+        kg/m^2) and ``nominal_ballistic_coeff`` (the trackers', :data:`fusion.drag.NOMINAL_BALLISTIC_COEFF`).
+    """
+    from fusion.drag import NOMINAL_BALLISTIC_COEFF
+    from fusion.metrics import summarize
+    from sim.missiles import MISSILES
+    from sim.shaping import nominal_for_threat
+
+    by_name = {th.name: th for th in scenario.threats}
+    out = []
+    for target, vals in results.ipp_floor.items():
+        th = by_name[target]
+        nom = nominal_for_threat(th)
+        out.append({"target": target, "time_to_go_s": float(scenario.metrics.ipp_time_to_go),
+                    **{k: summarize(np.asarray(vals[k], dtype=float)) for k in IPP_FLOOR_KEYS},
+                    "lift_glide": float(nom.lift_glide), "lift_pullup": float(nom.lift_pullup),
+                    "ballistic_coeff": float(MISSILES[th.missile].rv_ballistic_coeff),
+                    "nominal_ballistic_coeff": float(NOMINAL_BALLISTIC_COEFF)})
+    return out
 
 
 def summary_rows(results: TrialResults) -> list:

@@ -616,6 +616,70 @@ def ensemble_consistency_sentence(doc: dict, target: str) -> str | None:
             "inside on about 95 % of steps): " + "; ".join(parts) + ".")
 
 
+# The true state's own IPP error at or above this share of the tracks' median error: the error is the
+# predictor's model against the flight (a perfect track would have it), not tracking.
+FLOOR_DOMINATES = 0.5
+
+
+def ipp_floor_json(floor: list) -> dict:
+    """The ``ipp_floor`` entry of ``metrics.json`` (see :func:`sim.engine.ipp_floor_rows`)."""
+    from sim.engine import IPP_FLOOR_KEYS
+
+    return {"ipp_floor": [{"target": r["target"], "time_to_go_s": _round(r["time_to_go_s"]),
+                           **{k: _summary_json(r[k]) for k in IPP_FLOOR_KEYS},
+                           "lift_glide": _round(r["lift_glide"]), "lift_pullup": _round(r["lift_pullup"]),
+                           "ballistic_coeff": _round(r["ballistic_coeff"]),
+                           "nominal_ballistic_coeff": _round(r["nominal_ballistic_coeff"])} for r in floor]}
+
+
+def ipp_floor_sentence(doc: dict, target: str) -> str | None:
+    """What the IPP error at the warning time is made of: the true state's own IPP error against the tracks'.
+
+    Reads ``doc["ipp_floor"]`` (:func:`ipp_floor_json`) and the rows' ``ipp_error_km_at_120s``
+    medians. When the true state's error (the trackers' predictor: nominal drag in the air) is at
+    least :data:`FLOOR_DOMINATES` of the median of the rows' medians, the sentence says the error is
+    the predictor's model against the flight and names what the flight has that the model lacks
+    (lift, a ballistic coefficient other than the nominal); else that tracking dominates. Every
+    number is the run's own.
+    """
+    entry = next((e for e in doc.get("ipp_floor", []) if e["target"] == target), None)
+    if entry is None or entry["truth_ipp_error_km"]["median"] is None:
+        return None
+    fl = entry["truth_ipp_error_km"]
+    free = entry["truth_ipp_error_drag_free_km"]["median"]
+    tgo = entry["time_to_go_s"]
+    head = (f"Impact prediction from the true state: {tgo:g} s before impact, {target}'s true state propagated to "
+            f"the ground with the trackers' model (drag of the nominal ballistic coefficient, "
+            f"{entry['nominal_ballistic_coeff']:,.0f} kg/m^2) misses the true impact point by "
+            f"{_metres(fl['median'] * 1e3)} (median of {_trials(fl['n'] - fl['missing'])}"
+            + (f"; drag-free: {_metres(free * 1e3)}" if free is not None else "") + ")")
+    meds = [r["ipp_error_km_at_120s"]["median"] for r in doc["results"]
+            if r["target"] == target and isinstance(r.get("ipp_error_km_at_120s"), dict)
+            and r["ipp_error_km_at_120s"]["median"] is not None]
+    if not meds:
+        return head + "; no row had a firm-track IPP then."
+    lo, hi = min(meds), max(meds)
+    rows = (f"the tracks' IPP errors there (row medians {_metres(lo * 1e3)}" +
+            (f" to {_metres(hi * 1e3)}" if hi > lo else "") + ")")
+    if fl["median"] < FLOOR_DOMINATES * float(np.median(meds)):
+        return f"{head}; {rows} are mostly tracking error: a perfect track would predict within that."
+    why = []
+    if entry["lift_glide"] > 0:
+        why.append(f"a glide with lift at L/D {entry['lift_glide']:g}")
+    if entry["lift_pullup"] > 0:
+        why.append(f"a terminal pull-up at L/D {entry['lift_pullup']:g}")
+    if why:
+        cause = f"the flight has lift that a ballistic predictor does not model ({' and '.join(why)})"
+    elif entry["ballistic_coeff"] != entry["nominal_ballistic_coeff"]:
+        cause = (f"the RV's ballistic coefficient ({entry['ballistic_coeff']:,.0f} kg/m^2) is not the trackers' "
+                 "nominal")
+    else:
+        cause = "the flight differs from the trackers' model"
+    gap = max(abs(m - fl["median"]) for m in meds)
+    return (f"{head}; {rows} are within {_metres(gap * 1e3)} of it, so the error is the predictor's model "
+            f"against this flight, not tracking: {cause}.")
+
+
 def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", notes=(), intro=()) -> str:
     """``report.md``: ``intro`` paragraphs (e.g. :func:`span_sentence`), per-target tables (median and
     p10-p90), gain sentences per nation, ``notes`` (one paragraph each, e.g. :func:`silent_radars_sentence`),
@@ -660,7 +724,7 @@ def markdown_report(doc: dict, figures: list[tuple[str, str]], extra: str = "", 
                 if s:
                     out.write(f"- {s}\n")
         for s in (ensemble_consistency_sentence(doc, target), consistency_sentence(doc, target),
-                  undetected_sentence(doc, target)):
+                  ipp_floor_sentence(doc, target), undetected_sentence(doc, target)):
             if s:
                 out.write(f"- {s}\n")
         out.write("\n")
@@ -1038,6 +1102,8 @@ def write_outputs(out_dir, scenario, run, extra_markdown: str = "") -> dict:
     shared, spread = getattr(run, "shared", []), getattr(run, "ipp_spread", [])
     if shared or spread:
         doc.update(shared_estimates_json(shared, spread))
+    if getattr(run, "ipp_floor", None):
+        doc.update(ipp_floor_json(run.ipp_floor))
     extra_markdown = shared_estimates_section(doc, shared, spread, scenario.metrics.ipp_threshold / 1e3,
                                               scenario.metrics.ipp_time_to_go) + extra_markdown
     with warnings.catch_warnings():

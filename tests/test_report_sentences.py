@@ -128,3 +128,86 @@ def test_gain_sentence_names_the_phases_and_events_both_rows_have():
         "(PCRLB) falls from 900 m to 40 m; per phase and event, isolated to this policy (medians, each over its own "
         "firm-track steps, not matched): boost 210 m to 95 m, midcourse 2.9 km to 1.4 km, 120 s to go 45 m to "
         "30 m; " + BASE_TAIL + "; indicative only: 8 trials, fewer than 20.")
+
+
+# ----------------------------------------------------------------------------- the IPP floor (issue 25, item 6)
+
+
+def _floor_doc(floor_km, free_km, row_medians, lift=(2.0, 2.0), beta=4315.9, nominal=4000.0, trials=2):
+    floor = {"target": "KN", "time_to_go_s": 120.0, "truth_ipp_error_km": _summary(floor_km, n=trials),
+             "truth_ipp_error_drag_free_km": _summary(free_km, n=trials), "lift_glide": lift[0],
+             "lift_pullup": lift[1], "ballistic_coeff": beta, "nominal_ballistic_coeff": nominal}
+    rows = [{"policy": p, "nation": "JP", "target": "KN", "ipp_error_km_at_120s": _summary(m, n=trials)}
+            for p, m in zip(("isolated", "bilateral", "trilateral"), row_medians)]
+    return {"trials": trials, "results": rows, "ipp_floor": [floor]}
+
+
+FLOOR_HEAD = ("Impact prediction from the true state: 120 s before impact, KN's true state propagated to the ground "
+              "with the trackers' model (drag of the nominal ballistic coefficient, 4,000 kg/m^2) misses the true "
+              "impact point by ")
+FLOOR_CASES = {
+    "lift: the flight, not tracking": (
+        _floor_doc(17.8, 15.7, [19.3, 19.8, 20.0]),
+        FLOOR_HEAD + "17.8 km (median of 2 trials; drag-free: 15.7 km); the tracks' IPP errors there (row medians "
+        "19.3 km to 20.0 km) are within 2.2 km of it, so the error is the predictor's model against this flight, "
+        "not tracking: the flight has lift that a ballistic predictor does not model (a glide with lift at L/D 2 "
+        "and a terminal pull-up at L/D 2)."),
+    "ballistic coefficient other than the nominal": (
+        _floor_doc(0.9, 1.4, [1.2, 1.2, 1.0], lift=(0.0, 0.0), beta=8000.0),
+        FLOOR_HEAD + "900 m (median of 2 trials; drag-free: 1.4 km); the tracks' IPP errors there (row medians "
+        "1.0 km to 1.2 km) are within 300 m of it, so the error is the predictor's model against this flight, "
+        "not tracking: the RV's ballistic coefficient (8,000 kg/m^2) is not the trackers' nominal."),
+    "tracking dominates": (
+        _floor_doc(0.0004, 0.005, [0.37, 0.14, 0.14], lift=(0.0, 0.0), beta=4000.0),
+        FLOOR_HEAD + "0 m (median of 2 trials; drag-free: 5 m); the tracks' IPP errors there (row medians "
+        "140 m to 370 m) are mostly tracking error: a perfect track would predict within that."),
+}
+
+
+@pytest.mark.parametrize("case", list(FLOOR_CASES))
+def test_ipp_floor_sentence_branches(case):
+    from sim.report import ipp_floor_sentence
+
+    doc, want = FLOOR_CASES[case]
+    assert ipp_floor_sentence(doc, "KN") == want
+    assert ipp_floor_sentence(doc, "other") is None
+
+
+def test_ipp_floor_sentence_from_a_kn23_truth():
+    """The sentence from a small deterministic run of the pipeline's pieces: one KN-23 (depressed, pull-up) flight
+    of the truth simulator, its floor gathered as the engine does (sim.engine._add_ipp_floor, ipp_floor_rows)
+    into metrics.json's entry (sim.report.ipp_floor_json). Every number in the sentence is the run's: the true
+    state itself misses by some 18 km 120 s before impact, with drag (more than drag-free: the lift keeps it
+    flying longer than either predictor's ballistic arc), so a row at the same error is told it is the lift."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from fusion.metrics import truth_ipp_error_km
+    from sim.config import Dispersion, MetricsConfig, ThreatConfig
+    from sim.engine import TrialResults, _add_ipp_floor, ipp_floor_rows
+    from sim.report import _metres, _round, ipp_floor_json, ipp_floor_sentence
+    from sim.truth import generate_truth
+
+    th = ThreatConfig("KN", "srbm-kn23", np.radians(39.40), np.radians(127.54), bearing=np.radians(80.0),
+                      range=600e3, shape="depressed", apogee=50e3, maneuver="pull-up", stage_object=False,
+                      dispersion=Dispersion())
+    truth = generate_truth([th], [0], 7, dt_s=1.0)
+    res = TrialResults()
+    _add_ipp_floor(res, truth, [0], ["KN"], 120.0)
+    floor = ipp_floor_rows(SimpleNamespace(threats=[th], metrics=MetricsConfig(ipp_time_to_go=120.0)), res)
+    doc = {"trials": 1, "results": [{"policy": "isolated", "nation": "JP", "target": "KN",
+                                     "ipp_error_km_at_120s": _summary(19.0, n=1)}], **ipp_floor_json(floor)}
+    with_drag = float(truth_ipp_error_km(truth, 120.0)[0, 0])
+    free = float(truth_ipp_error_km(truth, 120.0, drag=False)[0, 0])
+    wd, fr = _round(with_drag), _round(free)  # as metrics.json holds them
+    assert 10.0 < free < with_drag < 25.0  # measured 17.6-18.0 km with drag, 15.5-15.8 km drag-free (scenario)
+    assert doc["ipp_floor"][0]["truth_ipp_error_km"]["median"] == wd
+    want = (f"Impact prediction from the true state: 120 s before impact, KN's true state propagated to the ground "
+            f"with the trackers' model (drag of the nominal ballistic coefficient, 4,000 kg/m^2) misses the true "
+            f"impact point by {_metres(wd * 1e3)} (median of 1 trial; drag-free: "
+            f"{_metres(fr * 1e3)}); the tracks' IPP errors there (row medians 19.0 km) are within "
+            f"{_metres(abs(19.0 - wd) * 1e3)} of it, so the error is the predictor's model against "
+            f"this flight, not tracking: the flight has lift that a ballistic predictor does not model (a glide "
+            f"with lift at L/D 2 and a terminal pull-up at L/D 2).")
+    assert ipp_floor_sentence(doc, "KN") == want
