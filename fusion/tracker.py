@@ -44,7 +44,8 @@ processed in measurement-time order (ties by sensor index). One group step:
    :math:`d^2 + \\ln|S|` (:func:`fusion.assign_kernels.gnn_assign`) and the
    assigned tracks updated (:mod:`fusion.track_kernels`: EKF, UKF or IMM).
 6. Initiate a tentative track from every detection left unassigned
-   (:func:`initial_state`).
+   (:func:`initial_state`: converted position, speed-bounded velocity prior;
+   used for gating the tentative track's next plots). Its plots are kept.
 
 Track life
 ----------
@@ -55,10 +56,24 @@ Scans are measured in revisit intervals ``r`` of the sensors (``revisit``):
   is confirmed at a hit that brings its hit count (the initiating detection
   included) to ``confirm_m`` while no more than ``confirm_n - 1`` revisits of its
   initiating sensor have passed since initiation; a tentative track still
-  unconfirmed after that window is deleted.
-* **Missed scans**: a track is deleted once more than ``delete_after_missed``
-  revisit intervals of the sensor that last updated it have passed without an
-  update (``t - t_last > D r_last``): D consecutive scans missed.
+  unconfirmed after that window is deleted. With ``initiation = "batch"``
+  (default) the confirmation also needs a least-squares fit of its newest M
+  plots on the ballistic model (:mod:`fusion.initiation`) that converges, has
+  its residual chi-square inside the gate quantile and a position sigma within
+  ``max_position_sigma``; the confirmed track starts from that fit, consistent
+  from its first output, instead of the filter's one-plot start (which gave
+  NEES of 1e5 on sparse descent data, issue 25).
+* **Missed scans**: a tentative track is deleted once more than
+  ``delete_after_missed`` revisit intervals of the sensor that last updated it
+  have passed without an update (``t - t_last > D r_last``): D consecutive scans
+  missed. A confirmed track then *coasts* (:attr:`TrackHistory.coasting`) under
+  ``deletion = "quality"`` (default), and is deleted only by the covariance
+  bound or at impact (below), so an exo-atmospheric track keeps custody through
+  a coverage gap and the next radar's plots gate on it under the same id; under
+  ``deletion = "missed"`` it is deleted like a tentative one.
+* **Impact**: a confirmed track whose height is more than three position sigmas
+  below the ellipsoid is deleted (a coasting track would otherwise fly on
+  underground).
 * **Speed gate**: a tentative track whose updated speed exceeds
   ``SPEED_GATE_FACTOR * init_max_speed`` (about escape speed) is deleted: it
   pairs false alarms, not a ballistic object.
@@ -91,7 +106,11 @@ solution", IEEE Trans. AES 38(3), 2002, discusses the alternatives; the
 reprocessing approach is the reference solution there). Snapshots are taken
 only at the points a later arrival will return to (known from the arrival
 times) and recycled after their last use, so a trial holds a few states when
-latencies are a few scans.
+latencies are a few scans. After a replay each track takes back the slot (the
+id) it had before it, so a late plot never renames a track
+(:func:`fusion.loop._keep_identity`); a nation's own picture is then never
+later for the data it is sent (Korea's Hwasong-15 firm track came 2 s later
+with sharing while slots were renumbered).
 
 References
 ----------

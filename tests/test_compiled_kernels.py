@@ -174,6 +174,28 @@ def test_imm_mixing_and_combination_equal_batched_imm():
     np.testing.assert_allclose(P, rP, rtol=1e-12)
 
 
+def test_dormant_thrust_mode_is_the_ballistic_prediction_and_an_active_one_is_not():
+    """IMM prediction (fusion.track_kernels.predict_track): below MU_DORMANT the thrust mode takes the
+    ballistic mode's prediction; the ballistic mode is the EKF prediction of its mixed state either way."""
+    rng = np.random.default_rng(9)
+    x = STATES["midcourse"]
+    Pm0 = np.stack([_spd(rng, scale=1e3), _spd(rng, scale=1e2)])
+    xm0 = np.stack([x + rng.normal(size=6) * 50.0, x])
+    dt, q = 3.0, 1e-4
+    for mu0, dormant in ((0.5 * tk.MU_DORMANT, True), (1e-2, False)):
+        xm, Pm, mu = xm0.copy(), Pm0.copy(), np.array([mu0, 1.0 - mu0])
+        tk.predict_track(tk.IMM, xm, Pm, mu, dt, q * q, 625.0, 50.0, 1000.0, 60.0, 1e9)
+        M = tk.imm_markov(dt, 60.0, 1e9)
+        rx0, rP0, rcbar = imm_mix(xm0, Pm0, np.array([mu0, 1.0 - mu0]), M)
+        x1, P1 = np.empty(6), np.empty((6, 6))
+        tk.ekf_predict(rx0[1], rP0[1], dt, q * q, x1, P1)
+        np.testing.assert_allclose(xm[1], x1, rtol=1e-13)
+        np.testing.assert_allclose(Pm[1], P1, rtol=1e-11)
+        np.testing.assert_allclose(mu, rcbar, rtol=1e-14)
+        assert (rcbar[0] < tk.MU_DORMANT) == dormant
+        assert np.array_equal(xm[0], xm[1]) == dormant and np.array_equal(Pm[0], Pm[1]) == dormant
+
+
 def test_initiation_and_iterated_linearization_equal_reference():
     rng = np.random.default_rng(2)
     z = np.array([812e3, np.radians(47.0), np.radians(18.0)])

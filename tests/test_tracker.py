@@ -531,3 +531,25 @@ def test_late_plot_that_starts_a_lower_slot_leaves_the_track_id_unchanged(pair):
     np.testing.assert_array_equal(h.x[0, 0, :11], ref.x[0, 0, :11])  # before the alarm arrives: the same run
     # after it, the track has also been predicted to the alarm's time (one more IMM mixing step): metres apart
     np.testing.assert_allclose(h.x[0, 0, 11:31, :3], ref.x[0, 0, 11:31, :3], rtol=0, atol=5.0)
+
+
+def test_confirmation_starts_the_track_from_the_batch_fit_of_its_plots(pair):
+    """At its third hit (t = 4) the track is confirmed from fusion.initiation.batch_fit of its three plots,
+    with the IMM thrust mode's white acceleration (the state and covariance shown at t = 4 are the fit's);
+    under ``initiation = "single"`` it is the filter's own state, which differs."""
+    from fusion.initiation import batch_fit
+    from fusion.tracker import IMM_THRUST_NOISE
+
+    d = _one_object(pair, [np.arange(0, 21, 2)])
+    h = _run(d, TrackerConfig(max_tracks=3), 1)
+    se, Re = sites(1)
+    m = d.time <= 4.0
+    x, P = np.empty(6), np.empty((6, 6))
+    code, chi2_fit = batch_fit(d.time[m], d.z[m], d.R[m], se[d.sensor[m]], Re[d.sensor[m]], 3, 4.0,
+                               IMM_THRUST_NOISE**2, x, P)
+    assert code > 0 and chi2_fit < chi2.ppf(0.9997, 3)
+    assert not h.confirmed[0, 0, 3] and h.confirmed[0, 0, 4]
+    np.testing.assert_allclose(h.x[0, 0, 4], x, rtol=1e-12)
+    np.testing.assert_allclose(h.P[0, 0, 4], P, rtol=1e-10)
+    single = _run(d, TrackerConfig(max_tracks=3, initiation="single"), 1)
+    assert single.confirmed[0, 0, 4] and np.abs(single.x[0, 0, 4] - x).max() > 1.0
