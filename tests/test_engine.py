@@ -144,19 +144,15 @@ def test_trial_tracks_do_not_depend_on_the_batch_over_a_whole_flight(scenarios_d
 
 
 @pytest.mark.slow
-# Measured 2026-11-30 (M=4, bounds [3.1, 9.8]): 19-22 % of steps inside, 2-3 % above, 74-79 % below. The
-# filter is conservative; not the data (detection z-scores per radar and axis, range/azimuth/elevation: means
-# within 0.2, sd 0.87-1.16) nor the tracker core (with the truth's motion model it passes this criterion:
-# test_tracker.py::test_matched_model_track_is_consistent_step_by_step). Boost: median 2.1-2.3. A 7-state thrust
-# mode (a_T' = a_T^2/v_e, random-walk a_T) read alone reaches 2.9-3.3 with 0.2 m/s^2 white noise, its
-# cross-track velocity sigma still twice the error, and staging keeps 12-14 % of boost steps above the bound;
-# inside the IMM the mixture's spread brings boost back to 2.3-2.9. Midcourse: median 1.8-2.4 at
-# process_noise_mps2 = 1; 0.01 gives 45-49 % inside but breaks sparse-data trackers (JP isolated ANEES 16,
-# warning 1,545 s vs 2,875 s); a quiet third IMM mode gave 3.0-3.3 but let the spent stage pull JP isolated's
-# RV track away. RV/stage spikes after separation: RV steps with NEES > 100 over 8 trials 310-485 with GNN,
-# 106-153 with JPDA*. Needs a staging-aware boost model and a closely-spaced-objects treatment before q can
-# drop: research-sized work, so issue 7 is marked blocked on it.
-@pytest.mark.xfail(strict=True, reason="conservative filter: most steps below the chi-square band (issue 7, blocked)")
+# Measured 2026-11-30 with the old tracker (1 m/s^2, one-plot start, 5-missed-scan deletion): 19-22 % of steps
+# inside, 74-79 % below (conservative). Measured 2026-12-08 after issue 25's changes (1e-4 m/s^2 ballistic noise,
+# batch start, coasting, dormant thrust mode), Hwasong-15, 20 trials: median per-trial ANEES 4.1-5.3 of 6, but
+# the ensemble NEES is above the band on 87-93 % of midcourse steps, because 6 of 20 trials (US isolated:
+# trials 5, 9, 10, 13, 16, 19) carry a track that leaves burnout and the 3 m/s RV/stage separation with a
+# velocity error of about 7 m/s against a sigma of 0.3 m/s and coasts on it (ANEES 1,700-17,000); the
+# detections are unbiased there (z-scores within 0.4). Boost stays conservative (74-85 % below). Needs the
+# closely-spaced-objects and separation treatment of issue 25 item 4.
+@pytest.mark.xfail(strict=True, reason="ensemble NEES outside the chi-square band after RV/stage separation (issue 25)")
 def test_hwasong15_trilateral_measurement_level_anees_within_chi2_bounds(scenarios_dir):
     """Monte Carlo ANEES at each step, over M trials, inside its two-sided 95 % chi-square bounds.
 
