@@ -32,6 +32,20 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(u, v)
 
 
+def _assert_same_up_to_ids(a, b):
+    """The same tracks at one grid time, whatever slot (id) each is in: a replay keeps a track's id from
+    before the late data (fusion.loop._keep_identity), a run fed in time order numbers tracks afresh."""
+    for trial in range(a[0].shape[0]):
+        live = [np.flatnonzero(np.isfinite(f[0][trial, :, 0])) for f in (a, b)]
+        assert live[0].size == live[1].size, trial
+        order = [idx[np.lexsort(f[0][trial, idx].T[::-1])] for idx, f in zip(live, (a, b))]
+        for u, v in zip(a, b):
+            if u.dtype.kind == "f":  # slot order sets the order of sums in JPDA clusters: rounding apart
+                np.testing.assert_allclose(u[trial][order[0]], v[trial][order[1]], rtol=1e-9, atol=0)
+            else:
+                np.testing.assert_array_equal(u[trial][order[0]], v[trial][order[1]])
+
+
 def test_zero_latency_equals_one_tracker_fed_in_time_order(scene):
     t, d, se, Re, cfg = scene
     h = run_tracker(d, d.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
@@ -56,7 +70,7 @@ def test_late_data_equals_time_ordered_run_on_data_arrived(scene, latency):
         arrived = arrival <= t[i]
         sub = take(d, arrived)
         ref = run_tracker(sub, sub.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=lag)
-        _assert_same(_fields(h, i), _fields(ref, i))
+        _assert_same_up_to_ids(_fields(h, i), _fields(ref, i))
     # and the delay matters: the estimates differ from the zero-latency run somewhere
     h0 = run_tracker(d, d.time, se, Re, t, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     assert not np.array_equal(np.isnan(h.x), np.isnan(h0.x)) or not np.allclose(h.x, h0.x, equal_nan=True)
@@ -70,7 +84,7 @@ def test_final_state_independent_of_arrival_order(scene):
     h = run_tracker(d, arrival, se, Re, t_long, np.arange(TRIALS), cfg, revisit=[2.0, 3.0])
     # same output clocks (each sensor's latency behind the grid time); the processing had no delay
     h0 = run_tracker(d, d.time, se, Re, t_long, np.arange(TRIALS), cfg, revisit=[2.0, 3.0], latency=[0.0, 4.0])
-    _assert_same(_fields(h, 130), _fields(h0, 130))
+    _assert_same_up_to_ids(_fields(h, 130), _fields(h0, 130))
     for k in ("initiated", "confirmed", "updates", "deleted_missed", "deleted_unconfirmed"):
         np.testing.assert_array_equal(h.stats[k], h0.stats[k])
 
