@@ -53,6 +53,7 @@ from fusion import motion_kernels as mk
 from fusion import track_kernels as tk
 from fusion.initiation import batch_fit
 from fusion.assign_kernels import gnn_assign, jpda_star
+from sim.errors import InputError
 
 COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_missed",
             "deleted_sigma", "deleted_unconfirmed", "deleted_speed", "updates", "deleted_ground",
@@ -60,16 +61,19 @@ COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_
 (_C_REJ, _C_INIT, _C_NOSLOT, _C_CONF, _C_MISSED, _C_SIGMA, _C_UNCONF, _C_SPEED, _C_UPD, _C_GROUND,
  _C_DEFER) = range(11)
 _NC = len(COUNTERS)
-_T, _T_INIT, _T_LAST, _R_INIT, _R_LAST = range(5)  # columns of TF
+_T, _T_INIT, _T_LAST, _R_INIT, _R_LAST, _RCS = range(6)  # columns of TF
+_NTF = 6
 _ACTIVE, _CONFIRMED, _HITS, _OBJECT, _FIRSTDET, _LASTDET = range(6)  # columns of TI
 _NTI = 6
 
 # indices of the float parameter vector (built by _parameters)
 (_P_Q, _P_QT, _P_ACC, _P_VFLOOR, _P_BOOST, _P_BALL, _P_GAMMA, _P_WINDOW, _P_D, _P_MAXVAR, _P_MAXSPEED,
- _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0, _P_FITGATE) = range(17)
-_NP = 17
+ _P_INITSPEED, _P_LOGPD, _P_COSTOFF, _P_LAG, _P_LOGVOL0, _P_FITGATE, _P_PG) = range(18)
+_NP = 18
+RCS_MEMORY = 0.2  # weight of a new plot in a track's running log-RCS estimate (a few plots' memory)
+PD_CLIP = (0.01, 0.99)  # the model P_D of a track is kept inside this (the weights stay finite)
 # indices of the integer parameter vector
-_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH = range(6)
+_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH, _I_PDMODEL = range(7)
 _DEL_QUALITY, _DEL_MISSED = 0, 1  # values of ip[_I_DELETION] (TrackerConfig.deletion)
 
 
@@ -121,6 +125,55 @@ def _out_of_bounds(fp, xc, Pc):
 
 
 @njit(cache=True)
+def _observe_rcs(TF, j, snr, rho, snr_ref, first):
+    """Fold the RCS a plot implies, :math:`\\sigma = S\\rho^4 / (S_{ref}\\rho_{ref}^4)`, into track ``j``'s estimate.
+
+    ``snr`` is the plot's reported mean SNR at measured range ``rho``, ``snr_ref`` the
+    sensor's :math:`S_{ref}\\rho_{ref}^4` (radar equation, :meth:`sensors.radar.Radar.snr`).
+    Running mean of :math:`\\ln\\sigma` with weight :data:`RCS_MEMORY`; the first plot sets it.
+    """
+    if not (snr > 0.0 and snr_ref > 0.0 and rho > 0.0):
+        return
+    lr = math.log(snr) + 4.0 * math.log(rho) - math.log(snr_ref)
+    if first or TF[j, _RCS] == 0.0:
+        TF[j, _RCS] = lr
+    else:
+        TF[j, _RCS] = (1.0 - RCS_MEMORY) * TF[j, _RCS] + RCS_MEMORY * lr
+
+
+@njit(cache=True)
+def _track_pd(ip, fp, xj, site, det_model, sensor, TF, j):
+    """Detection probability of track ``j`` by ``sensor`` for the JPDA weights, and its log weight term.
+
+    Without a detection model (or a Swerling 0 radar, or no RCS yet) the fixed
+    :data:`fusion.tracker.JPDA_DETECTION_PROBABILITY`. Otherwise the radar's own
+    single-dwell P_D at the track's predicted range for its estimated RCS:
+    :math:`\\bar S = S_{ref}\\rho_{ref}^4\\,\\sigma/\\rho^4`, Swerling I/II
+    :math:`P_D = P_{fa}^{1/(1+\\bar S)}`, III/IV
+    :math:`e^{-T/(1+\\bar S/2)}(1 + T(\\bar S/2)/(1+\\bar S/2)^2)`, :math:`T = -\\ln P_{fa}`
+    (:func:`sensors.radar.detection_probability`; Richards 2014, sec. 6.3), clipped
+    to :data:`PD_CLIP`. Returns :math:`\\ln(P_D/(1 - P_D P_G))` (Fortmann et al. 1983).
+    """
+    sw = int(det_model[sensor, 2])
+    if ip[_I_PDMODEL] == 0 or TF[j, _RCS] == 0.0 or sw == 0:
+        return fp[_P_LOGPD]
+    dx = xj[0] - site[0]
+    dy = xj[1] - site[1]
+    dz = xj[2] - site[2]
+    rho2 = dx * dx + dy * dy + dz * dz
+    S = math.exp(math.log(det_model[sensor, 0]) + TF[j, _RCS] - 2.0 * math.log(rho2))
+    pfa = det_model[sensor, 1]
+    if sw <= 2:
+        pd = math.exp(math.log(pfa) / (1.0 + S))
+    else:
+        T = -math.log(pfa)
+        h = 0.5 * S
+        pd = math.exp(-T / (1.0 + h)) * (1.0 + T * h / ((1.0 + h) * (1.0 + h)))
+    pd = min(max(pd, PD_CLIP[0]), PD_CLIP[1])
+    return math.log(pd / (1.0 - pd * fp[_P_PG]))
+
+
+@njit(cache=True)
 def _record_hit(TF, TI, SENS, CNT, j, label, sensor, tg, rev, did, claim):
     """Book an update of track ``j`` by detection ``did`` of ``sensor`` at ``tg``; returns its new hit count.
 
@@ -151,7 +204,7 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gated, cost, ld,
+def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr, det_model, gated, cost, ld,
                X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda):
     """JPDA* update of the clusters of confirmed tracks that share gated detections.
 
@@ -218,10 +271,14 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gate
                     gm[a, b] = True
                     ld_max = max(ld_max, ld[dets[a], trks[b]])
         log_lambda = math.log(n_d) - (fp[_P_LOGVOL0] + 0.5 * ld_max)
-        for a in range(n_d):
-            for b in range(n_t):
+        xc = np.empty(6)
+        Pc = np.empty((6, 6))
+        for b in range(n_t):
+            tk.combine(X[trks[b]], PP[trks[b]], MU[trks[b]], xc, Pc)
+            logpd = _track_pd(ip, fp, xc, site, det_model, sensor, TF, trks[b])
+            for a in range(n_d):
                 if gm[a, b]:
-                    lw[a, b] = -0.5 * (cost[dets[a], trks[b]] + fp[_P_COSTOFF]) + fp[_P_LOGPD] - log_lambda
+                    lw[a, b] = -0.5 * (cost[dets[a], trks[b]] + fp[_P_COSTOFF]) + logpd - log_lambda
         beta, beta0, map_det = jpda_star(lw, gm)
         r = X.shape[1]
         for b in range(n_t):
@@ -247,6 +304,7 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gate
             if map_det[b] >= 0:
                 a = dets[map_det[b]]
                 _record_hit(TF, TI, SENS, CNT, trks[b], obj[a], sensor, tg, rev, did[a], claim)
+                _observe_rcs(TF, trks[b], snr[a], z[a, 0], det_model[sensor, 0], False)
                 assigned[a] = True
 
 
@@ -322,8 +380,8 @@ def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
 
 
 @njit(cache=True)
-def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_in, X, PP, MU, TF, TI, SENS, CNT,
-                PL, claim):
+def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_in, snr_in, det_model, X, PP, MU,
+                TF, TI, SENS, CNT, PL, claim):
     """Process one trial's detections of one (measurement time ``tg``, ``sensor``) group.
 
     1. reject detections with non-finite ``z`` or ``R``; 2. delete tracks that
@@ -337,7 +395,9 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
     hits in its window it is started afresh from its M plots
     (:func:`_batch_start`) and confirmed only if the fit succeeds. ``did_in``
     numbers the detections within the trial (a track remembers its first and
-    last, :func:`_keep_identity`). The module notes of :mod:`fusion.tracker`
+    last, :func:`_keep_identity`); ``snr_in`` their reported SNR and ``det_model``
+    (S, 3) each sensor's :math:`S_{ref}\\rho_{ref}^4`, :math:`P_{fa}`, Swerling case,
+    for each track's RCS and its JPDA detection probability (:func:`_track_pd`). The module notes of :mod:`fusion.tracker`
     give the rules and their sources.
     """
     kind = ip[_I_KIND]
@@ -366,6 +426,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
     R = R_in[keep]
     obj = obj_in[keep]
     did = did_in[keep]
+    snr = snr_in[keep]
 
     xc = np.empty(6)
     Pc = np.empty((6, 6))
@@ -412,7 +473,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
 
     # 4. JPDA* of clusters of confirmed tracks
     if ip[_I_JPDA] == 1:
-        _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, gated, cost, ld,
+        _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr, det_model, gated, cost, ld,
                    X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda)
 
     # 5. GNN of the rest
@@ -428,6 +489,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         tk.update_track(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu, TI[j, _HITS] == 1)
         assigned[a] = True
         hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev, did[a], claim)
+        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], False)
         if TI[j, _CONFIRMED] == 0:
             _store_plot(PL, j, hits, tg, z[a], R[a], sensor)
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
@@ -479,6 +541,8 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         TF[j, _R_LAST] = rev
         TI[j, _HITS] = 1
         TI[j, _OBJECT] = obj[a]
+        TF[j, _RCS] = 0.0
+        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], True)
         TI[j, _FIRSTDET] = did[a]
         TI[j, _LASTDET] = did[a]
         claim[did[a]] = j
@@ -606,7 +670,7 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, oc
 
 
 @njit(cache=True, inline="always")
-def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu, revisit,
+def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoch, site_ecef, R_enu, revisit, det_model,
                ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
     """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.
 
@@ -647,7 +711,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     X = np.zeros((N, r, 6))
     PP = np.zeros((N, r, 6, 6))
     MU = np.zeros((N, r))
-    TF = np.zeros((N, 5))
+    TF = np.zeros((N, _NTF))
     TI = np.zeros((N, _NTI), dtype=np.int64)
     TI[:, _OBJECT] = -1
     SENS = np.zeros(N, dtype=np.uint64)
@@ -658,7 +722,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
     sX = np.empty((cap, N, r, 6))
     sPP = np.empty((cap, N, r, 6, 6))
     sMU = np.empty((cap, N, r))
-    sTF = np.empty((cap, N, 5))
+    sTF = np.empty((cap, N, _NTF))
     sTI = np.empty((cap, N, _NTI), dtype=np.int64)
     sSENS = np.empty((cap, N), dtype=np.uint64)
     sCNT = np.empty((cap, _NC), dtype=np.int64)
@@ -725,7 +789,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                             nX = np.empty((new, N, r, 6))
                             nPP = np.empty((new, N, r, 6, 6))
                             nMU = np.empty((new, N, r))
-                            nTF = np.empty((new, N, 5))
+                            nTF = np.empty((new, N, _NTF))
                             nTI = np.empty((new, N, _NTI), dtype=np.int64)
                             nS = np.empty((new, N), dtype=np.uint64)
                             nC = np.empty((new, _NC), dtype=np.int64)
@@ -761,7 +825,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
                 sel = np.nonzero(arrived[a0:a1])[0] + a0
                 sensor = d_sensor[a0]
                 _group_step(ip, fp, d_time[a0], sensor, site_ecef, R_enu, revisit[sensor],
-                            d_z[sel], d_R[sel], d_obj[sel], sel, X, PP, MU, TF, TI, SENS, CNT, PL, claim)
+                            d_z[sel], d_R[sel], d_obj[sel], sel, d_snr[sel], det_model, X, PP, MU, TF, TI, SENS,
+                            CNT, PL, claim)
                 groups += 1
                 prev = g
             processed = stop
@@ -786,14 +851,15 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site
 
 
 @njit(cache=True, nogil=True)
-def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_epoch, site_ecef, R_enu,
-                revisit, ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
+def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoch, site_ecef, R_enu,
+                revisit, det_model, ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
     """Trials ``trials`` of a chunk, one after the other: trial ``b`` owns detections ``off[b]:off[b+1]``
     and row ``b`` of every output. Releases the GIL, so threads run disjoint trial sets in parallel."""
     for b in trials:
         lo, hi = off[b], off[b + 1]
         _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
-                   d_epoch[lo:hi], site_ecef, R_enu, revisit, ox[b], oP[b], oc[b], oo[b], os[b], oth[b],
+                   d_snr[lo:hi], d_epoch[lo:hi], site_ecef, R_enu, revisit, det_model, ox[b], oP[b], oc[b], oo[b],
+                   os[b], oth[b],
                    ocs[b], cnt[b], run_stats[b])
 
 
@@ -828,13 +894,14 @@ def _parameters(config):
     fp[_P_MAXSPEED] = ref.SPEED_GATE_FACTOR * float(config.init_max_speed)
     fp[_P_INITSPEED] = float(config.init_max_speed)
     fp[_P_LOGPD] = math.log(pd / (1.0 - pd * pg))
+    fp[_P_PG] = pg
     fp[_P_COSTOFF] = 0.0 if kind == tk.IMM else 3.0 * math.log(2.0 * math.pi)
     fp[_P_LOGVOL0] = math.log(ref._GATE_VOLUME_C3) + 1.5 * math.log(gamma)
     dof = 3 * int(config.confirm_m) - 6  # residual degrees of freedom of the batch start (fusion.initiation)
     fp[_P_FITGATE] = float(chi2.ppf(pg, dof)) if dof > 0 else math.inf
     deletion = _DEL_MISSED if config.deletion == "missed" else _DEL_QUALITY
     ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER,
-                   deletion, 1 if config.initiation == "batch" else 0], dtype=np.int64)
+                   deletion, 1 if config.initiation == "batch" else 0, 0], dtype=np.int64)
     return ip, fp
 
 
@@ -862,7 +929,7 @@ _ANNOUNCED = False
 
 
 def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit=None, latency=None,
-                         threads=None):
+                         threads=None, detection_model=None):
     """Run the tracker of one nation over a batch of trials with the compiled per-trial loop.
 
     Same parameters, validation (:class:`sim.errors.InputError` naming the key),
@@ -875,6 +942,12 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     ``threads`` (default ``numba.get_num_threads()``, i.e. ``NUMBA_NUM_THREADS``)
     threads run disjoint sets of trials; every trial's result is the same
     whatever the threads and the chunk (each trial is computed alone).
+
+    ``detection_model`` (S, 3), optional: each sensor's :math:`S_{ref}\\rho_{ref}^4`
+    (linear SNR times m^4 per m^2 of RCS), false-alarm probability and Swerling case;
+    with it (and the detections' ``snr``) each track carries an RCS estimate and
+    JPDA* weighs it with the radar's own P_D at its predicted range (:func:`_track_pd`)
+    instead of the fixed :data:`fusion.tracker.JPDA_DETECTION_PROBABILITY`.
     """
     from fusion.tracker import TrackHistory, prepare_inputs
 
@@ -882,6 +955,19 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     t = inp["t"]
     B, N, T = inp["trial_index"].size, int(config.max_tracks), t.size
     ip, fp = _parameters(config)
+    S = inp["site_ecef"].shape[0]
+    det_model = np.zeros((S, 3))
+    det_model[:, 1] = 0.5
+    if detection_model is not None:
+        dm = np.asarray(detection_model, dtype=np.float64)
+        if dm.shape != (S, 3) or not (np.all(dm[:, 0] > 0) and np.all((dm[:, 1] > 0) & (dm[:, 1] < 1))
+                                      and np.all(np.isin(dm[:, 2], (0, 1, 2, 3, 4)))):
+            raise InputError.single("detection_model", dm.shape, "(sensors, 3): S_ref rho_ref^4 > 0, "
+                                    "0 < Pfa < 1, Swerling case 0..4 per sensor")
+        det_model = np.ascontiguousarray(dm)
+        ip[_I_PDMODEL] = 1
+    snr = np.asarray(getattr(dets, "snr", None) if getattr(dets, "snr", None) is not None
+                     else np.full(len(inp["time"]), np.nan), dtype=np.float64)
     fp[_P_LAG] = float(inp["latency"].max()) if inp["latency"].size else 0.0
     r = 2 if ip[_I_KIND] == tk.IMM else 1
 
@@ -905,8 +991,8 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
             np.ascontiguousarray(inp["sensor"][idx]), np.ascontiguousarray(inp["z"][idx]),
             np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
-            epoch, np.ascontiguousarray(inp["site_ecef"]), np.ascontiguousarray(inp["R_enu"]),
-            np.ascontiguousarray(inp["revisit"], dtype=np.float64),
+            np.ascontiguousarray(snr[idx]), epoch, np.ascontiguousarray(inp["site_ecef"]),
+            np.ascontiguousarray(inp["R_enu"]), np.ascontiguousarray(inp["revisit"], dtype=np.float64), det_model,
             out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast, cnt, run_stats)
     _announce_compile()
     n_threads = max(1, min(int(threads if threads is not None else numba.get_num_threads()), B))

@@ -523,7 +523,7 @@ def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: Trac
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None, latency=None, threads=None) -> TrackHistory:
+                revisit=None, latency=None, threads=None, detection_model=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -555,6 +555,14 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     threads : int, optional
         Threads running disjoint sets of trials (default ``numba.get_num_threads()``,
         i.e. ``NUMBA_NUM_THREADS``); no effect on any result.
+    detection_model : array_like, shape (S, 3), optional
+        Each sensor's radar-equation constant :math:`S_{ref}\\rho_{ref}^4` (linear SNR
+        x m^4 per m^2 of RCS), false-alarm probability and Swerling case
+        (:meth:`sensors.radar.Radar.snr`). With it, and the detections' reported
+        ``snr``, JPDA* weighs each confirmed track with the radar's own detection
+        probability at its predicted range for its estimated RCS (issue 25: the RV's
+        single-look P_D is 0.1-0.5 at long range, not the fixed 0.9); without it,
+        :data:`JPDA_DETECTION_PROBABILITY`.
 
     Returns
     -------
@@ -572,4 +580,5 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     """
     from fusion.loop import run_tracker_compiled
 
-    return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads)
+    return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads,
+                                detection_model)

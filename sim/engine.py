@@ -312,6 +312,8 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     # the tracker counts missed scans in it.
     dt = float(truth.t[1] - truth.t[0]) if truth.t.size > 1 else float(scenario.info.dt)
     revisit = effective_scan_interval(np.array([r.scan_interval for r in radars]), dt)
+    # each radar's own detection probability model, for the JPDA weights of the tracks (fusion.loop._track_pd)
+    detection_model = np.array([[r.ref_snr * r.ref_range**4, r.pfa, r.swerling] for r in radars], dtype=float)
 
     def tracker_for(delay: np.ndarray):
         key = feed_key(delay)
@@ -323,7 +325,8 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             # must not depend on which sensors other trials of its chunk happened to detect with
             latency = np.where(np.isfinite(delay), delay, 0.0)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
-                                     truth.trial_index, scenario.tracker, revisit=revisit, latency=latency)
+                                     truth.trial_index, scenario.tracker, revisit=revisit, latency=latency,
+                                     detection_model=detection_model)
         return cache[key]
 
     own, routes, arrival_delay = feed_plan(radars, policy, nation)
