@@ -487,9 +487,18 @@ def trial_rows(truth, dets, rows):
         Trials axis of length ``rows.size``; the grid and the objects unchanged.
     dets : sensors.detections.Detections
         The detections of those trials, in their original order.
+
+    Raises
+    ------
+    TypeError
+        ``truth`` has a field this function does not know to be per trial or shared (a
+        programming error: a new :class:`sim.truth.Truth` field must be added here).
     """
     rows = np.asarray(rows, dtype=np.int64)
     per_trial = ("state", "phase", "launch_time", "impact_time", "launch_ecef", "impact_ecef", "trial_index")
+    unknown = {f.name for f in dataclasses.fields(truth)} - set(per_trial) - {"t", "object_threat", "object_kind"}
+    if unknown:  # a new Truth field must be classed here as per trial or shared, or batches would go wrong
+        raise TypeError(f"trial_rows: Truth field(s) {sorted(unknown)} not classed as per trial or shared")
     sub = dataclasses.replace(truth, **{name: np.asarray(getattr(truth, name))[rows] for name in per_trial})
     return sub, _take(dets, np.isin(dets.trial, sub.trial_index))
 
