@@ -176,6 +176,9 @@ def test_per_trial_results_do_not_depend_on_chunk_batch_or_threads(scenarios_dir
     assert one_by_one.work["tracker_runs"] == 3 * whole.work["tracker_runs"]
     assert one_by_one.work["track_steps"] == whole.work["track_steps"] > 0
     assert any(np.isfinite(v).any() for vals in whole.per_trial.shared.values() for v in vals.values())
+    # The kept curves own their data: a view would hold a batch's whole (trials, objects, T) arrays for the run.
+    for store in (one_by_one.curves.pos, one_by_one.curves.bound, one_by_one.curves.pcrlb, one_by_one.curves.ipp):
+        assert store and all(part.base is None for parts in store.values() for part in parts)
 
 
 def test_trial_tracks_do_not_depend_on_the_batch_over_a_whole_flight(scenarios_dir):
