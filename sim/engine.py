@@ -4,9 +4,11 @@ Data flows one way (README, "What happens, in words")::
 
     scenario -> truth -> detections -> sharing network -> trackers per nation x policy -> metrics
 
-Trials run in chunks: each chunk is batched through every stage (no Python
-loop over trials inside a time step), reduced to per-trial figures of merit,
-and dropped, so memory stays bounded as trials grow. Every trial draws from its
+Trials run in chunks: truth, detections and the bounds of a chunk are batched
+numpy (no Python loop over trials inside a time step); the trackers and metrics
+then take the chunk in batches of a few trials (:data:`BATCH_TRIALS`), each
+reduced to per-trial figures of merit and dropped before the next, so memory
+stays bounded as trials and chunks grow. Every trial draws from its
 own random streams (:mod:`sim.rng`), so trial k gives the same numbers whatever
 the chunk size, and the same scenario and seed give the same results.
 """
@@ -37,6 +39,10 @@ PAIRED_KEYS = ("firm_track_time_s", "completeness", "warning_time_s")
 PHASE_NAMES = ("all", "boost", "midcourse", "reentry")  # rows of fusion.metrics.nees_sums
 WORK_KEYS = ("tracker_runs", "track_steps", "updates")
 CURVE_POINTS = 400  # samples per trial and curve kept for the report's figures
+# Trials per tracker batch inside a chunk (run_chunk): the track histories of one batch are held at a time
+# (about 7 MiB per trial and history on the Hwasong-15 flight, most of it the (T, 6, 6) covariances), while
+# the metrics' batched IPP propagation costs mostly per call, so larger batches cost less per trial.
+BATCH_TRIALS = 8
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class TrialResults:
         Trials gathered so far.
     work : dict
         Work done, summed over chunks: ``tracker_runs`` (one per distinct data
-        feed of a chunk), ``track_steps`` (live track slots x output times x
+        feed of a tracker batch, :func:`run_chunk`), ``track_steps`` (live track slots x output times x
         trials of those runs) and ``updates`` (measurement updates).
     """
 
@@ -360,7 +366,7 @@ def _shared_points(scenario, truth, own_tracks, remote, senders, shared: dict) -
 
 
 class _CountingCache(dict):
-    """The per-chunk tracker-history cache; counts the work of each history stored in it and reports progress.
+    """The per-batch tracker-history cache; counts the work of each history stored in it and reports progress.
 
     Parameters
     ----------
@@ -368,12 +374,18 @@ class _CountingCache(dict):
         :attr:`TrialResults.work`, updated in place.
     progress : ChunkProgress, optional
         Advanced by each tracker run's share of the chunk once its history is stored.
+    n_trials, trials_done : int
+        Trials of the chunk, and trials through once this batch's runs are done (the run of a
+        feed is credited ``trials_done / n_trials`` of the feed's share).
     """
 
-    def __init__(self, work: dict, progress: "ChunkProgress | None" = None):
+    def __init__(self, work: dict, progress: "ChunkProgress | None" = None, n_trials: int = 1,
+                 trials_done: int = 1):
         super().__init__()
         self.work = work
         self.progress = progress
+        self.n_trials = n_trials
+        self.trials_done = trials_done
 
     def __setitem__(self, key, hist):
         self.work["tracker_runs"] += 1
@@ -381,7 +393,8 @@ class _CountingCache(dict):
         self.work["updates"] += int(np.sum(hist.stats.get("updates", 0)))
         super().__setitem__(key, hist)
         if self.progress is not None:
-            self.progress.run_done(key)
+            # the chunk runs in batches of trials: a feed's tracker is through the batches done so far
+            self.progress.trial_callback(key, self.n_trials)(self.trials_done)
 
 
 # Share of a chunk's wall time spent outside the trackers (truth, detections, metrics): 10 % measured on the
@@ -393,11 +406,12 @@ _TRACKER_SHARE = 0.9
 class ChunkProgress:
     """Progress through one chunk of trials, as a fraction of its work, for an honest rate and ETA.
 
-    A chunk's trials go through every stage together, so no trial finishes before the
-    others. The chunk's work is split instead: truth and detections first, then one
-    share per tracker run (one per distinct data feed, :func:`feed_key`), weighted by
-    the (time, radar) groups of detections it is fed (a tracker's cost is mostly per
-    group; README, "Large runs"), then the metrics.
+    A chunk's truth and detections are made for all its trials together, then its
+    trials go through the trackers and metrics in batches (:func:`run_chunk`). The
+    chunk's work is split: truth and detections first, then one share per data feed's
+    tracker (:func:`feed_key`), weighted by the (time, radar) groups of detections it
+    is fed and credited batch by batch in proportion to the trials through it, then
+    the end of the chunk.
 
     Parameters
     ----------
@@ -467,10 +481,61 @@ def _take(dets, mask):
     return dataclasses.replace(dets, **fields)
 
 
+def trial_rows(truth, dets, rows):
+    """The trials ``rows`` of a chunk: their truth and their detections (false alarms included).
+
+    Parameters
+    ----------
+    truth : sim.truth.Truth
+        A chunk's truth (trials axis first).
+    dets : sensors.detections.Detections
+        The chunk's detections.
+    rows : ndarray of int
+        Rows of the trials axis to keep, ascending.
+
+    Returns
+    -------
+    truth : sim.truth.Truth
+        Trials axis of length ``rows.size``; the grid and the objects unchanged.
+    dets : sensors.detections.Detections
+        The detections of those trials, in their original order.
+
+    Raises
+    ------
+    TypeError
+        ``truth`` has a field this function does not know to be per trial or shared (a
+        programming error: a new :class:`sim.truth.Truth` field must be added here).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    per_trial = ("state", "phase", "launch_time", "impact_time", "launch_ecef", "impact_ecef", "trial_index")
+    unknown = {f.name for f in dataclasses.fields(truth)} - set(per_trial) - {"t", "object_threat", "object_kind"}
+    if unknown:  # a new Truth field must be classed here as per trial or shared, or batches would go wrong
+        raise TypeError(f"trial_rows: Truth field(s) {sorted(unknown)} not classed as per trial or shared")
+    sub = dataclasses.replace(truth, **{name: np.asarray(getattr(truth, name))[rows] for name in per_trial})
+    return sub, _take(dets, np.isin(dets.trial, sub.trial_index))
+
+
+def _batch_size(batch_trials) -> int:
+    """``batch_trials`` checked (a whole number >= 1), or :data:`BATCH_TRIALS` for None."""
+    if batch_trials is None:
+        return BATCH_TRIALS
+    if isinstance(batch_trials, bool) or not isinstance(batch_trials, (int, np.integer)) or batch_trials < 1:
+        raise InputError.single("batch_trials", batch_trials, "a whole number of trials >= 1")
+    return int(batch_trials)
+
+
 def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Sequence[str], results: TrialResults,
               keep: Callable | None = None, curves: "Curves | None" = None,
-              progress: Callable[[float], None] | None = None):
+              progress: Callable[[float], None] | None = None, batch_trials: int | None = None):
     """Run one chunk of trials through every stage and add its per-trial metrics to ``results``.
+
+    Truth, detections and the posterior Cramer-Rao bounds are computed for the
+    whole chunk (batched numpy, cheaper per trial as the chunk grows); the trackers,
+    the track fusion and the metrics then run on batches of at most
+    ``batch_trials`` trials, each reduced to its per-trial figures of merit before
+    the next starts, so the (trials, tracks, T, 6, 6) track histories are held for
+    one batch, not for the chunk. Every trial's results are the same whatever the
+    chunk and the batch (trials are computed apart at every stage).
 
     Parameters
     ----------
@@ -486,20 +551,32 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         Accumulator, updated in place.
     keep : callable, optional
         ``keep(policy, nation, truth, dets, tracks, arrival_mask, arrival, metrics)``, called for each
-        (policy, nation) with the chunk's arrays; must not keep references it does not need.
+        (policy, nation) and batch with the batch's arrays; must not keep references it does not need.
     curves : Curves, optional
         Accumulator of the decimated error curves for the report's figures.
     progress : callable, optional
         ``progress(fraction)``: the fraction of this chunk's work done, in (0, 1], never
         decreasing; called after truth and detections, after each tracker run and at the
         end (:class:`ChunkProgress`).
+    batch_trials : int, optional
+        Trials per tracker batch (default :data:`BATCH_TRIALS`); memory grows with it.
+
+    Returns
+    -------
+    sim.truth.Truth
+        The chunk's truth.
+
+    Raises
+    ------
+    InputError
+        ``batch_trials`` not a whole number >= 1.
     """
-    from fusion.bounds import pcrlb_position_variance
-    from fusion.metrics import bound_metrics, matched_ratio, nees_sums, trial_metrics
+    from fusion.bounds import TruthDynamics
     from fusion.network import resolve_policies
     from sensors.detections import generate_detections
     from sim.truth import generate_truth
 
+    batch_trials = _batch_size(batch_trials)
     info = scenario.info
     truth = generate_truth(scenario.threats, trial_indices, seed, info.dt, info.duration)
     dets = generate_detections(truth, radars, seed, rcs_m2=object_rcs(scenario, truth))
@@ -515,24 +592,62 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     delays: dict = {}
     for policy_name in policies:
         for nation in NATIONS:
-            own, routes, _ = feed_plan(radars, all_policies[policy_name], nation)
+            own, routes, arrival_delay = feed_plan(radars, all_policies[policy_name], nation)
             feeds = [own] + [r[0] for r in routes]
             keys = [feed_key(d) for d in feeds]
             delays.update(zip(keys, feeds))
-            plans[(policy_name, nation)] = keys
+            plans[(policy_name, nation)] = (keys, arrival_delay)
             for key in keys:
                 uses[key] = uses.get(key, 0) + 1
     chunk_progress = None
     if progress is not None:
         chunk_progress = ChunkProgress(progress)
         chunk_progress.plan(dets, delays)
-    cache: _CountingCache = _CountingCache(results.work, chunk_progress)
-    pos_err = {}  # (policy, nation) -> (N, O, T) error on the scored steps, for the matched comparison
-    bounds: dict = {}  # arrival-time key -> PCRLB position variance (policies that deliver the same data share it)
     site_ecef = np.stack([r.site_ecef for r in radars])
     R_enu = np.stack([r.R_enu for r in radars])
+    # The bound depends on the data a nation receives (its arrival delays), not on its tracker: policies that
+    # deliver the same data share it, and every call shares the truth's boost and atmosphere transitions.
+    dynamics = TruthDynamics(truth, scenario.threats)
+    bounds: dict = {}
+
+    def bound_of(arrival_delay):
+        from fusion.bounds import pcrlb_position_variance
+
+        key = feed_key(arrival_delay)
+        if key not in bounds:
+            arrival = dets.time + arrival_delay[dets.sensor]
+            bounds[key] = pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, scenario.threats,
+                                                  dynamics=dynamics)
+        return bounds[key]
+
+    n = len(trial_indices)
+    for start in range(0, n, batch_trials):
+        rows = np.arange(start, min(n, start + batch_trials))
+        sub_truth, sub_dets = (truth, dets) if rows.size == n else trial_rows(truth, dets, rows)
+        cache = _CountingCache(results.work, chunk_progress, n_trials=n, trials_done=int(rows[-1]) + 1)
+        _run_batch(scenario, radars, sub_truth, sub_dets, rows, policies, all_policies, plans, dict(uses), cache,
+                   bound_of, results, keep, curves)
+    if curves is not None and curves.coverage is None:
+        curves.set_coverage(truth, dets, len(radars))
+    results.trials += n
+    if chunk_progress is not None:
+        chunk_progress.finish()
+    return truth
+
+
+def _run_batch(scenario, radars, truth, dets, rows, policies, all_policies, plans, uses, cache, bound_of, results,
+               keep, curves):
+    """Trackers, track fusion and metrics of one batch of a chunk's trials (:func:`run_chunk`).
+
+    ``rows`` are the batch's rows in the chunk (for the chunk-wide bounds of ``bound_of``);
+    ``uses`` counts the remaining uses of each feed in this batch and is consumed.
+    """
+    from fusion.metrics import bound_metrics, matched_ratio, nees_sums, trial_metrics
     from fusion.shared_estimates import ipp_at_warning, pairwise_spread_km
 
+    rv = [i for i, kind in enumerate(truth.object_kind) if kind == "rv"]
+    targets = [scenario.threats[truth.object_threat[i]].name for i in rv]
+    pos_err = {}  # (policy, nation) -> (N, O, T) error on the scored steps, for the matched comparison
     tgo = float(scenario.metrics.ipp_time_to_go)
     for policy_name in policies:
         policy = all_policies[policy_name]
@@ -548,7 +663,8 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
                     row[k].extend(np.asarray(v).tolist())
             for j, obj in enumerate(rv):
                 ipps.setdefault(j, {})[nation] = ipp_at_warning(truth, tracks, obj, tgo)
-            for key in plans[(policy_name, nation)]:
+            keys, arrival_delay = plans[(policy_name, nation)]
+            for key in keys:
                 uses[key] -= 1
                 if uses[key] == 0:
                     del cache[key]
@@ -557,11 +673,9 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             steps: dict = {}
             m = trial_metrics(truth, tracks, arrivals, scenario.metrics, curves=got, steps=steps,
                               hold_s=scenario.metrics.firm_track_hold)
-            bkey = arrival.tobytes()
-            if bkey not in bounds:
-                bounds[bkey] = pcrlb_position_variance(truth, dets, arrival, site_ecef, R_enu, scenario.threats)
-            m.update(bound_metrics(bounds[bkey], steps["pos_err_m"]))
-            steps["pcrlb_var_m2"] = np.where(np.isfinite(steps["pos_err_m"]), bounds[bkey], np.nan)
+            bound = bound_of(arrival_delay)[rows]
+            m.update(bound_metrics(bound, steps["pos_err_m"]))
+            steps["pcrlb_var_m2"] = np.where(np.isfinite(steps["pos_err_m"]), bound, np.nan)
             if curves is not None:
                 curves.add(policy_name, nation, truth, steps, rv, targets, got["ipp"])
             if REFERENCE_POLICY in policies:
@@ -579,19 +693,13 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
             del tracks, steps
         for j, points in ipps.items():
             results.ipp_spread.setdefault((policy_name, targets[j]), []).extend(pairwise_spread_km(points).tolist())
-    if REFERENCE_POLICY in policies:  # every policy ran on this chunk's trials: compare step by step
+    if REFERENCE_POLICY in policies:  # every policy ran on this batch's trials: compare step by step
         for (policy_name, nation), err in pos_err.items():
             ratio, common = matched_ratio(err, pos_err[(REFERENCE_POLICY, nation)])
             for j in range(len(rv)):
                 row = results.values[(policy_name, nation, targets[j])]
                 row.setdefault(MATCHED_KEYS[0], []).extend(ratio[:, j].tolist())
                 row.setdefault(MATCHED_KEYS[1], []).extend(common[:, j].astype(float).tolist())
-    if curves is not None and curves.coverage is None:
-        curves.set_coverage(truth, dets, len(radars))
-    results.trials += len(trial_indices)
-    if chunk_progress is not None:
-        chunk_progress.finish()
-    return truth
 
 
 class Curves:
@@ -634,13 +742,15 @@ class Curves:
         tau, ipp_err = ipp
         if self.tau is None or tau.size > self.tau.size:
             self.tau = tau
+        # Copies, not views: a view would keep the whole (trials, objects, T) array of the batch alive for the
+        # rest of the run (measured: 0.4 MiB per trial on a 600-s span, about 2 MiB on the whole flight).
         for j, obj in enumerate(rv):
             key = (policy, nation, targets[j])
-            self.pos.setdefault(key, []).append(err[:, obj, ::step])
-            self.bound.setdefault(key, []).append(bound[:, obj, ::step])
+            self.pos.setdefault(key, []).append(err[:, obj, ::step].copy())
+            self.bound.setdefault(key, []).append(bound[:, obj, ::step].copy())
             if "pcrlb_var_m2" in steps:
-                self.pcrlb.setdefault(key, []).append(steps["pcrlb_var_m2"][:, obj, ::step])
-            self.ipp.setdefault(key, []).append(ipp_err[:, obj, :])
+                self.pcrlb.setdefault(key, []).append(steps["pcrlb_var_m2"][:, obj, ::step].copy())
+            self.ipp.setdefault(key, []).append(ipp_err[:, obj, :].copy())
 
     def merge(self, other: "Curves") -> None:
         """Append the curves of ``other`` (a later chunk, same ``step``) to these, in order."""
@@ -790,7 +900,7 @@ def check_run_args(trials, seed, workers, chunk_trials) -> None:
 
 def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None = None,
                  policies: Sequence[str] | None = None, chunk_trials: int = DEFAULT_CHUNK_TRIALS, workers: int = 1,
-                 progress: Callable[[int, int], None] | None = None) -> RunOutput:
+                 progress: Callable[[int, int], None] | None = None, batch_trials: int | None = None) -> RunOutput:
     """Run every policy for every nation over all trials, in chunks, and summarize over trials.
 
     Parameters
@@ -815,6 +925,9 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         each tracker run weighted by the detections it is fed, then the metrics), with
         ``workers > 1`` as well (the workers report through a queue), so
         ``done / elapsed`` is an honest rate and ``(total - done) / rate`` an ETA.
+    batch_trials : int, optional
+        Trials per tracker batch inside a chunk (default :data:`BATCH_TRIALS`, see
+        :func:`run_chunk`); memory grows with it, results do not change.
 
     Returns
     -------
@@ -824,13 +937,15 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
     ------
     InputError
         Bad overrides (trials or chunk_trials outside [1, MAX_TRIALS], seed outside [0, MAX_SEED],
-        workers outside [1, MAX_WORKERS], unknown policy) or sensor overrides.
+        workers outside [1, MAX_WORKERS], batch_trials not a whole number >= 1, unknown policy) or
+        sensor overrides.
     """
     from fusion.metrics import summarize
 
     trials = scenario.info.trials if trials is None else trials
     seed = scenario.info.seed if seed is None else seed
     check_run_args(trials, seed, workers, chunk_trials)
+    batch_trials = _batch_size(batch_trials)
     names = resolve_policy_names(scenario, policies)
     radars = build_radars(scenario)
     check_threats(scenario)
@@ -846,7 +961,8 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
                 if progress is not None:
                     progress(before + fraction * size, trials)
 
-            run_chunk(scenario, radars, idx, seed, names, results, curves=curves, progress=within)
+            run_chunk(scenario, radars, idx, seed, names, results, curves=curves, progress=within,
+                      batch_trials=batch_trials)
     else:
         import multiprocessing
         import queue as queue_module
@@ -855,7 +971,7 @@ def run_scenario(scenario: Scenario, trials: int | None = None, seed: int | None
         # out in order and returns them in order, so the merge is the serial run's. Leaving the block
         # (done, an error, or Ctrl-C, which only this process hears) terminates the workers.
         ctx = multiprocessing.get_context("spawn")
-        jobs = [(scenario, idx, seed, names, step, c) for c, idx in enumerate(parts)]
+        jobs = [(scenario, idx, seed, names, step, c, batch_trials) for c, idx in enumerate(parts)]
         reports = ctx.Queue()  # (chunk, fraction) from the workers, read here between results
         fractions = [0.0] * len(parts)
 
@@ -1000,10 +1116,10 @@ def _worker_init(reports=None, threads: int = 1) -> None:
 def _chunk_job(job):
     """One chunk in a worker process: its own results and curves, to be merged in chunk order.
 
-    ``job`` is ``(scenario, trial_indices, seed, policies, step, chunk number)``; the chunk's
+    ``job`` is ``(scenario, trial_indices, seed, policies, step, chunk number, batch_trials)``; the chunk's
     progress goes to the main process as ``(chunk number, fraction)`` on the queue.
     """
-    scenario, trial_indices, seed, policies, step, chunk = job
+    scenario, trial_indices, seed, policies, step, chunk, batch_trials = job
     results = TrialResults()
     curves = Curves(step)
 
@@ -1012,7 +1128,7 @@ def _chunk_job(job):
             _REPORTS.put((chunk, fraction))
 
     run_chunk(scenario, build_radars(scenario), trial_indices, seed, policies, results, curves=curves,
-              progress=report)
+              progress=report, batch_trials=batch_trials)
     return results, curves
 
 

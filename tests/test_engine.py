@@ -115,6 +115,72 @@ def test_same_seed_byte_identical_metrics_and_trials_independent_of_chunking(sce
     assert (tmp_path / "c" / "metrics.json").read_bytes() != (tmp_path / "a" / "metrics.json").read_bytes()
 
 
+def test_per_trial_results_do_not_depend_on_chunk_batch_or_threads(scenarios_dir, tmp_path, monkeypatch):
+    """Issue 18: the trackers and metrics take a chunk in batches of trials, reduced one batch at a time.
+
+    Track-level sharing too (the fused histories are built per batch). Planted faults this catches: a batch's
+    bound rows not taken from the chunk's bound (``bound_of(...)`` without ``[rows]``: shape error or another
+    trial's bound), a batch's detections not cut to its trials, the matched ratio mixing batches.
+    """
+    import numba
+
+    import fusion.bounds
+    import fusion.tracker
+
+    sc = shortened(scenarios_dir / "hwasong15_2017-11-29.toml", duration_s=120.0, trials=3)
+    sc = dataclasses.replace(sc, sensors=tuple(s for s in sc.sensors
+                                               if s.catalog in ("us-thaad-seongju", "jp-fps5-sado", "kr-greenpine-b-1")))
+    pol = ["isolated", "trilateral-tracks"]
+    tracker_trials, bound_calls = [], []
+    run_tracker, pcrlb = fusion.tracker.run_tracker, fusion.bounds.pcrlb_position_variance
+
+    def counting_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, *args, **kwargs):
+        tracker_trials.append(len(trial_index))
+        return run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, *args, **kwargs)
+
+    def counting_bound(truth, *args, dynamics=None):
+        bound_calls.append((truth.state.shape[0], dynamics))
+        return pcrlb(truth, *args, dynamics=dynamics)
+
+    monkeypatch.setattr(fusion.tracker, "run_tracker", counting_tracker)
+    monkeypatch.setattr(fusion.bounds, "pcrlb_position_variance", counting_bound)
+    whole = run_scenario(sc, policies=pol, chunk_trials=3, batch_trials=3)
+    assert set(tracker_trials) == {3}
+    tracker_trials.clear()
+    bound_calls.clear()
+    one_by_one = run_scenario(sc, policies=pol, chunk_trials=3, batch_trials=1)
+    assert set(tracker_trials) == {1}  # no tracker history held for more than one trial
+    # the bound is computed once per chunk and arrival plan, all sharing one TruthDynamics
+    assert {n for n, _ in bound_calls} == {3} and len({id(d) for _, d in bound_calls}) == 1
+    assert bound_calls[0][1] is not None
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        alone = run_scenario(sc, policies=pol, chunk_trials=1)
+    finally:
+        numba.set_num_threads(threads)
+    runs = {"whole": whole, "one_by_one": one_by_one, "alone": alone}
+    for name, run in runs.items():
+        write_outputs(tmp_path / name, sc, run)
+    ref = (tmp_path / "whole" / "metrics.json").read_bytes()
+    for name in runs:
+        assert (tmp_path / name / "metrics.json").read_bytes() == ref, name
+    for name, run in runs.items():
+        assert run.per_trial.values.keys() == whole.per_trial.values.keys()
+        for key, vals in whole.per_trial.values.items():
+            for k, v in vals.items():
+                np.testing.assert_array_equal(run.per_trial.values[key][k], v, err_msg=f"{name} {key} {k}")
+        for key in whole.curves.pos:
+            np.testing.assert_array_equal(run.curves.stacked(run.curves.pcrlb, key),
+                                          whole.curves.stacked(whole.curves.pcrlb, key))
+    assert one_by_one.work["tracker_runs"] == 3 * whole.work["tracker_runs"]
+    assert one_by_one.work["track_steps"] == whole.work["track_steps"] > 0
+    assert any(np.isfinite(v).any() for vals in whole.per_trial.shared.values() for v in vals.values())
+    # The kept curves own their data: a view would hold a batch's whole (trials, objects, T) arrays for the run.
+    for store in (one_by_one.curves.pos, one_by_one.curves.bound, one_by_one.curves.pcrlb, one_by_one.curves.ipp):
+        assert store and all(part.base is None for parts in store.values() for part in parts)
+
+
 def test_trial_tracks_do_not_depend_on_the_batch_over_a_whole_flight(scenarios_dir):
     """Trial 1 alone and inside a batch of three: the same truth grid, detections and tracks, bit for bit.
 
