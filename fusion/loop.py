@@ -917,7 +917,7 @@ def _announce_compile():
     _ANNOUNCED = True
     try:  # numba's cache locator (private): the index file exists once the loop has been cached
         cache = _run_trials._cache
-        cached = os.path.exists(os.path.join(cache._cache_path, cache._index_name))
+        cached = os.path.exists(os.path.join(cache._cache_path, cache._cache_file._index_name))
     except AttributeError:
         cached = False
     if not cached:
@@ -945,9 +945,10 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
 
     ``detection_model`` (S, 3), optional: each sensor's :math:`S_{ref}\\rho_{ref}^4`
     (linear SNR times m^4 per m^2 of RCS), false-alarm probability and Swerling case;
-    with it (and the detections' ``snr``) each track carries an RCS estimate and
-    JPDA* weighs it with the radar's own P_D at its predicted range (:func:`_track_pd`)
-    instead of the fixed :data:`fusion.tracker.JPDA_DETECTION_PROBABILITY`.
+    with it (and the detections' ``snr``) each track carries an RCS estimate, and
+    under ``jpda_pd = "radar"`` JPDA* weighs it with the radar's own P_D at its
+    predicted range (:func:`_track_pd`) instead of the fixed
+    :data:`fusion.tracker.JPDA_DETECTION_PROBABILITY`.
     """
     from fusion.tracker import TrackHistory, prepare_inputs
 
@@ -965,7 +966,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
             raise InputError.single("detection_model", dm.shape, "(sensors, 3): S_ref rho_ref^4 > 0, "
                                     "0 < Pfa < 1, Swerling case 0..4 per sensor")
         det_model = np.ascontiguousarray(dm)
-        ip[_I_PDMODEL] = 1
+        ip[_I_PDMODEL] = 1 if config.jpda_pd == "radar" else 0
     snr = np.asarray(getattr(dets, "snr", None) if getattr(dets, "snr", None) is not None
                      else np.full(len(inp["time"]), np.nan), dtype=np.float64)
     fp[_P_LAG] = float(inp["latency"].max()) if inp["latency"].size else 0.0

@@ -129,7 +129,7 @@ import numpy as np
 from fusion.association import gate_threshold
 from fusion.kalman import innovation_covariance, inv_spd
 from fusion.models import radar_H, radar_hx, radar_residual
-from sim.config import ASSOCIATIONS, DELETIONS, INITIATIONS, TrackerConfig
+from sim.config import ASSOCIATIONS, DELETIONS, INITIATIONS, JPDA_PDS, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -396,6 +396,8 @@ def _check_config(config: TrackerConfig):
         raise InputError.single("tracker.association", config.association, "allowed: " + ", ".join(ASSOCIATIONS))
     if config.deletion not in DELETIONS:
         raise InputError.single("tracker.deletion", config.deletion, "allowed: " + ", ".join(DELETIONS))
+    if config.jpda_pd not in JPDA_PDS:
+        raise InputError.single("tracker.jpda_pd", config.jpda_pd, "allowed: " + ", ".join(JPDA_PDS))
     if config.initiation not in INITIATIONS:
         raise InputError.single("tracker.initiation", config.initiation, "allowed: " + ", ".join(INITIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):
@@ -559,10 +561,10 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         Each sensor's radar-equation constant :math:`S_{ref}\\rho_{ref}^4` (linear SNR
         x m^4 per m^2 of RCS), false-alarm probability and Swerling case
         (:meth:`sensors.radar.Radar.snr`). With it, and the detections' reported
-        ``snr``, JPDA* weighs each confirmed track with the radar's own detection
-        probability at its predicted range for its estimated RCS (issue 25: the RV's
-        single-look P_D is 0.1-0.5 at long range, not the fixed 0.9); without it,
-        :data:`JPDA_DETECTION_PROBABILITY`.
+        ``snr``, under ``tracker.jpda_pd = "radar"`` JPDA* weighs each confirmed track
+        with the radar's own detection probability at its predicted range for its
+        estimated RCS (issue 25: the RV's single-look P_D is 0.1-0.5 at long range,
+        not the fixed 0.9); otherwise :data:`JPDA_DETECTION_PROBABILITY`.
 
     Returns
     -------

@@ -319,7 +319,9 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     dt = float(truth.t[1] - truth.t[0]) if truth.t.size > 1 else float(scenario.info.dt)
     revisit = effective_scan_interval(np.array([r.scan_interval for r in radars]), dt)
     # each radar's own detection probability model, for the JPDA weights of the tracks (fusion.loop._track_pd)
-    detection_model = np.array([[r.ref_snr * r.ref_range**4, r.pfa, r.swerling] for r in radars], dtype=float)
+    have_model = all(hasattr(r, k) for r in radars for k in ("ref_snr", "ref_range", "pfa", "swerling"))
+    detection_model = (np.array([[r.ref_snr * r.ref_range**4, r.pfa, r.swerling] for r in radars], dtype=float)
+                       if have_model else None)
 
     def tracker_for(delay: np.ndarray):
         key = feed_key(delay)

@@ -35,6 +35,7 @@ from sim.config import (
     DELETIONS,
     FILTERS,
     INITIATIONS,
+    JPDA_PDS,
     MANEUVERS,
     NATION_PAIRS,
     NATIONS,
@@ -463,8 +464,8 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
 
 
 _TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
-                 "delete_after_missed", "deletion", "initiation", "max_position_sigma_km", "init_max_speed_mps",
-                 "max_tracks")
+                 "delete_after_missed", "deletion", "initiation", "jpda_pd", "max_position_sigma_km",
+                 "init_max_speed_mps", "max_tracks")
 
 
 def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
@@ -491,6 +492,7 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         delete_after_missed=r.get(t, "delete_after_missed", p, "int", default=d.delete_after_missed, lo=1, hi=1000),
         deletion=r.get(t, "deletion", p, "str", default=d.deletion, choices=DELETIONS),
         initiation=r.get(t, "initiation", p, "str", default=d.initiation, choices=INITIATIONS),
+        jpda_pd=r.get(t, "jpda_pd", p, "str", default=d.jpda_pd, choices=JPDA_PDS),
         max_position_sigma=r.get(t, "max_position_sigma_km", p, "float", default=d.max_position_sigma / 1e3,
                                  lo=0.0, lo_open=True, hi=10000.0) * 1e3,
         init_max_speed=r.get(t, "init_max_speed_mps", p, "float", default=d.init_max_speed,

@@ -339,3 +339,31 @@ def test_exact_zenith_makes_the_pair_invalid_and_keeps_the_prior():
         np.testing.assert_array_equal(xm, x0)
         np.testing.assert_array_equal(Pm, P0)
         np.testing.assert_array_equal(mu, mu0)
+
+
+@pytest.mark.parametrize("swerling", [1, 2, 3, 4])
+def test_track_detection_probability_is_the_radars_own(swerling):
+    """fusion.loop._track_pd: the radar's P_D (sensors.radar.detection_probability) at the track's range for
+    the RCS its plots imply (fusion.loop._observe_rcs, radar equation), as the JPDA* weight ln(P_D/(1-P_D P_G))."""
+    import math
+
+    from fusion import loop as L
+    from sensors.radar import detection_probability
+
+    cfg_ip, fp = L._parameters(__import__("sim.config", fromlist=["TrackerConfig"]).TrackerConfig(jpda_pd="radar"))
+    ip = cfg_ip.copy()
+    ip[L._I_PDMODEL] = 1
+    snr_ref, pfa = 4.0e21, 1e-6  # S_ref rho_ref^4 of a 1 m^2 target; a long-range radar (notional)
+    det_model = np.array([[snr_ref, pfa, float(swerling)]])
+    TF = np.zeros((1, L._NTF))
+    rho_plot, rcs = 1.2e6, 0.05
+    L._observe_rcs(TF, 0, snr_ref * rcs / rho_plot**4, rho_plot, snr_ref, True)
+    np.testing.assert_allclose(math.exp(TF[0, L._RCS]), rcs, rtol=1e-12)
+    x = STATES["midcourse"]
+    rho = float(np.linalg.norm(x[:3] - SITE))
+    pd = float(detection_probability(snr_ref * rcs / rho**4, pfa, swerling))
+    pd = min(max(pd, L.PD_CLIP[0]), L.PD_CLIP[1])
+    got = L._track_pd(ip, fp, x, SITE, det_model, 0, TF, 0)
+    np.testing.assert_allclose(got, math.log(pd / (1.0 - pd * fp[L._P_PG])), rtol=1e-12)
+    ip[L._I_PDMODEL] = 0  # the fixed weight otherwise
+    assert L._track_pd(ip, fp, x, SITE, det_model, 0, TF, 0) == fp[L._P_LOGPD]

@@ -167,9 +167,11 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
     oth = np.full((B, N, T), np.nan)
     ocs = np.zeros((B, N, T), dtype=bool)
     revisit = np.asarray(revisit, dtype=np.float64)
+    det_model = np.zeros((site_ecef.shape[0], 3))  # no radar model: the fixed JPDA detection probability
+    det_model[:, 1] = 0.5
     for b in range(B):  # reference: plain loops over trials and groups
         X, PP, MU = np.zeros((N, r, 6)), np.zeros((N, r, 6, 6)), np.zeros((N, r))
-        TF, TI = np.zeros((N, 5)), np.zeros((N, L._NTI), dtype=np.int64)
+        TF, TI = np.zeros((N, L._NTF)), np.zeros((N, L._NTI), dtype=np.int64)
         TI[:, 3] = -1
         SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(len(L.COUNTERS), dtype=np.int64)
         PL = np.zeros((N, max(int(cfg.confirm_m), 1), L._PL_W))
@@ -185,7 +187,8 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
                 L._group_step(ip, fp, float(keys[k][0]), s, np.ascontiguousarray(site_ecef),
                               np.ascontiguousarray(R_enu), float(revisit[s]), np.ascontiguousarray(d.z[m]),
                               np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), m.astype(np.int64),
-                              X, PP, MU, TF, TI, SENS, CNT, PL, claim)
+                              np.asarray(d.snr[m], dtype=np.float64), det_model, X, PP, MU, TF, TI, SENS, CNT, PL,
+                              claim)
                 k += 1
             L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b],
                         ocs[b])
