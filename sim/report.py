@@ -516,8 +516,11 @@ def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral
         r = mr["median"]
         rt = f"{r:.2f}"
         who = f"{_possessive(name)} position error"
+        ci = mr.get("ci95")
         if rt == "1.00":
             core = f"leaves {who} unchanged at {rt} of isolated"
+        elif ci is not None and ci[0] <= 1.0 <= ci[1]:  # the interval holds 1: no measurable change
+            core = f"leaves {who} within noise of isolated at {rt}"
         elif r < 1:
             core = f"cuts {who} to {rt} of isolated"
         else:

@@ -63,6 +63,11 @@ CASES = {
         {"pos_err_ratio_vs_isolated": _summary(1.001, ci=(0.99, 1.01)), "pcrlb_pos_m": _summary(900.2)}, 8,
         HEAD + "it leaves Japan's position error unchanged at 1.00 of isolated (median ratio, 95 % CI 0.99 "
         "to 1.01); the bound (PCRLB) stays at 900 m; " + BASE_TAIL + "; indicative only: 8 trials, fewer than 20."),
+    "ratio below 1 but its interval holds 1: within noise": (
+        {"pos_err_ratio_vs_isolated": _summary(0.99, ci=(0.45, 1.23))}, 8,
+        HEAD + "it leaves Japan's position error within noise of isolated at 0.99 (median ratio, 95 % CI 0.45 "
+        "to 1.23); the bound (PCRLB) falls from 900 m to 40 m; " + BASE_TAIL + "; indicative only: 8 trials, "
+        "fewer than 20."),
     "no common step": (
         {"pos_err_ratio_vs_isolated": _summary(None, missing=8), "pcrlb_pos_m": _summary(None, missing=8),
          "paired_vs_isolated": {}}, 8,
