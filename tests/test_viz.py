@@ -469,3 +469,27 @@ def test_offscreen_plugin_notice_is_not_printed_other_qt_messages_are(qapp, capf
     QtCore.qWarning("a real Qt problem")
     err = capfd.readouterr().err
     assert "propagateSizeHints" not in err and "a real Qt problem" in err
+
+
+def test_track_series_marks_coasting_only_where_a_confirmed_track_is_shown():
+    """viz.scene._track_series: ``coasting`` is the tracker's flag on confirmed, shown steps (the view draws a
+    hollow square there), all False when the history has no flag (track-report histories of older producers)."""
+    from types import SimpleNamespace
+
+    from sim.earth import geodetic_to_ecef
+    from viz.scene import _track_series
+
+    T = 4
+    r = geodetic_to_ecef(np.radians(40.0), np.radians(131.0), 500e3)
+    x = np.zeros((1, 2, T, 6))
+    x[..., :3] = r
+    x[0, 1, 3] = np.nan  # track 1 gone at step 3
+    P = np.broadcast_to(np.eye(6) * 1e4, (1, 2, T, 6, 6)).copy()
+    conf = np.array([[[True, True, True, False], [False, True, True, True]]])
+    coast = np.array([[[False, True, True, True], [True, False, True, True]]])
+    hist = SimpleNamespace(x=x, P=P, confirmed=conf, object=np.zeros((1, 2, T), dtype=np.int32), coasting=coast)
+    truth = np.broadcast_to(r, (1, T, 3)).copy()
+    ts = _track_series(hist, truth, 0, np.array([39.0]), np.array([125.0]))
+    np.testing.assert_array_equal(ts.coasting, [[False, True, True, False], [False, False, True, False]])
+    del hist.coasting
+    assert not _track_series(hist, truth, 0, np.array([39.0]), np.array([125.0])).coasting.any()

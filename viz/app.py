@@ -110,7 +110,8 @@ def key_html(object_names, nations, policies) -> str:
     style_words = {"isolated": "dotted", "bilateral": "dashed", "trilateral": "solid"}
     pols = ", ".join(f"{style_words.get(p, 'dash-dot')} {p}" for p in policies)
     return (f"<b>objects</b>&nbsp; {objs} &nbsp;&nbsp;│&nbsp; <b>nations</b> (radars, tracks, horizons) {nats}"
-            f" &nbsp;&nbsp;│&nbsp; <b>error lines</b> {pols}; thick: the policy shown")
+            f" &nbsp;&nbsp;│&nbsp; <b>error lines</b> {pols}; thick: the policy shown"
+            " &nbsp;&nbsp;│&nbsp; <b>track square</b> filled: updated, hollow: coasting")
 
 
 def _path_item(lonlat: np.ndarray, pen, brush) -> QtWidgets.QGraphicsPathItem:
@@ -581,7 +582,9 @@ class ViewWindow(QtWidgets.QMainWindow):
         for nation in scene.nations:
             c = _nation_color(nation)
             self.track_map[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
-            self.track_now[nation] = pg.ScatterPlotItem(size=7, symbol="s", brush=pg.mkBrush(c), pen=None)
+            # larger than the truth's dot (size 8, drawn above): a filled square shows as a coloured frame
+            # around it, a hollow (coasting) one as a thin outline
+            self.track_now[nation] = pg.ScatterPlotItem(size=12, symbol="s", brush=pg.mkBrush(c), pen=None)
             self.track_ellipse[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=1), connect="finite")
             self.track_alt[nation] = pg.PlotCurveItem(pen=pg.mkPen(c, width=2), connect="finite")
             for it in (self.track_map[nation], self.track_now[nation], self.track_ellipse[nation]):
