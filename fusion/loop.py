@@ -130,12 +130,15 @@ def _observe_rcs(TF, j, snr, rho, snr_ref, first):
 
     ``snr`` is the plot's reported mean SNR at measured range ``rho``, ``snr_ref`` the
     sensor's :math:`S_{ref}\\rho_{ref}^4` (radar equation, :meth:`sensors.radar.Radar.snr`).
-    Running mean of :math:`\\ln\\sigma` with weight :data:`RCS_MEMORY`; the first plot sets it.
+    Running mean of :math:`\\ln\\sigma` with weight :data:`RCS_MEMORY`; the first plot sets it
+    (NaN: no estimate yet).
     """
+    if first:
+        TF[j, _RCS] = np.nan
     if not (snr > 0.0 and snr_ref > 0.0 and rho > 0.0):
         return
     lr = math.log(snr) + 4.0 * math.log(rho) - math.log(snr_ref)
-    if first or TF[j, _RCS] == 0.0:
+    if not math.isfinite(TF[j, _RCS]):
         TF[j, _RCS] = lr
     else:
         TF[j, _RCS] = (1.0 - RCS_MEMORY) * TF[j, _RCS] + RCS_MEMORY * lr
@@ -155,7 +158,7 @@ def _track_pd(ip, fp, xj, site, det_model, sensor, TF, j):
     to :data:`PD_CLIP`. Returns :math:`\\ln(P_D/(1 - P_D P_G))` (Fortmann et al. 1983).
     """
     sw = int(det_model[sensor, 2])
-    if ip[_I_PDMODEL] == 0 or TF[j, _RCS] == 0.0 or sw == 0:
+    if ip[_I_PDMODEL] == 0 or not math.isfinite(TF[j, _RCS]) or sw == 0:
         return fp[_P_LOGPD]
     dx = xj[0] - site[0]
     dy = xj[1] - site[1]
@@ -397,8 +400,8 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
     numbers the detections within the trial (a track remembers its first and
     last, :func:`_keep_identity`); ``snr_in`` their reported SNR and ``det_model``
     (S, 3) each sensor's :math:`S_{ref}\\rho_{ref}^4`, :math:`P_{fa}`, Swerling case,
-    for each track's RCS and its JPDA detection probability (:func:`_track_pd`). The module notes of :mod:`fusion.tracker`
-    give the rules and their sources.
+    for each track's RCS and its JPDA detection probability (:func:`_track_pd`).
+    The module notes of :mod:`fusion.tracker` give the rules and their sources.
     """
     kind = ip[_I_KIND]
     N = X.shape[0]
@@ -541,7 +544,6 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         TF[j, _R_LAST] = rev
         TI[j, _HITS] = 1
         TI[j, _OBJECT] = obj[a]
-        TF[j, _RCS] = 0.0
         _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], True)
         TI[j, _FIRSTDET] = did[a]
         TI[j, _LASTDET] = did[a]
@@ -634,7 +636,8 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, oc
     (``L`` the longest latency of the feed, see :mod:`fusion.tracker`); it is
     predicted to ``t`` on a copy, and hidden when confirmed and out of bounds
     (:func:`_out_of_bounds`). ``ocs`` marks a confirmed track that has missed
-    more than D scans on that clock: it is coasting (predicted only). ``oth`` gets the IMM's predicted thrust-mode
+    more than D scans on that clock: it is coasting (predicted only).
+    ``oth`` gets the IMM's predicted thrust-mode
     probability at ``t`` (left NaN for the single-mode filters).
     """
     N, r = X.shape[0], X.shape[1]
@@ -759,6 +762,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                 for j in range(N):  # the tracks as shown so far, by their first and last detections
                     old_first[j] = TI[j, _FIRSTDET] if TI[j, _ACTIVE] == 1 else -1
                     old_last[j] = TI[j, _LASTDET] if TI[j, _ACTIVE] == 1 else -1
+                for d in range(g_start[gmin], n):  # the replay claims these detections afresh
+                    claim[d] = -1
                 replays += 1
                 for q in range(p0, p):
                     if gid[ep_order[q]] <= processed:
