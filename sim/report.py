@@ -764,7 +764,10 @@ def _km_cell(summary) -> str:
     if not summary or summary.get("median") is None:
         return "none"
     cell = f"{summary['median']:.1f} [{summary['p10']:.1f}-{summary['p90']:.1f}]"
-    return cell + (f" [{summary['missing']} none]" if summary.get("missing") else "")
+    # in-memory summaries (fusion.metrics) count "n_missing", metrics.json's "missing" (new-user trial: a
+    # KR-sent IPP over 1 of 2 trials showed no count)
+    missing = summary.get("n_missing", summary.get("missing", 0))
+    return cell + (f" [{missing} none]" if missing else "")
 
 
 def _pct_smaller(a, b):
@@ -786,10 +789,16 @@ def measurement_vs_tracks_sentence(doc: dict, nation: str, target: str,
                      f"({abs(pct):.0f} % {'smaller' if pct >= 0 else 'larger'} with measurements)")
     fm, ft = _median(m, "firm_track_time_s"), _median(t, "firm_track_time_s")
     if fm is not None and ft is not None:
-        parts.append(f"firm track {fm:.0f} s against {ft:.0f} s after launch ({ft - fm:+.0f} s for measurements)")
+        d = ft - fm  # one sign convention for both: how much better measurement sharing does
+        parts.append(f"firm track {fm:.0f} s against {ft:.0f} s after launch ("
+                     + ("the same" if round(d) == 0 else
+                        f"measurements {abs(d):.0f} s {'earlier' if d > 0 else 'later'}") + ")")
     wm, wt = _median(m, "warning_time_s"), _median(t, "warning_time_s")
     if wm is not None and wt is not None:
-        parts.append(f"warning {wm:.0f} s against {wt:.0f} s to go ({wm - wt:+.0f} s for measurements)")
+        d = wm - wt
+        parts.append(f"warning {wm:.0f} s against {wt:.0f} s to go ("
+                     + ("the same" if round(d) == 0 else
+                        f"measurements {abs(d):.0f} s {'more' if d > 0 else 'less'}") + ")")
     am, at = _median(m, "anees"), _median(t, "anees")
     if am is not None and at is not None:
         parts.append(f"ANEES {am:.2f} against {at:.2f}")
@@ -837,10 +846,14 @@ def shared_estimates_section(doc: dict, shared: list, spread: list, threshold_km
                 out.write(f"- {r['policy']}, {r['target']}: nothing to compare (in no trial did two nations "
                           f"have an IPP {time_to_go_s:.0f} s before impact).\n")
                 continue
-            flag = "**disagreement**" if r["disagree"] else "no disagreement"
             med = r["spread_km"]["median"]
-            out.write(f"- {r['policy']}, {r['target']}: {flag} in {r['disagree']} of {r['compared']} trials "
-                      f"with two or more IPPs (median largest spread {med:.1f} km).\n")
+            if r["disagree"]:
+                out.write(f"- {r['policy']}, {r['target']}: **disagreement** in {r['disagree']} of {r['compared']} "
+                          f"trials with two or more IPPs (median largest spread {med:.1f} km).\n")
+            else:  # new-user trial: "no disagreement in 0 of 2 trials" read as a double negative
+                out.write(f"- {r['policy']}, {r['target']}: no disagreement: the IPPs were within "
+                          f"{threshold_km:g} km of each other in all {r['compared']} trials with two or more "
+                          f"(median largest spread {med:.1f} km).\n")
         out.write("\n")
     lines = []
     for target in targets(doc):

@@ -85,8 +85,18 @@ def test_report_section_flags_disagreement_and_compares_sharing():
     text = shared_estimates_section(doc, shared, spread, 50.0, 120.0)
     assert "| trilateral-tracks | T | JP | KR | 12.5 [12.5-12.5] | 3.2 [3.2-3.2] | 1.0 [1.0-1.0] |" in text
     assert "- isolated, T: **disagreement** in 3 of 4 trials with two or more IPPs (median largest spread 480.0 km)." in text
-    assert "- trilateral-tracks, T: no disagreement in 0 of 4 trials" in text
+    assert ("- trilateral-tracks, T: no disagreement: the IPPs were within 50 km of each other in all 4 trials "
+            "with two or more (median largest spread 4.0 km).") in text
     assert "position RMSE 600 m against 800 m (25 % smaller with measurements)" in text
+    # firm track and warning in one sign convention: what measurement sharing gains (new-user trial)
+    doc["results"][0].update(firm_track_time_s=s(41.0), warning_time_s=s(2930.0))
+    doc["results"][1].update(firm_track_time_s=s(39.0), warning_time_s=s(2915.0))
+    text = shared_estimates_section(doc, shared, spread, 50.0, 120.0)
+    assert ("firm track 41 s against 39 s after launch (measurements 2 s later); warning 2930 s against 2915 s "
+            "to go (measurements 15 s more)") in text
+    # the in-memory summaries count missing trials as n_missing: the table shows them
+    shared[0]["shared_ipp_error_km"] = {"median": 20.9, "p10": 20.9, "p90": 20.9, "n": 2, "n_missing": 1}
+    assert "| 20.9 [20.9-20.9] [1 none] |" in shared_estimates_section(doc, shared, spread, 50.0, 120.0)
     assert shared_estimates_section({"results": []}, [], [], 50.0, 120.0) == ""
 
 
