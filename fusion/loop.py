@@ -672,6 +672,22 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, oc
             oth[j, i] = thrust
 
 
+@njit(cache=True)
+def _snapshot_pool(cap, N, r, M):
+    """Empty snapshot pool of ``cap`` saved states of a trial: X, PP, MU, TF, TI, SENS, CNT, PL (module notes)."""
+    return (np.empty((cap, N, r, 6)), np.empty((cap, N, r, 6, 6)), np.empty((cap, N, r)), np.empty((cap, N, _NTF)),
+            np.empty((cap, N, _NTI), dtype=np.int64), np.empty((cap, N), dtype=np.uint64),
+            np.empty((cap, _NC), dtype=np.int64), np.empty((cap, N, M, _PL_W)))
+
+
+def output_arrays(B, N, T):
+    """Empty per-trial outputs of the loop: x (B, N, T, 6), P (.., 6, 6), confirmed, object, sensors, thrust
+    probability, coasting (B, N, T) (NaN, False or -1 where no track)."""
+    return (np.full((B, N, T, 6), np.nan), np.full((B, N, T, 6, 6), np.nan), np.zeros((B, N, T), dtype=bool),
+            np.full((B, N, T), -1, dtype=np.int64), np.zeros((B, N, T), dtype=np.uint64),
+            np.full((B, N, T), np.nan), np.zeros((B, N, T), dtype=bool))
+
+
 @njit(cache=True, inline="always")
 def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoch, site_ecef, R_enu, revisit, det_model,
                ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
@@ -722,14 +738,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
     PL = np.zeros((N, max(ip[_I_M], 1), _PL_W))
     # snapshot pool (grows on demand, slots recycled)
     cap = 4
-    sX = np.empty((cap, N, r, 6))
-    sPP = np.empty((cap, N, r, 6, 6))
-    sMU = np.empty((cap, N, r))
-    sTF = np.empty((cap, N, _NTF))
-    sTI = np.empty((cap, N, _NTI), dtype=np.int64)
-    sSENS = np.empty((cap, N), dtype=np.uint64)
-    sCNT = np.empty((cap, _NC), dtype=np.int64)
-    sPL = np.empty((cap,) + PL.shape)
+    sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = _snapshot_pool(cap, N, r, PL.shape[1])
     slot_of = np.full(G, -1, dtype=np.int64)
     free_slots = np.arange(cap - 1, -1, -1)
     n_free = cap
@@ -791,14 +800,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                     if slot_of[pt] < 0:
                         if n_free == 0:  # grow the pool
                             new = 2 * cap
-                            nX = np.empty((new, N, r, 6))
-                            nPP = np.empty((new, N, r, 6, 6))
-                            nMU = np.empty((new, N, r))
-                            nTF = np.empty((new, N, _NTF))
-                            nTI = np.empty((new, N, _NTI), dtype=np.int64)
-                            nS = np.empty((new, N), dtype=np.uint64)
-                            nC = np.empty((new, _NC), dtype=np.int64)
-                            nPL = np.empty((new,) + PL.shape)
+                            nX, nPP, nMU, nTF, nTI, nS, nC, nPL = _snapshot_pool(new, N, r, PL.shape[1])
                             nX[:cap] = sX
                             nPP[:cap] = sPP
                             nMU[:cap] = sMU
@@ -985,13 +987,7 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     off = np.searchsorted(inp["row"][idx], np.arange(B + 1), side="left").astype(np.int64)
     epoch = np.searchsorted(t, inp["arrival"][idx], side="left").astype(np.int64)
 
-    out_x = np.full((B, N, T, 6), np.nan)
-    out_P = np.full((B, N, T, 6, 6), np.nan)
-    out_conf = np.zeros((B, N, T), dtype=bool)
-    out_obj = np.full((B, N, T), -1, dtype=np.int64)
-    out_sens = np.zeros((B, N, T), dtype=np.uint64)
-    out_thr = np.full((B, N, T), np.nan)
-    out_coast = np.zeros((B, N, T), dtype=bool)
+    out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast = output_arrays(B, N, T)
     cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
     run_stats = np.zeros((B, 3), dtype=np.int64)
     args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),

@@ -159,13 +159,7 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
     fp[L._P_LAG] = 0.0 if latency is None else float(np.max(latency))
     r = 2 if cfg.filter == "imm" else 1
     B, N, T = int(d.trial.max()) + 1, int(cfg.max_tracks), grid.size
-    ox = np.full((B, N, T, 6), np.nan)
-    oP = np.full((B, N, T, 6, 6), np.nan)
-    oc = np.zeros((B, N, T), dtype=bool)
-    oo = np.full((B, N, T), -1, dtype=np.int64)
-    os_ = np.zeros((B, N, T), dtype=np.uint64)
-    oth = np.full((B, N, T), np.nan)
-    ocs = np.zeros((B, N, T), dtype=bool)
+    ox, oP, oc, oo, os_, oth, ocs = L.output_arrays(B, N, T)
     revisit = np.asarray(revisit, dtype=np.float64)
     det_model = np.zeros((site_ecef.shape[0], 3))  # no radar model: the fixed JPDA detection probability
     det_model[:, 1] = 0.5
