@@ -454,8 +454,11 @@ def _seconds(v, signed=False, unit=True) -> str:
 
 
 def _points(v, signed=False, unit=True) -> str:
-    """A difference of two fractions in percentage points."""
-    return (f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}") + (" points" if unit else "")
+    """A difference of two fractions in percentage points ("1 point", "9 points"; an interval's end "+1 points")."""
+    text = f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}"
+    if not unit:
+        return text
+    return text + (" point" if text == "1" else " points")
 
 
 PHASE_KEYS = (("pos_rmse_boost_m", "boost"), ("pos_rmse_midcourse_m", "midcourse"),

@@ -216,3 +216,11 @@ def test_ipp_floor_sentence_from_a_kn23_truth():
             f"this flight, not tracking: the flight has lift that a ballistic predictor does not model (a glide "
             f"with lift at L/D 2 and a terminal pull-up at L/D 2).")
     assert ipp_floor_sentence(doc, "KN") == want
+
+
+def test_one_percentage_point_is_singular():
+    from sim.report import _points
+
+    # a difference's size is singular at 1; an interval's signed end reads with the plural ("+0 to +1 points")
+    assert (_points(0.01), _points(0.01, signed=True), _points(0.09), _points(0.01, unit=False)) == \
+        ("1 point", "+1 points", "9 points", "1")
