@@ -31,8 +31,8 @@ runs in nor on the number of threads (tests/test_loop.py).
 The state of one trial is held in a few arrays over its ``N`` track slots:
 ``X`` (N, r, 6), ``PP`` (N, r, 6, 6), ``MU`` (N, r) (filter modes, see
 :mod:`fusion.track_kernels`), ``TF`` (N, 5) float fields ``t, t_init, t_last,
-r_init, r_last``, ``TI`` (N, 6) integer fields ``active, confirmed, hits,
-object, first detection, last detection``, ``SENS`` (N,) uint64 sensor bitmasks, ``PL`` (N, M, 14) the newest M
+r_init, r_last``, ``TI`` (N, 7) integer fields ``active, confirmed, hits,
+object, first detection, last detection, output id``, ``SENS`` (N,) uint64 sensor bitmasks, ``PL`` (N, M, 14) the newest M
 plots of each tentative track (time, z, R, sensor: the batch start at
 confirmation) and ``CNT`` (11,) counters in the order of :data:`COUNTERS`.
 """
@@ -63,8 +63,8 @@ COUNTERS = ("rejected_nonfinite", "initiated", "no_slot", "confirmed", "deleted_
 _NC = len(COUNTERS)
 _T, _T_INIT, _T_LAST, _R_INIT, _R_LAST, _RCS = range(6)  # columns of TF
 _NTF = 6
-_ACTIVE, _CONFIRMED, _HITS, _OBJECT, _FIRSTDET, _LASTDET = range(6)  # columns of TI
-_NTI = 6
+_ACTIVE, _CONFIRMED, _HITS, _OBJECT, _FIRSTDET, _LASTDET, _OID = range(7)  # columns of TI
+_NTI = 7
 
 # indices of the float parameter vector (built by _parameters)
 (_P_Q, _P_QT, _P_ACC, _P_VFLOOR, _P_BOOST, _P_BALL, _P_GAMMA, _P_WINDOW, _P_D, _P_MAXVAR, _P_MAXSPEED,
@@ -507,13 +507,18 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
             else:
                 CNT[_C_DEFER] += 1
 
-    # 6. initiation, lowest free slot first, in detection order
+    # 6. initiation, lowest free slot first, in detection order; a new track's id is the lowest id
+    # no live track holds (the slot and the id differ only after a replay renumbered, _keep_identity)
     free = np.empty(N, dtype=np.int64)
     n_free = 0
+    held = np.zeros(N, dtype=np.bool_)
     for j in range(N):
         if TI[j, _ACTIVE] == 0:
             free[n_free] = j
             n_free += 1
+        else:
+            held[TI[j, _OID]] = True
+    next_id = 0
     rank = 0
     x0 = np.empty(6)
     P0 = np.empty((6, 6))
@@ -535,6 +540,10 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         else:
             MU[j, 0] = 1.0
         TI[j, _ACTIVE] = 1
+        while held[next_id]:
+            next_id += 1
+        TI[j, _OID] = next_id
+        held[next_id] = True
         conf0 = ip[_I_M] <= 1
         TI[j, _CONFIRMED] = 1 if conf0 else 0
         TF[j, _T] = tg
@@ -561,71 +570,58 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
 
 
 @njit(cache=True)
-def _keep_identity(old_first, old_last, claim, d_time, X, PP, MU, TF, TI, SENS, PL):
-    """After a replay, give each track back the slot (the track id) it had before, in place.
+def _keep_identity(old_first, old_last, claim, d_time, TF, TI):
+    """After a replay, give each track back the id it was shown under before, in place.
 
-    Reprocessing from a snapshot re-runs association with the late data in, and a
-    late plot can start a track in a lower slot than an existing one, so the same
-    track would come out under another id (measured: Korea's Hwasong-15 RV track
-    changed slot twice in two seconds under trilateral sharing, which made its firm
-    track 2 s later than isolated). A track is the live one that took, in the
-    replay, the detection the old track had last taken (``claim``, kept for the
-    slot only if that slot's track started no later than the detection), else the
-    one that started from the same detection; matched tracks take their old slots,
-    the others keep their own slot if it is free, else the lowest free one; the
-    claims follow. Only the numbering changes, never a state.
+    A track's id (``TI[:, _OID]``, the track axis of the output) is not its storage
+    slot: reprocessing from a snapshot re-runs association with the late data in, and
+    a late plot can start a track anew or in another order, so the same track could
+    come out under another id (measured: Korea's Hwasong-15 RV track changed id twice
+    in two seconds under trilateral sharing, which made its firm track 2 s later than
+    isolated; on the salvo, an id that followed the storage slot of a snapshot taken
+    mid-replay moved a confirmed SRBM track to a new id, which restarted its firm-track
+    hold and made it 17-37 s later than isolated). A track restored from the snapshot
+    keeps its id; a track the replay started is the shown track ``o`` if it took, in
+    the replay, the detection ``o`` had last taken (``claim``: the slot of the track
+    that took each detection, kept only if that slot's track started no later than
+    the detection), else if it started from the same detection as ``o``. Matched tracks
+    take their old ids, the others keep their own id if no match took it, else the
+    lowest free one. ``old_first[o]``, ``old_last[o]``: the first and last detection
+    of the track shown under id ``o`` before the replay (-1: none). Only ids change,
+    never a state or a slot.
     """
     N = TI.shape[0]
-    target = np.full(N, -1, dtype=np.int64)
-    taken = np.zeros(N, dtype=np.bool_)
-    for j in range(N):  # 1. the track that holds the old track's last detection
-        d = old_last[j]
+    want = np.full(N, -1, dtype=np.int64)  # new id of each slot's track
+    taken = np.zeros(N, dtype=np.bool_)  # ids given
+    for o in range(N):  # 1. the track that holds the shown track's last detection
+        d = old_last[o]
         if d < 0:
             continue
-        j2 = claim[d]
-        if j2 >= 0 and TI[j2, _ACTIVE] == 1 and target[j2] < 0 and TF[j2, _T_INIT] <= d_time[d]:
-            target[j2] = j
-            taken[j] = True
-    for j in range(N):  # 2. the track started from the old track's first detection
-        if old_first[j] < 0 or taken[j]:
+        j = claim[d]
+        if j >= 0 and TI[j, _ACTIVE] == 1 and want[j] < 0 and TF[j, _T_INIT] <= d_time[d]:
+            want[j] = o
+            taken[o] = True
+    for o in range(N):  # 2. the track started from the shown track's first detection
+        if old_first[o] < 0 or taken[o]:
             continue
-        for j2 in range(N):
-            if TI[j2, _ACTIVE] == 1 and target[j2] < 0 and TI[j2, _FIRSTDET] == old_first[j]:
-                target[j2] = j
-                taken[j] = True
+        for j in range(N):
+            if TI[j, _ACTIVE] == 1 and want[j] < 0 and TI[j, _FIRSTDET] == old_first[o]:
+                want[j] = o
+                taken[o] = True
                 break
-    for j2 in range(N):
-        if TI[j2, _ACTIVE] == 1 and target[j2] < 0 and not taken[j2]:
-            target[j2] = j2
-            taken[j2] = True
+    for j in range(N):  # 3. the others keep their id where it is free
+        if TI[j, _ACTIVE] == 1 and want[j] < 0 and not taken[TI[j, _OID]]:
+            want[j] = TI[j, _OID]
+            taken[want[j]] = True
     free = 0
-    same = True
-    for j2 in range(N):
-        if TI[j2, _ACTIVE] == 1 and target[j2] < 0:
-            while taken[free]:
-                free += 1
-            target[j2] = free
-            taken[free] = True
-        if TI[j2, _ACTIVE] == 1 and target[j2] != j2:
-            same = False
-    if same:
-        return
-    X0, PP0, MU0, TF0, TI0, S0, PL0 = X.copy(), PP.copy(), MU.copy(), TF.copy(), TI.copy(), SENS.copy(), PL.copy()
-    TI[:, _ACTIVE] = 0
-    for j2 in range(N):
-        if TI0[j2, _ACTIVE] == 1:
-            j = target[j2]
-            X[j] = X0[j2]
-            PP[j] = PP0[j2]
-            MU[j] = MU0[j2]
-            TF[j] = TF0[j2]
-            TI[j] = TI0[j2]
-            SENS[j] = S0[j2]
-            PL[j] = PL0[j2]
-    for d in range(claim.size):  # the claims follow their tracks
-        j2 = claim[d]
-        if j2 >= 0:
-            claim[d] = target[j2] if TI0[j2, _ACTIVE] == 1 else -1
+    for j in range(N):  # 4. else the lowest free id
+        if TI[j, _ACTIVE] == 1:
+            if want[j] < 0:
+                while taken[free]:
+                    free += 1
+                want[j] = free
+                taken[free] = True
+            TI[j, _OID] = want[j]
 
 
 @njit(cache=True, inline="always")
@@ -662,14 +658,15 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, oc
         conf = TI[j, _CONFIRMED] == 1
         if conf and _out_of_bounds(fp, xc, Pc) != 0:
             continue
-        ox[j, i] = xc
-        ocs[j, i] = conf and _missed(fp, TF, j, tc)
-        oP[j, i] = Pc
-        oc[j, i] = conf
-        oo[j, i] = TI[j, _OBJECT]
-        os[j, i] = SENS[j]
+        o = TI[j, _OID]  # the track's id: its row of the output
+        ox[o, i] = xc
+        ocs[o, i] = conf and _missed(fp, TF, j, tc)
+        oP[o, i] = Pc
+        oc[o, i] = conf
+        oo[o, i] = TI[j, _OBJECT]
+        os[o, i] = SENS[j]
         if r == 2:
-            oth[j, i] = thrust
+            oth[o, i] = thrust
 
 
 @njit(cache=True)
@@ -768,9 +765,12 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
         if p > p0:
             replay = gmin <= processed
             if replay:
-                for j in range(N):  # the tracks as shown so far, by their first and last detections
-                    old_first[j] = TI[j, _FIRSTDET] if TI[j, _ACTIVE] == 1 else -1
-                    old_last[j] = TI[j, _LASTDET] if TI[j, _ACTIVE] == 1 else -1
+                old_first[:] = -1  # the tracks as shown so far (by id), by their first and last detections
+                old_last[:] = -1
+                for j in range(N):
+                    if TI[j, _ACTIVE] == 1:
+                        old_first[TI[j, _OID]] = TI[j, _FIRSTDET]
+                        old_last[TI[j, _OID]] = TI[j, _LASTDET]
                 for d in range(g_start[gmin], n):  # the replay claims these detections afresh
                     claim[d] = -1
                 replays += 1
@@ -838,7 +838,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                 prev = g
             processed = stop
             if replay:
-                _keep_identity(old_first, old_last, claim, d_time, X, PP, MU, TF, TI, SENS, PL)
+                _keep_identity(old_first, old_last, claim, d_time, TF, TI)
             m = 0
             for q in range(n_live):  # recycle the snapshots past their last use
                 pt = live[q]

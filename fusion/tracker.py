@@ -1,10 +1,10 @@
 """Multi-target tracker: initiation, M-of-N confirmation, deletion, gating, GNN/JPDA*, OOSM replay.
 
 One tracker runs per (nation, sharing policy) over a batch of Monte Carlo
-trials. Every trial holds ``max_tracks`` track slots; the slot index is the
-stable track id within the trial (a new track takes the lowest free slot, in
-the order of its initiating detections; a slot is reused only after its track
-is deleted).
+trials. Every trial holds ``max_tracks`` track slots; each live track has a
+stable id within the trial, its row on the output's track axis (a new track
+takes the lowest id no live track holds, in the order of its initiating
+detections; an id is reused only after its track is deleted).
 
 This module holds the rules, the output record (:class:`TrackHistory`), the
 input checks and reference numpy forms of the initiation kernels; the tracker
@@ -106,8 +106,8 @@ solution", IEEE Trans. AES 38(3), 2002, discusses the alternatives; the
 reprocessing approach is the reference solution there). Snapshots are taken
 only at the points a later arrival will return to (known from the arrival
 times) and recycled after their last use, so a trial holds a few states when
-latencies are a few scans. After a replay each track takes back the slot (the
-id) it had before it, so a late plot never renames a track
+latencies are a few scans. After a replay each track takes back the id it had
+before it (a snapshot keeps each track's id with its state), so a late plot never renames a track
 (:func:`fusion.loop._keep_identity`); a nation's own picture is then never
 later for the data it is sent (Korea's Hwasong-15 firm track came 2 s later
 with sharing while slots were renumbered).

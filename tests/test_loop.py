@@ -132,3 +132,41 @@ def test_thrust_probability_is_the_imm_predicted_mode_probability(scene):
     he = run_tracker_compiled(d, d.time, se, Re, t, np.arange(3), TrackerConfig(filter="ekf", max_tracks=10),
                               revisit=[2.0, 3.0])
     assert np.all(np.isnan(he.thrust_prob))
+
+
+def _identity_state(rows):
+    """TF, TI of a trial's slots from rows (slot, active, t_init, first det, last det, id)."""
+    from fusion import loop as L
+
+    N = 4
+    TF, TI = np.zeros((N, L._NTF)), np.zeros((N, L._NTI), dtype=np.int64)
+    for slot, active, t_init, first, last, oid in rows:
+        TI[slot, L._ACTIVE] = active
+        TF[slot, L._T_INIT] = t_init
+        TI[slot, L._FIRSTDET], TI[slot, L._LASTDET], TI[slot, L._OID] = first, last, oid
+    return TF, TI
+
+
+def test_replay_gives_tracks_back_their_ids_not_their_slots():
+    """fusion.loop._keep_identity, by hand. Shown before a replay: id 0 = the track of detections 2..5,
+    id 1 = a tentative track of detection 0. After the replay (restored from a snapshot, so slots differ
+    from ids): slot 3 holds the track of 2..5 under id 0 (its id came back with the snapshot), slot 0 a
+    track the replay started from the late detection 1 that then took detection 0 (it is id 1: it holds
+    that track's last detection), slot 2 a new track of detection 6 (the lowest free id, 2). A stale claim
+    of a detection by a slot whose track started after it is ignored."""
+    from fusion import loop as L
+
+    d_time = np.array([1.0, 0.5, 2.0, 3.0, 4.0, 5.0, 6.0])
+    TF, TI = _identity_state([(3, 1, 2.0, 2, 5, 0), (0, 1, 0.5, 1, 0, 3), (2, 1, 6.0, 6, 6, 1)])
+    claim = np.array([0, 0, 3, 3, 3, 3, 2])
+    old_first, old_last = np.full(4, -1), np.full(4, -1)
+    old_first[:2], old_last[:2] = [2, 0], [5, 0]
+    L._keep_identity(old_first, old_last, claim, d_time, TF, TI)
+    assert TI[[3, 0, 2], L._OID].tolist() == [0, 1, 2]
+    # a claim by a slot whose track started after the detection does not carry the id
+    TF, TI = _identity_state([(1, 1, 7.0, 6, 6, 0), (2, 1, 2.0, 2, 5, 1)])
+    claim = np.array([-1, -1, 2, 2, 2, 1, 1])  # detection 5 claimed by slot 1, which started at 7 s
+    old_first[:], old_last[:] = -1, -1
+    old_first[0], old_last[0] = 2, 5
+    L._keep_identity(old_first, old_last, claim, d_time, TF, TI)
+    assert TI[[2, 1], L._OID].tolist() == [0, 1]
