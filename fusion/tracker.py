@@ -129,7 +129,7 @@ import numpy as np
 from fusion.association import gate_threshold
 from fusion.kalman import innovation_covariance, inv_spd
 from fusion.models import radar_H, radar_hx, radar_residual
-from sim.config import ASSOCIATIONS, DELETIONS, INITIATIONS, JPDA_PDS, TrackerConfig
+from sim.config import ASSOCIATIONS, DELETIONS, INITIATIONS, JPDA_PDS, WHEN_FULL, TrackerConfig
 from sim.errors import InputError
 
 __all__ = [
@@ -222,9 +222,12 @@ class TrackHistory:
     stats : dict
         Counters per trial (arrays of shape ``(trials,)``): ``rejected_nonfinite``
         (detections with non-finite ``z`` or ``R``), ``initiated``,
-        ``no_slot`` (detections that could not start a track), ``confirmed``,
+        ``no_slot`` (detections that could not start a track: every slot held by a
+        confirmed track or a tentative one with two plots or more), ``replaced_tentative``
+        (one-plot tentative tracks that had missed a revisit, given up for a newer plot when every slot was taken,
+        :func:`fusion.loop._one_plot_tentative`), ``confirmed``,
         ``deleted_missed``, ``deleted_sigma``, ``deleted_unconfirmed``, ``deleted_speed``,
-        ``updates``, ``trial_groups`` (group steps run, replays included),
+        ``deleted_ground``, ``confirm_deferred``, ``updates``, ``trial_groups`` (group steps run, replays included),
         ``trial_replays`` (OOSM restores), ``trial_late_detections`` (detections
         that arrived after a later-measured group of their trial had been
         processed); and their sums over the trials as scalars ``groups``,
@@ -398,6 +401,8 @@ def _check_config(config: TrackerConfig):
         raise InputError.single("tracker.deletion", config.deletion, "allowed: " + ", ".join(DELETIONS))
     if config.jpda_pd not in JPDA_PDS:
         raise InputError.single("tracker.jpda_pd", config.jpda_pd, "allowed: " + ", ".join(JPDA_PDS))
+    if config.when_full not in WHEN_FULL:
+        raise InputError.single("tracker.when_full", config.when_full, "allowed: " + ", ".join(WHEN_FULL))
     if config.initiation not in INITIATIONS:
         raise InputError.single("tracker.initiation", config.initiation, "allowed: " + ", ".join(INITIATIONS))
     if not (1 <= int(config.confirm_m) <= int(config.confirm_n)):

@@ -183,7 +183,7 @@ def tracker_settings(tracker) -> dict:
     dict
         ``filter``, ``association``, ``process_noise_mps2``, ``gate_probability``,
         ``confirm_m``, ``confirm_n``, ``delete_after_missed``, ``deletion``, ``initiation``, ``jpda_pd``,
-        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``.
+        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``, ``when_full``.
     """
     return {
         "filter": tracker.filter,
@@ -199,6 +199,7 @@ def tracker_settings(tracker) -> dict:
         "max_position_sigma_km": float(tracker.max_position_sigma) / 1e3,
         "init_max_speed_mps": float(tracker.init_max_speed),
         "max_tracks": int(tracker.max_tracks),
+        "when_full": tracker.when_full,
     }
 
 

@@ -33,6 +33,7 @@ from sim.config import (
     DEFAULT_POLICIES,
     ASSOCIATIONS,
     DELETIONS,
+    WHEN_FULL,
     FILTERS,
     INITIATIONS,
     JPDA_PDS,
@@ -465,7 +466,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
 
 _TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
                  "delete_after_missed", "deletion", "initiation", "jpda_pd", "max_position_sigma_km",
-                 "init_max_speed_mps", "max_tracks")
+                 "init_max_speed_mps", "max_tracks", "when_full")
 
 
 def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
@@ -498,6 +499,7 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         init_max_speed=r.get(t, "init_max_speed_mps", p, "float", default=d.init_max_speed,
                              lo=0.0, lo_open=True, hi=20000.0),
         max_tracks=r.get(t, "max_tracks", p, "int", default=d.max_tracks, lo=1, hi=256),
+        when_full=r.get(t, "when_full", p, "str", default=d.when_full, choices=WHEN_FULL),
     )
 
 

@@ -22,7 +22,7 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "batched_tracker_refere
 
 # The retired tracker's rules: one-plot initiation, deletion after missed scans, 1 m/s^2 (issue 25 changed
 # the defaults); everything else (gating, GNN, JPDA*, filters, OOSM replay) is unchanged and checked here.
-LEGACY = dict(initiation="single", deletion="missed", process_noise=1.0)
+LEGACY = dict(initiation="single", deletion="missed", process_noise=1.0, when_full="drop")
 
 COUNTS = ("initiated", "confirmed", "updates", "deleted_missed", "deleted_sigma", "deleted_unconfirmed",
           "deleted_speed", "no_slot", "rejected_nonfinite")

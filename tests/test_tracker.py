@@ -417,6 +417,8 @@ def test_bad_filter_and_config_raise_input_error(pair):
         _run(d, TrackerConfig(filter="particle"), 1)
     with pytest.raises(InputError, match="tracker.confirm_m"):
         _run(d, TrackerConfig(confirm_m=4, confirm_n=3), 1)
+    with pytest.raises(InputError, match=r"tracker\.when_full.*replace, drop"):
+        _run(d, TrackerConfig(when_full="evict"), 1)
     with pytest.raises(InputError, match="arrival"):
         _run(d, TrackerConfig(), 1, arrival=d.time - 1.0)
     with pytest.raises(InputError, match="detections.trial"):
@@ -553,3 +555,33 @@ def test_confirmation_starts_the_track_from_the_batch_fit_of_its_plots(pair):
     np.testing.assert_allclose(h.P[0, 0, 4], P, rtol=1e-10)
     single = _run(d, TrackerConfig(max_tracks=3, initiation="single"), 1)
     assert single.confirmed[0, 0, 4] and np.abs(single.x[0, 0, 4] - x).max() > 1.0
+
+
+def test_full_slots_give_a_stale_one_plot_tentative_up_for_a_new_plot(pair):
+    """Three slots, a burst of three false alarms at t = 1 (far apart and from the object), the object seen
+    every 2 s from t = 4 (sensor revisit 2 s, M = 3). Alone it is confirmed at t = 8 (hits 4, 6, 8). Under
+    ``when_full = "drop"`` the alarms hold every slot until their M-of-N window ends, so the object's
+    plots of 4 and 6 start nothing and it is confirmed later. Under "replace" its plot at t = 4 takes the
+    slot of an alarm that has missed its look at t = 3 (1.5 revisits since its plot): confirmed at t = 8,
+    as alone. An alarm that has not yet had its next look is never given up (checked at t = 2)."""
+    rng = np.random.default_rng(5)
+    d = _one_object(pair, [np.arange(4, 41, 2)])
+    k = 4
+    times = np.array([1.0, 1.0, 1.0, 2.0])  # the fourth, at t = 2, finds three fresh alarms: turned away
+    z = np.column_stack([rng.uniform(400e3, 2000e3, k), rng.uniform(0.0, 2 * np.pi, k), rng.uniform(0.2, 1.2, k)])
+    fa = Dets(trial=np.zeros(k, dtype=int), time=times, sensor=np.zeros(k, dtype=np.int16),
+              object=np.full(k, -1, dtype=np.int32), z=z, R=np.repeat(d.R[:1], k, axis=0), snr=np.ones(k))
+    both = Dets(**{f: np.concatenate([getattr(d, f), getattr(fa, f)]) for f in
+                   ("trial", "time", "sensor", "object", "z", "R", "snr")})
+    both = take(both, np.lexsort((both.trial, both.time)))
+
+    def first_on(h):
+        on = (h.confirmed[0] & (h.object[0] == 0)).any(axis=0)
+        return int(np.flatnonzero(on)[0]) if on.any() else None
+
+    assert first_on(_run(d, TrackerConfig(max_tracks=3), 1)) == 8
+    drop = _run(both, TrackerConfig(max_tracks=3, when_full="drop"), 1)
+    assert first_on(drop) > 8 and drop.stats["replaced_tentative"][0] == 0 and drop.stats["no_slot"][0] >= 3
+    rep = _run(both, TrackerConfig(max_tracks=3), 1)
+    assert first_on(rep) == 8
+    assert rep.stats["replaced_tentative"][0] == 1 and rep.stats["no_slot"][0] == 1
