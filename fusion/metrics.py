@@ -53,13 +53,14 @@ from dataclasses import dataclass
 import warnings
 
 import numpy as np
-from numba.core.errors import NumbaPerformanceWarning
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from fusion.drag import in_atmosphere
-from fusion.impact_kernels import drag_ground_crossings
-from fusion.models import ballistic_propagate, ballistic_transition
+from fusion.impact_kernels import (FREE_AIR, FREE_UNSURE, drag_ground_crossings, free_flight_to_air,
+                                  free_transitions)
+from fusion.impact_kernels import rows_on_threads as _rows_on_threads
+from fusion.models import MAX_STEP_S, ballistic_propagate, ballistic_transition
 from sim.config import MetricsConfig
 from sim.earth import ecef_to_geodetic, geodesic_inverse, altitude
 from sim.errors import InputError
@@ -589,6 +590,13 @@ def predict_ground_crossing(
     With ``drag=False`` the whole flight is drag-free (the predictor before drag was
     modelled, kept for comparisons and for the launch-point retrodiction).
 
+    With drag, the drag-free leg runs compiled, state by state
+    (:func:`fusion.impact_kernels.free_flight_to_air`, the numpy step loop's bits);
+    the step loop here takes the states whose hand-over or ground test the kernel
+    cannot decide bit-exactly, and the ``drag=False`` predictions. The compiled legs
+    share the states of a call out to ``numba.get_num_threads()`` threads
+    (:func:`fusion.impact_kernels.rows_on_threads`), the same bits on any number.
+
     Parameters
     ----------
     x : array_like, shape (..., 6)
@@ -649,6 +657,23 @@ def predict_ground_crossing(
     s = flat[ids].copy()
     elapsed = 0.0
     air_ids, air_x, air_steps, air_elapsed = [], [], [], []
+    if drag and ids.size:
+        # The drag-free leg, compiled: the same bits as the loop below, which still takes the states
+        # whose hand-over or ground test the kernel cannot decide bit-exactly (FREE_UNSURE, rare).
+        n_sub = max(1, int(math.ceil(abs(h) / MAX_STEP_S)))  # fusion.models._substeps of a scalar step
+        status = np.empty(ids.size, np.int64)
+        steps_left = np.zeros(ids.size, np.int64)
+        x_air = np.empty((ids.size, STATE_DIM))
+        el_air = np.zeros(ids.size)
+        _rows_on_threads(free_flight_to_air, ids.size, np.ascontiguousarray(s), float(h), n_sub, n_steps,
+                         status, x_air, steps_left, el_air)
+        handed = status == FREE_AIR
+        air_ids.append(ids[handed])
+        air_x.append(x_air[handed])
+        air_steps.append(steps_left[handed])
+        air_elapsed.append(el_air[handed])
+        unsure = status == FREE_UNSURE
+        ids, s = ids[unsure], s[unsure]
     for i_step in range(n_steps):
         if ids.size == 0:
             break
@@ -689,22 +714,31 @@ def predict_ground_crossing(
             x_g[free], Phi[free] = ballistic_transition(flat[free], t_out[free])
     if air_ids:
         a_ids = np.concatenate(air_ids)
-        a_x = np.concatenate(air_x)
-        a_el = np.concatenate(air_elapsed)
+        a_steps = np.concatenate(air_steps)
+        # in the order of the hand-over step, then of the state, as the step loop hands them over
+        order = np.lexsort((a_ids, -a_steps))
+        a_ids, a_steps = a_ids[order], a_steps[order]
+        a_x = np.concatenate(air_x)[order]
+        a_el = np.concatenate(air_elapsed)[order]
         xa = np.empty_like(a_x)
         ta = np.empty(a_ids.size)
         Fa = np.empty((a_ids.size, STATE_DIM, STATE_DIM))
-        with warnings.catch_warnings():  # first call compiles: numba's note on the kernels' row-slice '@'
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            drag_ground_crossings(np.ascontiguousarray(a_x), float(h), np.concatenate(air_steps),
-                                  _BISECTION_ITERATIONS, bool(with_transition), xa, ta, Fa)
+        _rows_on_threads(drag_ground_crossings, a_ids.size, np.ascontiguousarray(a_x), float(h), a_steps,
+                         _BISECTION_ITERATIONS, bool(with_transition), xa, ta, Fa)
         r_out[a_ids] = xa[:, :3]
         t_out[a_ids] = a_el + ta
         if with_transition:
             ok = np.isfinite(ta)
             x_g[a_ids[ok]] = xa[ok]
-            # the drag-free leg up to the hand-over (identity where handed over at once)
-            _, F0 = ballistic_transition(flat[a_ids[ok]], a_el[ok])
+            # the drag-free leg up to the hand-over (identity where handed over at once), as
+            # fusion.models.ballistic_transition of these states (equal to rounding: products in loops)
+            F0 = np.empty((int(ok.sum()), STATE_DIM, STATE_DIM))
+            if F0.shape[0]:
+                dt0 = np.ascontiguousarray(a_el[ok])
+                # one substep count for the whole call, as fusion.models._substeps
+                n_sub0 = max(1, int(np.ceil(np.max(np.abs(dt0)) / MAX_STEP_S)))
+                _rows_on_threads(free_transitions, F0.shape[0], np.ascontiguousarray(flat[a_ids[ok]]), dt0,
+                                 n_sub0, F0)
             Phi[a_ids[ok]] = Fa[ok] @ F0
     r_out, t_out = r_out.reshape(lead + (3,)), t_out.reshape(lead)
     if with_transition:
@@ -1196,9 +1230,11 @@ def gospa_series(truth, tracks, c: float, p: float = 2.0) -> dict[str, np.ndarra
     Vectorized over trials and steps: where every track is within c of at most one
     object and vice versa, the optimal assignment is those pairs (any other pair
     costs :math:`c^p`, the same as leaving both unassigned), so the sum is closed
-    form. Only the remaining steps with competing pairs (closely spaced objects, e.g.
-    an RV near its spent stage) go one by one through
-    :func:`scipy.optimize.linear_sum_assignment`, which has no batched form.
+    form. The remaining steps with competing pairs (closely spaced objects, e.g. an RV
+    near its spent stage) are solved by enumerating the matchings of their close pairs
+    (:func:`fusion.metric_kernels.gospa_close_matchings`, compiled; p = 2), or, for
+    another p or a step with too many candidate matchings, one by one through
+    :func:`gospa` (:func:`scipy.optimize.linear_sum_assignment`).
 
     Returns
     -------
@@ -1221,7 +1257,21 @@ def gospa_series(truth, tracks, c: float, p: float = 2.0) -> dict[str, np.ndarra
     simple = (pair.sum(-1) <= 1).all(-1) & (pair.sum(-2) <= 1).all(-1)  # (N, T)
     loc = np.where(pair, np.where(pair, d, 0.0) ** p, 0.0).sum((-2, -1))
     n_assigned = pair.sum((-2, -1))
-    for i, k in zip(*np.nonzero(~simple)):
+    hard_i, hard_k = np.nonzero(~simple)
+    solved = np.zeros(hard_i.size, bool)
+    if p == 2.0 and hard_i.size:
+        # compiled matching of the close pairs (fusion.metric_kernels), the same bits as gospa()'s
+        from fusion.metric_kernels import gospa_close_matchings
+
+        loc_raw = np.empty(hard_i.size)
+        n_close = np.empty(hard_i.size, np.int64)
+        gospa_close_matchings(np.ascontiguousarray(d), np.ascontiguousarray(pair), hard_i.astype(np.int64),
+                              hard_k.astype(np.int64), float(c), loc_raw, n_close, solved)
+        for j in np.flatnonzero(solved):
+            # gospa() returns the p-th root of the sum, which is raised to p again here (same float steps)
+            loc[hard_i[j], hard_k[j]] = (float(loc_raw[j]) ** (1.0 / p)) ** p
+        n_assigned[hard_i[solved], hard_k[solved]] = n_close[solved]
+    for i, k in zip(hard_i[~solved], hard_k[~solved]):
         g = gospa(Xr[i, k][x_ok[i, k]], Yr[i, k][y_ok[i, k]], c, p)
         loc[i, k] = g["localization"] ** p
         n_assigned[i, k] = n[i, k] - g["n_missed"]

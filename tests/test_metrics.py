@@ -474,6 +474,34 @@ def test_gospa_series_matches_per_step_gospa():
     assert n_lsa > 5  # the assignment path was exercised, not only the closed form
 
 
+def test_gospa_series_compiled_matchings_equal_the_assignment_path_bit_for_bit(monkeypatch):
+    """The steps with competing close pairs, solved by enumerating matchings (fusion.metric_kernels), give
+    the bits of the per-step scipy assignment (fusion.metrics.gospa) on clustered tracks and objects: the
+    same localization (summed in the track order), the same missed and false counts. Planted faults this
+    catches: the pairs' squares summed in object order, a matching that may reuse a track, the p-th root
+    round trip left out."""
+    from fusion import metric_kernels as MK
+
+    rng = np.random.default_rng(11)
+    N, O, K, T = 4, 3, 6, 60
+    t = np.arange(float(T))
+    state = rng.uniform(0, 8e3, (N, O, T, 6))  # objects a few km apart: many competing pairs at c = 10 km
+    state[1, 2, :15] = np.nan
+    truth = _truth(t, state, np.zeros((N, O)), np.full((N, O), T))
+    tr = _tracks(t, N, K)
+    tr.x[:] = rng.uniform(0, 12e3, (N, K, T, 6))
+    tr.confirmed[:] = rng.random((N, K, T)) < 0.7
+    fast = M.gospa_series(truth, tr, 10e3)
+
+    def none_solved(d, pair, si, sk, c, loc_raw, n_close, ok):
+        ok[:] = False
+
+    monkeypatch.setattr(MK, "gospa_close_matchings", none_solved)
+    slow = M.gospa_series(truth, tr, 10e3)
+    for key in slow:
+        assert np.asarray(fast[key]).tobytes() == np.asarray(slow[key]).tobytes(), key
+
+
 # ----------------------------------------------------------------------------- reductions
 
 
@@ -892,9 +920,9 @@ def test_above_the_air_the_drag_predictor_takes_the_drag_free_steps(reentry_arc,
     seen = {}
     real = M.drag_ground_crossings
 
-    def spy(X, h, max_steps, *args):
+    def spy(X, rows, h, max_steps, *args):
         seen["X"], seen["h"], seen["max_steps"] = X.copy(), h, max_steps.copy()
-        return real(X, h, max_steps, *args)
+        return real(X, rows, h, max_steps, *args)
 
     monkeypatch.setattr(M, "drag_ground_crossings", spy)
     r, tau = M.predict_ground_crossing(x0[None])
@@ -908,3 +936,99 @@ def test_above_the_air_the_drag_predictor_takes_the_drag_free_steps(reentry_arc,
     np.testing.assert_array_equal(seen["X"], s)
     assert in_atmosphere(s, M.IPP_RK4_STEP_S)[0]
     assert np.linalg.norm(r[0] - tr.impact_ecef[0, 0]) < 1.0
+
+
+def _numpy_free_leg(monkeypatch):
+    """Make predict_ground_crossing take its numpy step loop for every state (the compiled drag-free
+    leg answers FREE_UNSURE for all), the reference the compiled leg must equal bit for bit."""
+    from fusion import impact_kernels as K
+
+    def unsure(X, rows, h, n_sub, n_steps, status, *outs):
+        status[rows] = K.FREE_UNSURE
+
+    monkeypatch.setattr(M, "free_flight_to_air", unsure)
+
+
+def test_compiled_ipp_legs_equal_the_numpy_step_loop_bit_for_bit(reentry_arc, monkeypatch):
+    """The compiled drag-free leg (fusion.impact_kernels.free_flight_to_air) reproduces the numpy step loop
+    (fusion.models.ballistic_propagate, fusion.drag.in_atmosphere) bit for bit: the same hand-over step and
+    state, so the same impact point and time to the last bit, on dispersed states of a re-entry arc from
+    1,000 s to 0 s to go (exo-atmospheric, in the air, backward); the transition to the crossing agrees to
+    rounding (loops instead of einsum/BLAS), and the result is the same on 1 or 2 threads and for any
+    subset of the states. Planted faults this catches: one operation reordered in the compiled
+    acceleration (other bits), a hand-over one step late, a transition with per-state substeps."""
+    from fusion import impact_kernels as K
+
+    tr = reentry_arc
+    ks = M.time_to_go_index(tr.t, tr.impact_time[:, 0], np.arange(0.0, 1000.0, 7.0))[0]
+    x = tr.state[0, 0, ks[ks >= 0]]
+    rng = np.random.default_rng(7)
+    x = np.concatenate([x, x + rng.normal(size=x.shape) * [300, 300, 300, 20, 20, 20]])
+    fast = M.predict_ground_crossing(x, with_transition=True)
+    fast_back = M.predict_ground_crossing(x[:20], backward=True)
+    one = {}
+    with monkeypatch.context() as m:
+        m.setattr(M, "_rows_on_threads", lambda *a, **k: K.rows_on_threads(*a, threads=1, **k))
+        one["f"] = M.predict_ground_crossing(x, with_transition=True)
+        one["sub"] = M.predict_ground_crossing(x[::3], with_transition=True)
+    _numpy_free_leg(monkeypatch)
+    slow = M.predict_ground_crossing(x, with_transition=True)
+    slow_back = M.predict_ground_crossing(x[:20], backward=True)
+    assert np.isfinite(fast[1]).all() and (fast[1] > 0).all()
+    for a, b in zip(fast[:3], slow[:3]):
+        assert a.tobytes() == b.tobytes()
+    for a, b in zip(fast_back, slow_back):
+        assert a.tobytes() == b.tobytes()
+    np.testing.assert_allclose(fast[3], slow[3], rtol=0, atol=1e-12 * np.abs(slow[3]).max())
+    for a, b in zip(fast, one["f"]):
+        assert a.tobytes() == b.tobytes()
+    for a, b in zip(one["sub"], fast):
+        assert a.tobytes() == b[::3].tobytes()
+
+
+def test_drag_leg_kernel_equals_the_tracker_kernels_substep_by_substep(reentry_arc):
+    """fusion.impact_kernels.drag_ground_crossings against the tracker's own motion kernels called from
+    Python one substep at a time (fusion.motion_kernels.in_atmosphere, drag_substeps, variational_rk4,
+    height; the transition multiplied with numpy's @): the same crossing state and time to the last bit,
+    the same transition to rounding. Planted fault this catches: a drag stage with its terms reordered."""
+    from fusion import impact_kernels as K
+    from fusion import motion_kernels as mk
+
+    tr = reentry_arc
+    ks = M.time_to_go_index(tr.t, tr.impact_time[:, 0], [10.0, 25.0, 40.0, 60.0, 90.0])[0]
+    X = np.ascontiguousarray(tr.state[0, 0, ks])
+    h, n_max, bis = 5.0, 100, 24
+    M_ = X.shape[0]
+    xo, to, Fo = np.empty_like(X), np.empty(M_), np.empty((M_, 6, 6))
+    K.drag_ground_crossings(X, np.arange(M_), h, np.full(M_, n_max), bis, True, xo, to, Fo)
+    for i in range(M_):
+        s, F = X[i].copy(), np.eye(6)
+        out, Fs = np.empty(6), np.empty((6, 6))
+        found = False
+        for n in range(n_max):
+            air = mk.in_atmosphere(s, h)
+            n_sub = mk.drag_substeps(s, h) if air else 1
+            hs = h / n_sub
+            for j in range(n_sub):
+                step = (lambda y, d, wf, o, G: mk.variational_rk4(y, d, 1, 2, 0.0, 0.0, wf, o, G)) if air else \
+                    (lambda y, d, wf, o, G: mk.ballistic_transition(y, d, wf, o, G))
+                step(s, hs, True, out, Fs)
+                if mk.height(out) <= 0.0:
+                    lo, hi = 0.0, hs
+                    tmp = np.empty(6)
+                    for _ in range(bis):
+                        mid = 0.5 * (lo + hi)
+                        step(s, mid, False, tmp, np.empty((6, 6)))
+                        lo, hi = (lo, mid) if mk.height(tmp) <= 0.0 else (mid, hi)
+                    last = 0.5 * (lo + hi)
+                    step(s, last, True, tmp, Fs)
+                    assert xo[i].tobytes() == tmp.tobytes()
+                    assert to[i] == n * h + j * hs + last
+                    np.testing.assert_allclose(Fo[i], Fs @ F, rtol=0, atol=1e-12 * np.abs(Fs @ F).max())
+                    found = True
+                    break
+                F = Fs @ F
+                s = out.copy()
+            if found:
+                break
+        assert found, i
