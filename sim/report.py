@@ -599,6 +599,8 @@ def consistency_sentence(doc: dict, target: str) -> str | None:
     elif lo < CONSISTENT_BAND[0]:
         parts.append(f"values below {CONSISTENT_BAND[0]:g} lean conservative")
     verdict = "; ".join(parts) or (f"all within {CONSISTENT_BAND[0]:g}-{CONSISTENT_BAND[1]:g}, close to consistent")
+    if any(f"{v:g}" in verdict for v in CONSISTENT_BAND):  # say where the cut-offs come from (new-user trial)
+        verdict += f" ({CONSISTENT_BAND[0]:g}-{CONSISTENT_BAND[1]:g} is 6 within a factor of 4/3, a reading band)"
     b_lo, b_hi = anees_bounds(600)
     return (f"Filter consistency: median ANEES from {lo:.2f} to {hi:.2f} across nations and policies, where a "
             f"consistent 6-state filter gives about 6; {verdict}. This is a reading, not a test: the nominal "
