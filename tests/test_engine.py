@@ -450,7 +450,7 @@ def test_report_reads_the_anees_column_against_six(medians, words):
     assert words in text and f"from {medians[0]:.2f} to {medians[1]:.2f}" in text
     assert ("close to consistent" in text) == (words == "close to consistent")  # new-user trial: 11.95 was "close"
     # a cut-off named in the reading is explained once (a new-user trial asked where 4.5 came from)
-    named = medians[0] < 4.5 or 8.0 < medians[1] <= 12.0 or words == "close to consistent"
+    named = 3.0 <= medians[0] < 4.5 or 8.0 < medians[1] <= 12.0 or words == "close to consistent"
     assert text.count("is 6 within a factor of 4/3, a reading band") == (1 if named else 0)
     if medians[1] > 12.0:  # the overconfident rows are named (a second new-user trial)
         assert f"values well above 6 (US isolated {medians[1]:.0f})" in text
