@@ -473,11 +473,15 @@ def _phase_bit(row: dict, iso: dict) -> str | None:
     These medians are not matched (each row over the steps it holds), so the clause says so; only
     the phases and events both rows have appear. None when there is none.
     """
+    def trials(r, key):  # ' (k of n trials)' when the event happened in only some trials (new-user trial)
+        summary = r[key]
+        return f" ({summary['n'] - summary['missing']} of {summary['n']} trials)" if summary.get("missing") else ""
+
     parts = []
     for key, label in PHASE_KEYS:
         a, b = _median(iso, key), _median(row, key)
         if a is not None and b is not None:
-            parts.append(f"{label} {_metres(a)} to {_metres(b)}")
+            parts.append(f"{label} {_metres(a)}{trials(iso, key)} to {_metres(b)}{trials(row, key)}")
     if not parts:
         return None
     return ("per phase and event, isolated to this policy (medians, each over its own firm-track steps, not "

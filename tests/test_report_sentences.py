@@ -133,6 +133,13 @@ def test_gain_sentence_names_the_phases_and_events_both_rows_have():
         "(PCRLB) falls from 900 m to 40 m; per phase and event, isolated to this policy (medians, each over its own "
         "firm-track steps, not matched): boost 210 m to 95 m, midcourse 2.9 km to 1.4 km, 120 s to go 45 m to "
         "30 m; " + BASE_TAIL + "; indicative only: 8 trials, fewer than 20.")
+    # an event in only some trials says so on each side (new-user trial: an error from 1 of 2 trials read as
+    # the policy's)
+    iso["pos_error_m_at_burnout_60s"] = _summary(12.0, missing=7)
+    doc["results"][1]["pos_error_m_at_burnout_60s"] = _summary(8.0, missing=2)
+    assert ("re-entry" not in gain_sentence(doc, "JP", "rv")  # none in the row: left out, as before
+            and "60 s after burnout 12 m (1 of 8 trials) to 8 m (6 of 8 trials), 120 s to go 45 m to 30 m; "
+            in gain_sentence(doc, "JP", "rv"))
 
 
 # ----------------------------------------------------------------------------- the IPP floor (issue 25, item 6)
