@@ -525,7 +525,7 @@ def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: Trac
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None, latency=None, threads=None, detection_model=None) -> TrackHistory:
+                revisit=None, latency=None, threads=None, detection_model=None, beamwidth=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -565,6 +565,12 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         with the radar's own detection probability at its predicted range for its
         estimated RCS (issue 25: the RV's single-look P_D is 0.1-0.5 at long range,
         not the fixed 0.9); otherwise :data:`JPDA_DETECTION_PROBABILITY`.
+    beamwidth : array_like, shape (S,), optional
+        Each sensor's 3 dB beamwidth, rad (:attr:`sensors.radar.Radar.beamwidth`).
+        With it a confirmed track is deleted once the dwells of its sensors that
+        held it in their beam and saw nothing in its gate make its object's
+        presence less likely than ``tracker.miss_deletion_probability``
+        (:func:`fusion.loop._look_misses`); without it no dwell counts.
 
     Returns
     -------
@@ -583,4 +589,4 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     from fusion.loop import run_tracker_compiled
 
     return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads,
-                                detection_model)
+                                detection_model, beamwidth)
