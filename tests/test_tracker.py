@@ -572,14 +572,15 @@ def _handover_to_other_object(pair, t_switch=20, t_end=40, sigma=(25.0, 1.5e-3),
                 snr=np.ones(times.size))
 
 
-@pytest.mark.parametrize("alpha, gone_at", [(1e-3, 28), (1e-2, 26), (0.0, None)])
-def test_looks_that_hold_a_track_and_miss_it_delete_it(pair, alpha, gone_at):
+@pytest.mark.parametrize("alpha, D, gone_at", [(1e-3, 1, 28), (1e-2, 1, 26), (1e-2, 5, 26), (0.0, 1, None)])
+def test_looks_that_hold_a_track_and_miss_it_delete_it(pair, alpha, D, gone_at):
     """A confirmed track that its radar keeps looking at (a detection in the same beam) and never sees ends.
 
     Without a radar model P_D is JPDA_DETECTION_PROBABILITY = 0.9; each look with nothing in the gate adds
-    -ln(1 - 0.9 P_G) = 2.2996 (P_G = 0.9997) to the miss score, deleted past ln(1/alpha): 6.9078 for
-    alpha = 1e-3 is passed at the 4th look (3 looks: 6.899), at t = 28; 4.6052 for 1e-2 at the 3rd (t = 26).
-    With alpha = 0 (off) the track coasts on (issue 25: ghost tracks after RV/stage separation coasted to
+    -ln(1 - 0.9 P_G) = 2.2996 (P_G = 0.9997) to the miss score; past ln(1/alpha) the track ends, coasting
+    or not (D = 5: its missed-scan count plays no part): 6.9078 for alpha = 1e-3 is passed at the 4th look
+    (3 looks: 6.899), at t = 28; 4.6052 for 1e-2 at the 3rd (t = 26). With
+    alpha = 0 (off) the track coasts on (issue 25: ghost tracks after RV/stage separation coasted to
     impact with NEES 1e4 while the TPY-2 beams held them)."""
     from fusion.tracker import JPDA_DETECTION_PROBABILITY
 
@@ -589,7 +590,7 @@ def test_looks_that_hold_a_track_and_miss_it_delete_it(pair, alpha, gone_at):
         assert gone_at == 20 + 2 * n
     d = _handover_to_other_object(pair)
     se, Re = sites(1)
-    cfg = TrackerConfig(max_tracks=3, miss_deletion_probability=alpha)
+    cfg = TrackerConfig(max_tracks=3, miss_deletion_probability=alpha, delete_after_missed=D)
     h = run_tracker(d, d.time, se, Re, T_GRID, np.arange(1), cfg, revisit=[2.0], beamwidth=[0.2])
     track0 = np.isfinite(h.x[0, 0, :, 0]) & (h.object[0, 0] == 0)
     assert h.confirmed[0, 0, 4:21].all()  # confirmed on object 0, never updated by object 1's plots
