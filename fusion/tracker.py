@@ -227,7 +227,8 @@ class TrackHistory:
         (one-plot tentative tracks that had missed a revisit, given up for a newer plot when every slot was taken,
         :func:`fusion.loop._one_plot_tentative`), ``confirmed``,
         ``deleted_missed``, ``deleted_sigma``, ``deleted_unconfirmed``, ``deleted_speed``,
-        ``deleted_ground``, ``confirm_deferred``, ``updates``, ``trial_groups`` (group steps run, replays included),
+        ``deleted_ground``, ``confirm_deferred``, ``deleted_looks`` (confirmed tracks the
+        looks of their radars ruled out, :func:`fusion.loop._look_misses`), ``updates``, ``trial_groups`` (group steps run, replays included),
         ``trial_replays`` (OOSM restores), ``trial_late_detections`` (detections
         that arrived after a later-measured group of their trial had been
         processed); and their sums over the trials as scalars ``groups``,
@@ -530,7 +531,7 @@ def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: Trac
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None, latency=None, threads=None, detection_model=None) -> TrackHistory:
+                revisit=None, latency=None, threads=None, detection_model=None, beamwidth=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -570,6 +571,12 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         with the radar's own detection probability at its predicted range for its
         estimated RCS (issue 25: the RV's single-look P_D is 0.1-0.5 at long range,
         not the fixed 0.9); otherwise :data:`JPDA_DETECTION_PROBABILITY`.
+    beamwidth : array_like, shape (S,), optional
+        Each sensor's 3 dB beamwidth, rad (:attr:`sensors.radar.Radar.beamwidth`).
+        With it a confirmed track is deleted once the dwells of its sensors that
+        held it in their beam and saw nothing in its gate make its object's
+        presence less likely than ``tracker.miss_deletion_probability``
+        (:func:`fusion.loop._look_misses`); without it no dwell counts.
 
     Returns
     -------
@@ -588,4 +595,4 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     from fusion.loop import run_tracker_compiled
 
     return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads,
-                                detection_model)
+                                detection_model, beamwidth)

@@ -262,6 +262,19 @@ class TrackerConfig:
         below the ground (impacted), so an exo-atmospheric track coasts
         through coverage gaps and the next radar's data gate on it (custody);
         ``"missed"``: also after ``delete_after_missed`` missed scans.
+    miss_deletion_probability : float
+        A confirmed track is deleted once the radars that had seen it
+        have looked at it (a dwell whose beam held it) and seen nothing in its
+        gate so often that its object, were it there, would have been missed by
+        all those looks with probability below this: the product of
+        :math:`1 - P_D P_G` over the looks since its last hit, :math:`P_D` the
+        radar's own for the track's RCS estimate (:func:`fusion.loop._look_misses`;
+        Blackman & Popoli 1999, sec. 6.2). Coverage gaps hold no looks, so
+        coasting through them is unchanged. 0 turns the rule off. Default 1e-3
+        (the false-deletion probability of a real object's track per coast).
+        Why: ghost tracks formed after RV/stage separation (each track took one
+        object's plots from one radar and the other's from another) lost their
+        plots and coasted to impact with NEES 1e3-1e4 (Hwasong-15, issue 25).
     max_position_sigma : float
         Delete when the position sigma exceeds this, m (file ``max_position_sigma_km``).
     init_max_speed : float
@@ -286,6 +299,7 @@ class TrackerConfig:
     deletion: str = "quality"
     initiation: str = "batch"
     jpda_pd: str = "fixed"
+    miss_deletion_probability: float = 1e-3
     max_position_sigma: float = 50e3
     init_max_speed: float = 7500.0
     max_tracks: int = 8

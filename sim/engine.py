@@ -322,6 +322,9 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     have_model = all(hasattr(r, k) for r in radars for k in ("ref_snr", "ref_range", "pfa", "swerling"))
     detection_model = (np.array([[r.ref_snr * r.ref_range**4, r.pfa, r.swerling] for r in radars], dtype=float)
                        if have_model else None)
+    # beams, for the looks that held a track and missed it (fusion.loop._look_misses)
+    beamwidth = (np.array([r.beamwidth for r in radars], dtype=float)
+                 if all(hasattr(r, "beamwidth") for r in radars) else None)
 
     def tracker_for(delay: np.ndarray):
         key = feed_key(delay)
@@ -334,7 +337,7 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             latency = np.where(np.isfinite(delay), delay, 0.0)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
                                      truth.trial_index, scenario.tracker, revisit=revisit, latency=latency,
-                                     detection_model=detection_model)
+                                     detection_model=detection_model, beamwidth=beamwidth)
         return cache[key]
 
     own, routes, arrival_delay = feed_plan(radars, policy, nation)

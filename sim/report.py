@@ -183,7 +183,7 @@ def tracker_settings(tracker) -> dict:
     dict
         ``filter``, ``association``, ``process_noise_mps2``, ``gate_probability``,
         ``confirm_m``, ``confirm_n``, ``delete_after_missed``, ``deletion``, ``initiation``, ``jpda_pd``,
-        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``, ``when_full``.
+        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``, ``when_full``, ``miss_deletion_probability``.
     """
     return {
         "filter": tracker.filter,
@@ -200,6 +200,7 @@ def tracker_settings(tracker) -> dict:
         "init_max_speed_mps": float(tracker.init_max_speed),
         "max_tracks": int(tracker.max_tracks),
         "when_full": tracker.when_full,
+        "miss_deletion_probability": float(tracker.miss_deletion_probability),
     }
 
 

@@ -118,6 +118,8 @@ MALFORMED = [
     ("unknown-filter", sub('filter = "ekf"', 'filter = "pf"'), "tracker.filter"),
     ("unknown-association", sub('filter = "ekf"', 'filter = "ekf"\nassociation = "mht"'), "tracker.association"),
     ("m-greater-than-n", sub("confirm_m = 3", "confirm_m = 6"), "tracker.confirm_m"),
+    ("miss-deletion-probability-above-half", sub("confirm_m = 3", "confirm_m = 3\nmiss_deletion_probability = 0.9"),
+     "tracker.miss_deletion_probability"),
     ("metrics-threshold-zero", sub("ipp_threshold_km = 50.0", "ipp_threshold_km = 0.0"), "metrics.ipp_threshold_km"),
     ("threat-not-array", sub("[[threat]]", "[threat]"), "threat"),
     ("bad-schema-version", sub("schema_version = 1", "schema_version = 2"), "schema_version"),

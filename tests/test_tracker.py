@@ -585,3 +585,53 @@ def test_full_slots_give_a_stale_one_plot_tentative_up_for_a_new_plot(pair):
     rep = _run(both, TrackerConfig(max_tracks=3), 1)
     assert first_on(rep) == 8
     assert rep.stats["replaced_tentative"][0] == 1 and rep.stats["no_slot"][0] == 1
+
+
+def _handover_to_other_object(pair, t_switch=20, t_end=40, sigma=(25.0, 1.5e-3), seed=3):
+    """Sensor 0 sees object 0 every 2 s up to ``t_switch``, then only object 1 (4 km away, same beam) to ``t_end``."""
+    rng = np.random.default_rng(seed)
+    from sensors.geometry import measure
+
+    se, Re = sites(1)
+    times = np.arange(0, t_end + 1, 2)
+    objs = np.where(times <= t_switch, 0, 1)
+    z = np.array([measure(pair[o, i], se[0], Re[0]) + rng.normal(size=3) * [sigma[0], sigma[1], sigma[1]]
+                  for i, o in zip(times, objs)])
+    R = np.zeros((times.size, 3, 3))
+    R[:, 0, 0], R[:, 1, 1], R[:, 2, 2] = sigma[0] ** 2, sigma[1] ** 2, sigma[1] ** 2
+    return Dets(trial=np.zeros(times.size, dtype=np.int64), time=times.astype(float),
+                sensor=np.zeros(times.size, dtype=np.int16), object=objs.astype(np.int32), z=z, R=R,
+                snr=np.ones(times.size))
+
+
+@pytest.mark.parametrize("alpha, D, gone_at", [(1e-3, 1, 28), (1e-2, 1, 26), (1e-2, 5, 26), (0.0, 1, None)])
+def test_looks_that_hold_a_track_and_miss_it_delete_it(pair, alpha, D, gone_at):
+    """A confirmed track that its radar keeps looking at (a detection in the same beam) and never sees ends.
+
+    Without a radar model P_D is JPDA_DETECTION_PROBABILITY = 0.9; each look with nothing in the gate adds
+    -ln(1 - 0.9 P_G) = 2.2996 (P_G = 0.9997) to the miss score; past ln(1/alpha) the track ends, coasting
+    or not (D = 5: its missed-scan count plays no part): 6.9078 for alpha = 1e-3 is passed at the 4th look
+    (3 looks: 6.899), at t = 28; 4.6052 for 1e-2 at the 3rd (t = 26). With
+    alpha = 0 (off) the track coasts on (issue 25: ghost tracks after RV/stage separation coasted to
+    impact with NEES 1e4 while the TPY-2 beams held them)."""
+    from fusion.tracker import JPDA_DETECTION_PROBABILITY
+
+    step = -np.log1p(-JPDA_DETECTION_PROBABILITY * TrackerConfig().gate_probability)
+    if alpha:
+        n = int(np.ceil(-np.log(alpha) / step))
+        assert gone_at == 20 + 2 * n
+    d = _handover_to_other_object(pair)
+    se, Re = sites(1)
+    cfg = TrackerConfig(max_tracks=3, miss_deletion_probability=alpha, delete_after_missed=D)
+    h = run_tracker(d, d.time, se, Re, T_GRID, np.arange(1), cfg, revisit=[2.0], beamwidth=[0.2])
+    track0 = np.isfinite(h.x[0, 0, :, 0]) & (h.object[0, 0] == 0)
+    assert h.confirmed[0, 0, 4:21].all()  # confirmed on object 0, never updated by object 1's plots
+    if gone_at is None:
+        assert track0[4:41].all() and h.stats["deleted_looks"][0] == 0
+    else:
+        assert track0[4:gone_at].all() and not track0[gone_at:41].any()
+        assert h.stats["deleted_looks"][0] == 1
+    # no beamwidth: no dwell counts as a look, the track coasts as before
+    h2 = run_tracker(d, d.time, se, Re, T_GRID, np.arange(1), cfg, revisit=[2.0])
+    assert (np.isfinite(h2.x[0, 0, 4:41, 0]) & (h2.object[0, 0, 4:41] == 0)).all()
+    assert h2.stats["deleted_looks"][0] == 0
