@@ -103,6 +103,42 @@ def _track_nees(hist, xs, i):
     return out
 
 
+@pytest.fixture(scope="module")
+def runs():
+    dets, t, xs, b = _scene()
+    return _run("estimate", dets, t), _run("none", dets, t), xs, b
+
+
+def test_loop_recovers_known_biases_within_its_covariance(runs):
+    est, _, _, b = runs
+    assert est.bias is not None and est.bias.shape == (TRIALS, 2, 6)
+    comp = [0, 1, 2, 6 + 0, 6 + 1, 6 + 2, 6 + 3, 6 + 4]  # the estimated components (radar 0 has no site error)
+    err = (est.bias - b).reshape(TRIALS, 12)[:, comp]
+    sig = est.bias_sigma.reshape(TRIALS, 12)[:, comp]
+    within = np.all(np.abs(err) <= 3.0 * sig, axis=1)
+    assert within.mean() >= 0.95, within.mean()
+    # the data, not the prior: the angle biases are resolved well below their prior sigma
+    prior = _sigma().ravel()[comp]
+    assert np.all(np.median(sig[:, [1, 2, 4, 5]], axis=0) < 0.7 * prior[[1, 2, 4, 5]]), np.median(sig, 0) / prior
+    # radar 0 has no site error to estimate: its site entries stay exactly 0 with sigma 0
+    assert np.all(est.bias[:, 0, 3:] == 0.0) and np.all(est.bias_sigma[:, 0, 3:] == 0.0)
+
+
+def test_track_nees_inside_band_with_registration_and_above_without(runs):
+    est, none, xs, _ = runs
+    i = SCANS - 1
+    n_est = _track_nees(est, xs, i)
+    n_none = _track_nees(none, xs, i)
+    assert np.isfinite(n_est).mean() > 0.95 and np.isfinite(n_none).mean() > 0.95
+    m = np.isfinite(n_est)
+    lo, hi = chi2.ppf([0.005, 0.995], 6 * m.sum()) / m.sum()
+    assert lo <= n_est[m].mean() <= hi, (n_est[m].mean(), lo, hi)
+    m2 = np.isfinite(n_none)
+    hi2 = chi2.ppf(0.995, 6 * m2.sum()) / m2.sum()
+    assert n_none[m2].mean() > 5 * hi2, n_none[m2].mean()
+    assert none.bias is None
+
+
 def test_registration_blocks_and_bad_prior():
     sig = np.zeros((3, 6))
     sig[2, 1] = 1e-4
