@@ -310,9 +310,10 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     """
     from fusion.track_fusion import fuse_track_histories
     from fusion.tracker import run_tracker
-    from sensors.detections import effective_scan_interval
+    from sensors.detections import bias_sigmas, effective_scan_interval
 
     site_ecef = np.stack([r.site_ecef for r in radars])
+    sigma_b = bias_sigmas(radars)  # the registration prior: the catalog's bias sigmas (fusion.registration_kernels)
     R_enu = np.stack([r.R_enu for r in radars])
     # The revisit the radars keep on the grid (a scan interval shorter than dt_s scans once per step):
     # the tracker counts missed scans in it.
@@ -334,7 +335,8 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             latency = np.where(np.isfinite(delay), delay, 0.0)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
                                      truth.trial_index, scenario.tracker, revisit=revisit, latency=latency,
-                                     detection_model=detection_model)
+                                     detection_model=detection_model,
+                                     bias_sigma=sigma_b * np.isfinite(delay)[:, None])
         return cache[key]
 
     own, routes, arrival_delay = feed_plan(radars, policy, nation)
