@@ -3,6 +3,7 @@
 import numpy as np
 from scipy import stats
 
+from fusion.metrics import bias_errors
 from sensors.catalog import CATALOG, catalog_radar
 from sensors.detections import bias_sigmas, generate_detections, registration_biases
 from sensors.geometry import measure, measurement_residual
@@ -41,3 +42,19 @@ def test_bias_off_and_catalog_figures():
     for name, entry in CATALOG.items():  # every figure has its source beside it; only ships have a site error
         assert "Registration biases" in entry["source"], name
         assert (entry.get("bias_site_sigma_m", 0.0) > 0) == (entry["platform"] == "ship"), name
+
+
+def test_bias_errors_per_radar():
+    true = np.zeros((2, 3, 6))
+    true[:, 0, :3] = [10.0, 2e-4, -1e-4]
+    true[:, 1, :5] = [5.0, 1e-4, 1e-4, 3.0, 4.0]
+    est = np.full((2, 3, 6), np.nan)
+    est[:, 0] = [7.0, 1e-4, -1e-4, 0, 0, 0]
+    est[:, 1] = [5.0, 1e-4, 2e-4, 0.0, 0.0, 0.0]
+    e = bias_errors(est, true, np.array([True, True, False]))
+    np.testing.assert_allclose(e["range_m"][0], [3.0, 0.0, np.nan])
+    np.testing.assert_allclose(e["azimuth_mrad"][0], [0.1, 0.0, np.nan], atol=1e-12)
+    np.testing.assert_allclose(e["elevation_mrad"][0], [0.0, 0.1, np.nan], atol=1e-12)
+    np.testing.assert_allclose(e["site_m"][0], [np.nan, 5.0, np.nan])
+    none = bias_errors(None, true, np.array([True, False, False]))  # no registration: the error is the bias
+    np.testing.assert_allclose(none["range_m"][1], [10.0, np.nan, np.nan])
