@@ -73,6 +73,7 @@ from fusion import motion_kernels as mk
 from fusion import track_kernels as tk
 
 NB = 6  # bias components per radar: range (m), azimuth (rad), elevation (rad), site east, north, up (m)
+BIAS_NIS_GATE = 11.345  # chi-square 3 dof, 99 %: a plot updates the bias only if its corrected NIS is inside
 
 
 @njit(cache=True)
@@ -175,8 +176,12 @@ def bias_update(xc, Pc, V, b, Pb, z, R, site, R_enu, block, update_bias, weight)
 
     ``xc``, ``Pc`` are the track's bias-free combined prior; ``weight`` scales the
     sensitivity update :math:`V \\leftarrow V - w\\,KG` (1 for an assigned plot,
-    :math:`1-\\beta_0` under JPDA*). Returns False (nothing changed) when an
-    innovation covariance is not positive definite.
+    :math:`1-\\beta_0` under JPDA*). The bias takes the plot only if its corrected
+    NIS :math:`\\nu^T(GP_bG^T+\\tilde S)^{-1}\\nu` is within :data:`BIAS_NIS_GATE`: the
+    shared bias must not absorb one track's model error (an overconfident track after
+    a separation, a manoeuvre); ``V`` is updated in any case (it is the bias-free
+    filter's bookkeeping). Returns False (nothing changed) when an innovation
+    covariance is not positive definite.
     """
     nb = b.size
     xh = np.empty(6)
@@ -197,7 +202,8 @@ def bias_update(xc, Pc, V, b, Pb, z, R, site, R_enu, block, update_bias, weight)
         tk.symmetrize(Sb)
         Sb_inv = np.empty((3, 3))
         ok, _ = tk.inv3_spd(Sb, Sb_inv)
-        if ok and math.isfinite(nu[0]) and math.isfinite(nu[1]) and math.isfinite(nu[2]):
+        ok = ok and math.isfinite(nu[0]) and math.isfinite(nu[1]) and math.isfinite(nu[2])
+        if ok and nu @ Sb_inv @ nu <= BIAS_NIS_GATE:
             Kb = PbG @ Sb_inv
             b += Kb @ nu
             Pb -= Kb @ PbG.T
