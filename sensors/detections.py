@@ -129,8 +129,11 @@ SITE_STREAM = "site"  # the site (navigation) errors draw from their own stream:
 def bias_sigmas(radars: Sequence[Radar]) -> np.ndarray:
     """One-sigma registration biases of each radar, ``(S, 6)``: range m, azimuth rad, elevation rad,
     site east m, site north m, site up m (the up error is not modelled: 0)."""
-    return np.array([[r.bias_range_sigma, r.bias_angle_sigma, r.bias_angle_sigma, getattr(r, "bias_site_sigma", 0.0),
-                      getattr(r, "bias_site_sigma", 0.0), 0.0] for r in radars], dtype=np.float64).reshape(-1, 6)
+    rows = []
+    for r in radars:  # a radar-like record without bias fields is an ideal radar
+        sr, sa, ss = (float(getattr(r, k, 0.0)) for k in ("bias_range_sigma", "bias_angle_sigma", "bias_site_sigma"))
+        rows.append([sr, sa, sa, ss, ss, 0.0])
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
 def registration_biases(radars: Sequence[Radar], seed: int, trial_indices) -> np.ndarray:
