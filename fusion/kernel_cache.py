@@ -1,7 +1,7 @@
 """Consistency of numba's on-disk cache of the compiled tracker's kernel modules.
 
 Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
-:mod:`fusion.assign_kernels`, :mod:`fusion.initiation`, :mod:`fusion.loop` and
+:mod:`fusion.assign_kernels`, :mod:`fusion.initiation`, :mod:`fusion.registration_kernels`, :mod:`fusion.loop` and
 :mod:`fusion.impact_kernels`; see :func:`_invalidate_stale_cache`.
 """
 
@@ -23,7 +23,7 @@ def _invalidate_stale_cache():
     calls it (an edit of it alone is numba's own stamp check).
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    names = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation")
+    names = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation", "registration_kernels")
     digest = hashlib.sha256()
     for name in names:
         with open(os.path.join(here, name + ".py"), "rb") as f:

@@ -50,6 +50,7 @@ from numba import njit
 
 from fusion import kernel_cache  # noqa: F401  (first: drops stale cached machine code)
 from fusion import motion_kernels as mk
+from fusion import registration_kernels as rk
 from fusion import track_kernels as tk
 from fusion.initiation import batch_fit
 from fusion.assign_kernels import gnn_assign, jpda_star
@@ -73,7 +74,7 @@ _NP = 20
 RCS_MEMORY = 0.2  # weight of a new plot in a track's running log-RCS estimate (a few plots' memory)
 PD_CLIP = (0.01, 0.99)  # the model P_D of a track is kept inside this (the weights stay finite)
 # indices of the integer parameter vector
-_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH, _I_PDMODEL, _I_REPLACE = range(8)
+_I_KIND, _I_M, _I_JPDA, _I_JPDA_MAX, _I_DELETION, _I_BATCH, _I_PDMODEL, _I_REPLACE, _I_REG = range(9)
 _DEL_QUALITY, _DEL_MISSED = 0, 1  # values of ip[_I_DELETION] (TrackerConfig.deletion)
 
 
@@ -301,7 +302,7 @@ def _find(parent, a):
 
 @njit(cache=True)
 def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr, det_model, gated, cost, ld,
-               X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda):
+               X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda, blk, VB, BB, PB):
     """JPDA* update of the clusters of confirmed tracks that share gated detections.
 
     Clusters are the connected components of the bipartite graph of gated
@@ -393,6 +394,9 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr,
                     tk.update_track(kind, xk[n], Pk[n], muk[n], z[dets[a]], R[dets[a]], site, R_enu, first)
                     bk[n] = beta[a, b]
                     n += 1
+            if ip[_I_REG] == 1:  # the sensitivity's moment-matched update; no bias update from a cluster
+                _reg_update(X, PP, MU, VB, BB, PB, j, z[dets[0]], R[dets[0]], site, R_enu, blk[sensor],
+                            False, 1.0 - beta0[b])
             tk.pda_merge(kind, X[j].copy(), PP[j].copy(), MU[j].copy(), beta0[b], xk, Pk, muk, bk, n,
                          X[j], PP[j], MU[j])
             in_jpda[j] = True
@@ -475,6 +479,88 @@ def _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
     return True
 
 
+# ------------------------------------------------------------------------------------------------
+# Registration: the two-stage bias estimator's hooks (fusion.registration_kernels)
+# ------------------------------------------------------------------------------------------------
+# A trial holds one bias vector BB (nb,) with covariance PB (nb, nb) and each track slot its
+# sensitivity VB[j] (6, nb); blk[s] is radar s's block in BB (-1: not fused). All are untouched
+# under registration = "none" (ip[_I_REG] = 0).
+
+
+@njit(cache=True)
+def _reg_predict(X, PP, MU, VB, j, dt):
+    """:math:`V_j \\leftarrow F V_j` from track ``j``'s combined state before its prediction by ``dt``."""
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    tk.combine(X[j], PP[j], MU[j], xc, Pc)
+    rk.predict_sensitivity(xc, dt, VB[j])
+
+
+@njit(cache=True)
+def _reg_gate(X, PP, MU, VB, BB, PB, j, z, R, site, R_enu, block):
+    """Plot and noise that make the pair statistics of track ``j`` gate the bias-corrected innovation."""
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    tk.combine(X[j], PP[j], MU[j], xc, Pc)
+    za = np.empty(3)
+    Ra = np.empty((3, 3))
+    rk.gate_measurement(xc, VB[j], BB, PB, z, R, site, R_enu, block, za, Ra)
+    return za, Ra
+
+
+@njit(cache=True)
+def _reg_update(X, PP, MU, VB, BB, PB, j, z, R, site, R_enu, block, update_bias, weight):
+    """Two-stage update of the bias (if ``update_bias``) and of track ``j``'s sensitivity, from its prior."""
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    tk.combine(X[j], PP[j], MU[j], xc, Pc)
+    rk.bias_update(xc, Pc, VB[j], BB, PB, z, R, site, R_enu, block, update_bias, weight)
+
+
+@njit(cache=True)
+def _reg_batch(PL, j, tg, sites, R_enus, blk, X, PP, VB):
+    """Sensitivity of track ``j``'s batch start (:func:`fusion.registration_kernels.batch_sensitivity`)."""
+    n = PL.shape[1]
+    tz = np.empty(n)
+    Rs = np.empty((n, 3, 3))
+    site = np.empty((n, 3))
+    Re = np.empty((n, 3, 3))
+    blocks = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        tz[i] = PL[j, i, _PL_T]
+        s = int(PL[j, i, _PL_S])
+        blocks[i] = blk[s]
+        for a in range(3):
+            site[i, a] = sites[s, a]
+            for b in range(3):
+                Rs[i, a, b] = PL[j, i, _PL_R + 3 * a + b]
+                Re[i, a, b] = R_enus[s, a, b]
+    rk.batch_sensitivity(X[j, 0], PP[j, 0], tz, tg, n, blocks, site, Re, Rs, VB[j])
+
+
+@njit(cache=True)
+def _reg_estimate(t, i, X, PP, MU, TF, VB, BB, PB, ox, oP):
+    """Correct the estimates written at grid time ``t[i]``: :math:`\\tilde x + V\\hat b`, :math:`\\tilde P + VP_bV^T`.
+
+    ``V`` is carried to ``t`` on a copy, as the state by :func:`_estimate`.
+    """
+    N = X.shape[0]
+    xc = np.empty(6)
+    Pc = np.empty((6, 6))
+    for j in range(N):
+        if not math.isfinite(ox[j, i, 0]):
+            continue
+        V = VB[j].copy()
+        dt = t - TF[j, _T]
+        if dt != 0.0:
+            tk.combine(X[j], PP[j], MU[j], xc, Pc)
+            rk.predict_sensitivity(xc, dt, V)
+        ox[j, i] += V @ BB
+        P = oP[j, i] + V @ PB @ V.T
+        tk.symmetrize(P)
+        oP[j, i] = P
+
+
 @njit(cache=True)
 def _one_plot_tentative(TF, TI, tg):
     """Slot of the tentative track to give up for a new plot when every slot is taken, or -1.
@@ -501,7 +587,7 @@ def _one_plot_tentative(TF, TI, tg):
 
 @njit(cache=True)
 def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_in, snr_in, det_model, X, PP, MU,
-                TF, TI, SENS, CNT, PL, claim):
+                TF, TI, SENS, CNT, PL, claim, blk, VB, BB, PB):
     """Process one trial's detections of one (measurement time ``tg``, ``sensor``) group.
 
     1. reject detections with non-finite ``z`` or ``R``; 2. delete tracks that
@@ -570,6 +656,8 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         dt = tg - TF[j, _T]
         # a zero step is an exact identity for the EKF and IMM; the UKF's sigma points round
         if dt != 0.0 or kind == tk.UKF:
+            if ip[_I_REG] == 1:
+                _reg_predict(X, PP, MU, VB, j, dt)
             tk.predict_track(kind, X[j], PP[j], MU[j], dt, fp[_P_Q], fp[_P_QT], fp[_P_ACC], fp[_P_VFLOOR],
                              fp[_P_BOOST], fp[_P_BALL])
             TF[j, _T] = tg
@@ -588,7 +676,11 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         for j in range(N):
             if TI[j, _ACTIVE] == 0:
                 continue
-            ok, d2, c, l = tk.pair_stats(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu)
+            if ip[_I_REG] == 1:
+                za, Ra = _reg_gate(X, PP, MU, VB, BB, PB, j, z[a], R[a], site, R_enu, blk[sensor])
+                ok, d2, c, l = tk.pair_stats(kind, X[j], PP[j], MU[j], za, Ra, site, R_enu)
+            else:
+                ok, d2, c, l = tk.pair_stats(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu)
             cost[a, j] = c
             ld[a, j] = l
             gated[a, j] = ok and d2 <= fp[_P_GAMMA]
@@ -598,7 +690,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
     # 4. JPDA* of clusters of confirmed tracks
     if ip[_I_JPDA] == 1:
         _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr, det_model, gated, cost, ld,
-                   X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda)
+                   X, PP, MU, TF, TI, SENS, CNT, assigned, in_jpda, blk, VB, BB, PB)
 
     # 5. GNN of the rest
     cand = np.zeros((k, N), dtype=np.bool_)
@@ -610,6 +702,9 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         a = det_of[j]
         if a < 0:
             continue
+        if ip[_I_REG] == 1:  # before the bias-free update: the two-stage update uses its prior
+            _reg_update(X, PP, MU, VB, BB, PB, j, z[a], R[a], site, R_enu, blk[sensor], TI[j, _CONFIRMED] == 1,
+                        1.0)
         tk.update_track(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu, TI[j, _HITS] == 1)
         assigned[a] = True
         hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev, did[a], claim)
@@ -623,6 +718,8 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         if (TI[j, _ACTIVE] == 1 and TI[j, _CONFIRMED] == 0 and hits >= ip[_I_M]
                 and (tg - TF[j, _T_INIT]) <= fp[_P_WINDOW] * TF[j, _R_INIT]):
             if ip[_I_BATCH] == 0 or ip[_I_M] < 2 or _batch_start(ip, fp, PL, j, tg, sites, R_enus, X, PP):
+                if ip[_I_REG] == 1 and ip[_I_BATCH] == 1 and ip[_I_M] >= 2:
+                    _reg_batch(PL, j, tg, sites, R_enus, blk, X, PP, VB)
                 TI[j, _CONFIRMED] = 1
                 CNT[_C_CONF] += 1
             else:
@@ -665,6 +762,8 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         for m in range(X.shape[1]):
             X[j, m] = x0
             PP[j, m] = P0
+        if ip[_I_REG] == 1:
+            rk.initial_sensitivity(x0, site, R_enu, blk[sensor], VB[j])
         if kind == tk.IMM:
             MU[j, 0] = 0.5  # no prior knowledge of the phase (fusion.tracker.IMM_MU0)
             MU[j, 1] = 0.5
@@ -802,6 +901,12 @@ def _estimate(ip, fp, t, i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, oc
 
 
 @njit(cache=True)
+def _reg_pool(cap, N, nb):
+    """Snapshot pool of the registration state: VB (cap, N, 6, nb), BB (cap, nb), PB (cap, nb, nb)."""
+    return np.empty((cap, N, 6, nb)), np.empty((cap, nb)), np.empty((cap, nb, nb))
+
+
+@njit(cache=True)
 def _snapshot_pool(cap, N, r, M):
     """Empty snapshot pool of ``cap`` saved states of a trial: X, PP, MU, TF, TI, SENS, CNT, PL (module notes)."""
     return (np.empty((cap, N, r, 6)), np.empty((cap, N, r, 6, 6)), np.empty((cap, N, r)), np.empty((cap, N, _NTF)),
@@ -819,12 +924,14 @@ def output_arrays(B, N, T):
 
 @njit(cache=True, inline="always")
 def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoch, site_ecef, R_enu, revisit, det_model,
-               ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
+               ox, oP, oc, oo, os, oth, ocs, cnt, run_stats, blk, b_var, ob, oPb):
     """Run one trial: its detections (sorted by measurement time, sensor, record order) through the time loop.
 
     ``d_epoch[d]`` is the first grid index at or after the detection's arrival.
     Fills the trial's output slices ``ox`` (N, T, 6) ... ``os`` (N, T), its
     counters ``cnt`` (11,) and ``run_stats`` (3,) = group steps, replays, late detections.
+    Registration (``ip[_I_REG]``): ``blk`` (S,) each radar's bias block, ``b_var`` (nb,) the
+    prior variances of the biases; the final estimate into ``ob`` (nb,) and ``oPb`` (nb, nb).
     """
     T = t.size
     n = d_time.size
@@ -865,9 +972,16 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
     SENS = np.zeros(N, dtype=np.uint64)
     CNT = np.zeros(_NC, dtype=np.int64)
     PL = np.zeros((N, max(ip[_I_M], 1), _PL_W))
+    nb = b_var.size
+    VB = np.zeros((N, 6, nb))
+    BB = np.zeros(nb)
+    PB = np.zeros((nb, nb))
+    for c in range(nb):
+        PB[c, c] = b_var[c]
     # snapshot pool (grows on demand, slots recycled)
     cap = 4
     sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = _snapshot_pool(cap, N, r, PL.shape[1])
+    sVB, sBB, sPB = _reg_pool(cap, N, nb)
     slot_of = np.full(G, -1, dtype=np.int64)
     free_slots = np.arange(cap - 1, -1, -1)
     n_free = cap
@@ -918,6 +1032,9 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                 SENS[:] = sSENS[s]
                 CNT[:] = sCNT[s]
                 PL[:] = sPL[s]
+                VB[:] = sVB[s]
+                BB[:] = sBB[s]
+                PB[:] = sPB[s]
                 start = gmin
             else:
                 start = processed + 1
@@ -942,6 +1059,11 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                             nC[:cap] = sCNT
                             nPL[:cap] = sPL
                             sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = nX, nPP, nMU, nTF, nTI, nS, nC, nPL
+                            nVB, nBB, nPB = _reg_pool(new, N, nb)
+                            nVB[:cap] = sVB
+                            nBB[:cap] = sBB
+                            nPB[:cap] = sPB
+                            sVB, sBB, sPB = nVB, nBB, nPB
                             free_slots = np.empty(new, dtype=np.int64)
                             for f in range(new - cap):
                                 free_slots[f] = new - 1 - f
@@ -960,12 +1082,15 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                     sSENS[s] = SENS
                     sCNT[s] = CNT
                     sPL[s] = PL
+                    sVB[s] = VB
+                    sBB[s] = BB
+                    sPB[s] = PB
                 a0, a1 = g_start[g], g_start[g + 1]
                 sel = np.nonzero(arrived[a0:a1])[0] + a0
                 sensor = d_sensor[a0]
                 _group_step(ip, fp, d_time[a0], sensor, site_ecef, R_enu, revisit[sensor],
                             d_z[sel], d_R[sel], d_obj[sel], sel, d_snr[sel], det_model, X, PP, MU, TF, TI, SENS,
-                            CNT, PL, claim)
+                            CNT, PL, claim, blk, VB, BB, PB)
                 groups += 1
                 prev = g
             processed = stop
@@ -983,7 +1108,11 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
                     m += 1
             n_live = m
         _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, ocs)
+        if ip[_I_REG] == 1:
+            _reg_estimate(t[i], i, X, PP, MU, TF, VB, BB, PB, ox, oP)
     cnt[:] = CNT
+    ob[:] = BB
+    oPb[:] = PB
     run_stats[0] = groups
     run_stats[1] = replays
     run_stats[2] = late
@@ -991,7 +1120,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
 
 @njit(cache=True, nogil=True)
 def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoch, site_ecef, R_enu,
-                revisit, det_model, ox, oP, oc, oo, os, oth, ocs, cnt, run_stats):
+                revisit, det_model, ox, oP, oc, oo, os, oth, ocs, cnt, run_stats, blk, b_var, ob, oPb):
     """Trials ``trials`` of a chunk, one after the other: trial ``b`` owns detections ``off[b]:off[b+1]``
     and row ``b`` of every output. Releases the GIL, so threads run disjoint trial sets in parallel."""
     for b in trials:
@@ -999,7 +1128,7 @@ def _run_trials(trials, ip, fp, N, r, t, off, d_time, d_sensor, d_z, d_R, d_obj,
         _run_trial(ip, fp, N, r, t, d_time[lo:hi], d_sensor[lo:hi], d_z[lo:hi], d_R[lo:hi], d_obj[lo:hi],
                    d_snr[lo:hi], d_epoch[lo:hi], site_ecef, R_enu, revisit, det_model, ox[b], oP[b], oc[b], oo[b],
                    os[b], oth[b],
-                   ocs[b], cnt[b], run_stats[b])
+                   ocs[b], cnt[b], run_stats[b], blk, b_var, ob[b], oPb[b])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1043,8 +1172,8 @@ def _parameters(config):
     fp[_P_PD0] = pd
     deletion = _DEL_MISSED if config.deletion == "missed" else _DEL_QUALITY
     ip = np.array([kind, int(config.confirm_m), 1 if config.association == "jpda" else 0, JPDA_MAX_CLUSTER,
-                   deletion, 1 if config.initiation == "batch" else 0, 0, 1 if config.when_full == "replace" else 0],
-                  dtype=np.int64)
+                   deletion, 1 if config.initiation == "batch" else 0, 0, 1 if config.when_full == "replace" else 0,
+                   0], dtype=np.int64)
     return ip, fp
 
 
@@ -1072,7 +1201,7 @@ _ANNOUNCED = False
 
 
 def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit=None, latency=None,
-                         threads=None, detection_model=None, beamwidth=None):
+                         threads=None, detection_model=None, beamwidth=None, bias_sigma=None):
     """Run the tracker of one nation over a batch of trials with the compiled per-trial loop.
 
     Same parameters, validation (:class:`sim.errors.InputError` naming the key),
@@ -1097,6 +1226,8 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     confirmed track that the sensors' dwells hold and never see is deleted
     (:func:`_look_misses`, ``tracker.miss_deletion_probability``); without it
     (or 0 for a sensor) no dwell counts as a look.
+    ``bias_sigma`` (S, 6), optional: the registration prior (:func:`fusion.tracker.run_tracker`);
+    the radars with a nonzero row get a bias block (:func:`registration_blocks`).
     """
     from fusion.tracker import TrackHistory, prepare_inputs
 
@@ -1126,6 +1257,9 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
                      else np.full(len(inp["time"]), np.nan), dtype=np.float64)
     fp[_P_LAG] = float(inp["latency"].max()) if inp["latency"].size else 0.0
     r = 2 if ip[_I_KIND] == tk.IMM else 1
+    blk, b_var = registration_blocks(bias_sigma, S, config.registration)
+    ip[_I_REG] = 1 if b_var.size else 0
+    nb = b_var.size
 
     use = np.isfinite(inp["arrival"]) & (inp["arrival"] <= t[-1])
     idx = np.nonzero(use)[0]
@@ -1138,12 +1272,14 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
     out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast = output_arrays(B, N, T)
     cnt = np.zeros((B, len(COUNTERS)), dtype=np.int64)
     run_stats = np.zeros((B, 3), dtype=np.int64)
+    ob = np.zeros((B, nb))
+    oPb = np.zeros((B, nb, nb))
     args = (ip, fp, N, r, t, off, np.ascontiguousarray(inp["time"][idx]),
             np.ascontiguousarray(inp["sensor"][idx]), np.ascontiguousarray(inp["z"][idx]),
             np.ascontiguousarray(inp["R"][idx]), np.ascontiguousarray(inp["object"][idx].astype(np.int64)),
             np.ascontiguousarray(snr[idx]), epoch, np.ascontiguousarray(inp["site_ecef"]),
             np.ascontiguousarray(inp["R_enu"]), np.ascontiguousarray(inp["revisit"], dtype=np.float64), det_model,
-            out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast, cnt, run_stats)
+            out_x, out_P, out_conf, out_obj, out_sens, out_thr, out_coast, cnt, run_stats, blk, b_var, ob, oPb)
     _announce_compile()
     n_threads = max(1, min(int(threads if threads is not None else numba.get_num_threads()), B))
     if n_threads == 1:
@@ -1160,5 +1296,55 @@ def run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config
              "trial_replays": run_stats[:, 1].copy(), "trial_late_detections": run_stats[:, 2].copy()}
     for c, name in enumerate(COUNTERS):
         stats[name] = cnt[:, c].copy()
+    bias = bias_sd = None
+    if nb:
+        bias = np.full((B, S, rk.NB), np.nan)
+        bias_sd = np.full((B, S, rk.NB), np.nan)
+        sd = np.sqrt(np.maximum(np.diagonal(oPb, axis1=1, axis2=2), 0.0))
+        for s in range(S):
+            if blk[s] >= 0:
+                bias[:, s] = ob[:, rk.NB * blk[s]:rk.NB * (blk[s] + 1)]
+                bias_sd[:, s] = sd[:, rk.NB * blk[s]:rk.NB * (blk[s] + 1)]
     return TrackHistory(t=t, x=out_x, P=out_P, confirmed=out_conf, object=out_obj.astype(np.int32),
-                        sensors=out_sens, stats=stats, thrust_prob=out_thr, coasting=out_coast)
+                        sensors=out_sens, stats=stats, thrust_prob=out_thr, coasting=out_coast, bias=bias,
+                        bias_sigma=bias_sd)
+
+
+def registration_blocks(bias_sigma, n_sensors, registration):
+    """Bias blocks of the compiled loop's registration state.
+
+    Parameters
+    ----------
+    bias_sigma : array_like, shape (S, 6), or None
+        Prior one-sigma bias per sensor: range m, azimuth rad, elevation rad, site
+        east, north, up m (:mod:`fusion.registration_kernels`).
+    n_sensors : int
+        S.
+    registration : str
+        ``tracker.registration``: ``"estimate"`` or ``"none"``.
+
+    Returns
+    -------
+    blk : ndarray of int64, shape (S,)
+        Block of each sensor in the bias vector, -1 for a sensor with a zero prior
+        (its bias is known to be zero: nothing to estimate).
+    b_var : ndarray, shape (6 n_blocks,)
+        Prior variances of the bias vector; empty (registration off) under ``"none"``,
+        without ``bias_sigma`` or when every sigma is zero.
+
+    Raises
+    ------
+    InputError
+        ``bias_sigma`` not (S, 6), not finite or negative; ``registration`` unknown.
+    """
+    blk = np.full(n_sensors, -1, dtype=np.int64)
+    if registration not in ("estimate", "none"):
+        raise InputError.single("tracker.registration", registration, "estimate or none")
+    if bias_sigma is None or registration == "none":
+        return blk, np.zeros(0)
+    sig = np.asarray(bias_sigma, dtype=np.float64)
+    if sig.shape != (n_sensors, rk.NB) or not np.all(np.isfinite(sig)) or np.any(sig < 0):
+        raise InputError.single("bias_sigma", sig.shape, f"({n_sensors}, {rk.NB}) finite sigmas >= 0")
+    on = np.nonzero(np.any(sig > 0, axis=1))[0]
+    blk[on] = np.arange(on.size)
+    return blk, np.ascontiguousarray((sig[on] ** 2).ravel())

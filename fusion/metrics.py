@@ -1484,6 +1484,44 @@ def bound_metrics(bound_var_m2, pos_err_m) -> dict[str, np.ndarray]:
     return {"pcrlb_pos_m": np.where(np.isfinite(b_rms), b_rms, np.nan), "efficiency": eff}
 
 
+BIAS_ERROR_KEYS = ("range_m", "azimuth_mrad", "elevation_mrad", "site_m")
+
+
+def bias_errors(estimate, true_bias, fused) -> dict[str, np.ndarray]:
+    """Registration error of a nation at the end of each trial, per radar it fuses.
+
+    Parameters
+    ----------
+    estimate : ndarray, shape (N, S, 6), or None
+        The tracker's end-of-trial bias estimate (:attr:`fusion.tracker.TrackHistory.bias`):
+        range m, azimuth rad, elevation rad, site east, north, up m; NaN for a radar it
+        does not estimate. None: no registration (every estimate taken as zero).
+    true_bias : ndarray, shape (N, S, 6)
+        The biases the radars carried (:func:`sensors.detections.registration_biases`).
+    fused : ndarray of bool, shape (S,)
+        The radars whose plots the nation's own tracker takes.
+
+    Returns
+    -------
+    dict
+        :data:`BIAS_ERROR_KEYS` -> ``(N, S)``: absolute range error (m), azimuth and
+        elevation errors (mrad), horizontal site error (m); NaN for a radar not fused or
+        whose component has no bias (zero true bias and no estimate).
+    """
+    true_bias = np.asarray(true_bias, dtype=float)
+    est = np.zeros_like(true_bias) if estimate is None else np.where(np.isnan(estimate), 0.0, estimate)
+    e = est - true_bias
+    fused = np.asarray(fused, dtype=bool)
+    out = {"range_m": np.abs(e[..., 0]), "azimuth_mrad": np.abs(e[..., 1]) * 1e3,
+           "elevation_mrad": np.abs(e[..., 2]) * 1e3, "site_m": np.hypot(e[..., 3], e[..., 4])}
+    has = {"range_m": true_bias[..., 0] != 0, "azimuth_mrad": true_bias[..., 1] != 0,
+           "elevation_mrad": true_bias[..., 2] != 0,
+           "site_m": (true_bias[..., 3] != 0) | (true_bias[..., 4] != 0)}
+    for k in out:
+        out[k] = np.where(has[k] & fused[None, :], out[k], np.nan)
+    return out
+
+
 def burnout_index(phase, in_flight) -> np.ndarray:
     """Grid index of each trial's burnout: the first in-flight step after the boost, -1 if none.
 

@@ -214,6 +214,11 @@ class TrackHistory:
         where no track or the filter has no thrust mode (EKF, UKF). None when the
         producer does not record it. :mod:`fusion.metrics` uses it to withhold impact
         point predictions while the nation believes the missile is still under thrust.
+    bias, bias_sigma : ndarray, shape (trials, S, 6), or None
+        The tracker's registration estimate at the end of each trial and its one-sigma
+        (``tracker.registration = "estimate"``): per radar ``[range m, azimuth rad,
+        elevation rad, site east m, site north m, site up m]`` (:mod:`fusion.registration_kernels`);
+        NaN for a radar it does not estimate; None without registration.
     coasting : ndarray of bool, shape (trials, tracks, T), or None
         True where a confirmed track has gone more than ``delete_after_missed``
         scans without an update and is kept on prediction alone (``deletion =
@@ -244,6 +249,8 @@ class TrackHistory:
     stats: dict = field(default_factory=dict)
     thrust_prob: np.ndarray | None = None
     coasting: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    bias_sigma: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,7 +538,8 @@ def prepare_inputs(dets, arrival, site_ecef, R_enu, t, trial_index, config: Trac
 
 
 def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: TrackerConfig,
-                revisit=None, latency=None, threads=None, detection_model=None, beamwidth=None) -> TrackHistory:
+                revisit=None, latency=None, threads=None, detection_model=None, beamwidth=None,
+                bias_sigma=None) -> TrackHistory:
     """Run the multi-target tracker of one nation over a batch of trials.
 
     Parameters
@@ -577,6 +585,12 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
         held it in their beam and saw nothing in its gate make its object's
         presence less likely than ``tracker.miss_deletion_probability``
         (:func:`fusion.loop._look_misses`); without it no dwell counts.
+    bias_sigma : array_like, shape (S, 6), optional
+        Prior one-sigma registration bias of each sensor as this tracker knows it
+        (range m, azimuth rad, elevation rad, site east, north, up m; zero rows for
+        sensors it does not fuse). With ``config.registration = "estimate"`` and
+        any nonzero entry, the biases are estimated (:mod:`fusion.registration_kernels`)
+        and ``bias``, ``bias_sigma`` of the result are set.
 
     Returns
     -------
@@ -595,4 +609,4 @@ def run_tracker(dets, arrival, site_ecef, R_enu, t, trial_index, config: Tracker
     from fusion.loop import run_tracker_compiled
 
     return run_tracker_compiled(dets, arrival, site_ecef, R_enu, t, trial_index, config, revisit, latency, threads,
-                                detection_model, beamwidth)
+                                detection_model, beamwidth, bias_sigma)

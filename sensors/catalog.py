@@ -68,6 +68,10 @@ _SPEC: dict[str, dict] = {
     "bias_range_sigma_m": dict(kind="float", lo=0.0, hi=10000.0, desc="per-trial range registration bias sigma, m, 0..10000"),
     "bias_angle_sigma_mrad": dict(kind="float", lo=0.0, hi=100.0,
                                   desc="per-trial azimuth and elevation registration bias sigma, mrad, 0..100"),
+    "bias": dict(kind="choice", choices=("on", "off"),
+                 desc="registration biases: on (the bias_* sigmas) or off (an ideal, perfectly registered radar)"),
+    "bias_site_sigma_m": dict(kind="float", lo=0.0, hi=10000.0,
+                              desc="per-trial site (navigation) position error sigma per horizontal axis, m, 0..10000"),
     "false_alarms_per_scan": dict(kind="float", lo=0.0, hi=1000.0, desc="Poisson mean of false reports per scan, 0..1000"),
     "horizon_k": dict(kind="float", lo=0.5, hi=10.0, desc="effective-Earth-radius factor, 0.5..10 (4/3 standard)"),
     "source": dict(kind="str", desc="public source of the numbers"),
@@ -97,8 +101,23 @@ def _four_faces(min_el, max_el):
 _COMMON = dict(
     range_min_km=1.0, pfa=1e-6, swerling=1, monopulse_k=1.6, dwell_time_s=0.01,
     range_rate=False, range_rate_sigma_floor_mps=0.5, bias_range_sigma_m=0.0, bias_angle_sigma_mrad=0.0,
+    bias_site_sigma_m=0.0, bias="on",
     false_alarms_per_scan=0.1, horizon_k=EFFECTIVE_EARTH_FACTOR, ref_snr_db=13.0, estimate=True,
 )
+# Registration biases (issue 20), one sigma, drawn per trial (sensors.detections.registration_biases).
+_SRC_BIAS_FIXED = (
+    " Registration biases (assumption): range 15 m and azimuth/elevation 0.2 mrad one sigma, the residual "
+    "alignment of a surveyed, calibrated array face (the figures tried in issue 20; the order of the "
+    "bias values of the registration literature's examples, e.g. Fortunati et al., IEEE TSP 59(3), 2011)."
+)
+_SRC_BIAS_SHIP = (
+    " Registration biases (assumption): range 15 m; azimuth/elevation 0.5 mrad one sigma, the array's "
+    "alignment plus the ship's heading/attitude reference and deck flexure; navigation (site) error 4 m "
+    "per horizontal axis one sigma (GPS SPS Performance Standard, 4th ed., 2008: <= 9 m horizontal 95 %, "
+    "about 3.7 m per axis)."
+)
+_BIAS_FIXED = dict(bias_range_sigma_m=15.0, bias_angle_sigma_mrad=0.2)
+_BIAS_SHIP = dict(bias_range_sigma_m=15.0, bias_angle_sigma_mrad=0.5, bias_site_sigma_m=4.0)
 _SRC_TPY2 = (
     "AN/TPY-2: X band, 9.2 m^2 face of 25,344 T/R modules (CSIS Missile Threat, 'AN/TPY-2', 2023; "
     "Raytheon fact sheet); forward-based detection range of order 1,000-3,000 km in press reports "
@@ -110,7 +129,8 @@ _SRC_TPY2 = (
 _TPY2 = dict(
     _COMMON, nation="US", system="AN/TPY-2 (FBM)", band="X", platform="fixed", frequency_ghz=9.5,
     beamwidth_deg=0.6, bandwidth_mhz=500.0, ref_range_km=3000.0, range_max_km=3000.0,
-    scan_interval_s=1.0, latency_s=2.0, range_sigma_floor_m=3.0, angle_sigma_floor_mrad=0.1, source=_SRC_TPY2,
+    scan_interval_s=1.0, latency_s=2.0, range_sigma_floor_m=3.0, angle_sigma_floor_mrad=0.1,
+    source=_SRC_TPY2 + _SRC_BIAS_FIXED, **_BIAS_FIXED,
 )
 _SRC_THAAD = (
     "THAAD AN/TPY-2 terminal mode at Seongju (former Lotte Skyhill golf course) since 2017 "
@@ -128,7 +148,7 @@ _SPY1 = dict(
     _COMMON, system="AN/SPY-1D(V) Aegis", band="S", platform="ship", frequency_ghz=3.3, alt_m=20.0,
     beamwidth_deg=1.7, bandwidth_mhz=40.0, ref_range_km=1000.0, range_max_km=1000.0,
     scan_interval_s=2.0, latency_s=1.0, range_sigma_floor_m=10.0, angle_sigma_floor_mrad=0.2,
-    faces=_four_faces(0.5, 85.0), source=_SRC_SPY1,
+    faces=_four_faces(0.5, 85.0), source=_SRC_SPY1 + _SRC_BIAS_SHIP, **_BIAS_SHIP,
 )
 _SRC_FPS5 = (
     "J/FPS-5: JASDF BMD-capable ground radar in a triangular building, main face about 18 m across "
@@ -139,7 +159,8 @@ _SRC_FPS5 = (
 _FPS5 = dict(
     _COMMON, nation="JP", system="J/FPS-5", band="L", platform="fixed", frequency_ghz=1.3,
     beamwidth_deg=0.9, bandwidth_mhz=20.0, ref_range_km=2500.0, range_max_km=2000.0,
-    scan_interval_s=2.0, latency_s=1.0, range_sigma_floor_m=15.0, angle_sigma_floor_mrad=0.2, source=_SRC_FPS5,
+    scan_interval_s=2.0, latency_s=1.0, range_sigma_floor_m=15.0, angle_sigma_floor_mrad=0.2,
+    source=_SRC_FPS5 + _SRC_BIAS_FIXED, **_BIAS_FIXED,
 )
 _SRC_GP = (
     "EL/M-2080S Green Pine: L band AESA, ROK Air Force; Block-B (two radars, 2012) range about "
@@ -150,7 +171,7 @@ _SRC_GP = (
 _GP = dict(
     _COMMON, nation="KR", band="L", platform="fixed", frequency_ghz=1.4, beamwidth_deg=2.0,
     bandwidth_mhz=10.0, scan_interval_s=2.0, latency_s=1.0, range_sigma_floor_m=20.0,
-    angle_sigma_floor_mrad=0.3, source=_SRC_GP,
+    angle_sigma_floor_mrad=0.3, source=_SRC_GP + _SRC_BIAS_FIXED, **_BIAS_FIXED,
 )
 _SRC_SPY7 = (
     "AN/SPY-7(V)1 (LMSSR) selected for Aegis Ashore in Japan 2018; sites at GSDF Araya (Akita) and "
@@ -162,7 +183,7 @@ _SPY7 = dict(
     _COMMON, nation="JP", system="AN/SPY-7 Aegis Ashore", band="S", platform="fixed", frequency_ghz=3.3,
     beamwidth_deg=1.2, bandwidth_mhz=60.0, ref_range_km=1600.0, range_max_km=1500.0,
     scan_interval_s=1.0, latency_s=1.0, range_sigma_floor_m=8.0, angle_sigma_floor_mrad=0.15,
-    faces=_four_faces(0.5, 85.0), source=_SRC_SPY7,
+    faces=_four_faces(0.5, 85.0), source=_SRC_SPY7 + _SRC_BIAS_FIXED, **_BIAS_FIXED,
 )
 
 CATALOG: dict[str, dict] = {
@@ -171,21 +192,22 @@ CATALOG: dict[str, dict] = {
     "us-tpy2-kyogamisaki": dict(_TPY2, lat_deg=35.77, lon_deg=135.21, alt_m=60.0,
                                 faces=_faces((302, 60, 0.5, 80))),
     "us-thaad-seongju": dict(_TPY2, system="AN/TPY-2 (THAAD TM)", lat_deg=35.99, lon_deg=128.29, alt_m=680.0,
-                             ref_range_km=1900.0, range_max_km=900.0, latency_s=1.0, source=_SRC_THAAD,
+                             ref_range_km=1900.0, range_max_km=900.0, latency_s=1.0,
+                             source=_SRC_THAAD + _SRC_BIAS_FIXED,
                              faces=_faces((342, 60, 0.5, 80))),
     "us-aegis-soj": dict(_SPY1, nation="US", system="AN/SPY-1D(V) Aegis (DDG-51)",
                          lat_deg=39.0, lon_deg=135.0,
-                         source=_SRC_SPY1 + " Station: notional central Sea of Japan BMD patrol box."),
+                         source=_SRC_SPY1 + _SRC_BIAS_SHIP + " Station: notional central Sea of Japan BMD patrol box."),
     "jp-fps5-sado": dict(_FPS5, lat_deg=38.07, lon_deg=138.39, alt_m=1000.0, faces=_faces((283, 60, 0.5, 80))),
     "jp-fps5-shimokoshiki": dict(_FPS5, lat_deg=31.66, lon_deg=129.73, alt_m=400.0,
                                  faces=_faces((344, 60, 0.5, 80))),
     "jp-fps5-ominato": dict(_FPS5, lat_deg=41.28, lon_deg=141.13, alt_m=860.0, faces=_faces((266, 60, 0.5, 80))),
     "jp-aegis-soj-north": dict(_SPY1, nation="JP", system="AN/SPY-1D(V) Aegis (JMSDF Atago/Maya)",
                                lat_deg=40.2, lon_deg=137.5,
-                               source=_SRC_SPY1 + " JMSDF Kongo/Atago/Maya classes; station notional northern Sea of Japan."),
+                               source=_SRC_SPY1 + _SRC_BIAS_SHIP + " JMSDF Kongo/Atago/Maya classes; station notional northern Sea of Japan."),
     "jp-aegis-soj-south": dict(_SPY1, nation="JP", system="AN/SPY-1D(V) Aegis (JMSDF Atago/Maya)",
                                lat_deg=37.0, lon_deg=133.5,
-                               source=_SRC_SPY1 + " JMSDF Kongo/Atago/Maya classes; station notional off Oki, southern Sea of Japan."),
+                               source=_SRC_SPY1 + _SRC_BIAS_SHIP + " JMSDF Kongo/Atago/Maya classes; station notional off Oki, southern Sea of Japan."),
     "kr-greenpine-b-1": dict(_GP, system="EL/M-2080S Green Pine Block-B", lat_deg=36.85, lon_deg=127.45,
                              alt_m=300.0, ref_range_km=1500.0, range_max_km=900.0,
                              faces=_faces((350, 60, 0.5, 80))),
@@ -197,7 +219,7 @@ CATALOG: dict[str, dict] = {
                            faces=_faces((348, 60, 0.5, 80))),
     "kr-aegis-eastsea": dict(_SPY1, nation="KR", system="AN/SPY-1D(V) Aegis (ROKN Sejong the Great)",
                              lat_deg=37.6, lon_deg=129.6,
-                             source=_SRC_SPY1 + " ROKN KDX-III Sejong the Great class (2008-); station notional East Sea off Donghae."),
+                             source=_SRC_SPY1 + _SRC_BIAS_SHIP + " ROKN KDX-III Sejong the Great class (2008-); station notional East Sea off Donghae."),
     "jp-aegis-ashore-araya": dict(_SPY7, lat_deg=39.67, lon_deg=140.07, alt_m=40.0),
     "jp-aegis-ashore-mutsumi": dict(_SPY7, lat_deg=34.41, lon_deg=131.53, alt_m=200.0),
 }
@@ -345,6 +367,7 @@ def build_radar(cfg: SensorConfig, key_prefix: str | None = None) -> Radar:
 def radar_from_params(name: str, p: Mapping[str, object]) -> Radar:
     """Convert a complete, validated parameter table in file units (a catalog row) to SI."""
     d2r = math.radians
+    on = 0.0 if p.get("bias", "on") == "off" else 1.0
     lat, lon, alt = d2r(float(p["lat_deg"])), d2r(float(p["lon_deg"])), float(p["alt_m"])
     site = Site(lat, lon, alt)
     faces = tuple(
@@ -365,7 +388,10 @@ def radar_from_params(name: str, p: Mapping[str, object]) -> Radar:
         range_sigma_floor=float(p["range_sigma_floor_m"]),
         angle_sigma_floor=float(p["angle_sigma_floor_mrad"]) * 1e-3,
         range_rate_sigma_floor=float(p["range_rate_sigma_floor_mps"]), range_rate=bool(p["range_rate"]),
-        bias_range_sigma=float(p["bias_range_sigma_m"]), bias_angle_sigma=float(p["bias_angle_sigma_mrad"]) * 1e-3,
+        # bias = "off": an ideal radar (no registration error), whatever its sigmas
+        bias_range_sigma=float(p["bias_range_sigma_m"]) * on,
+        bias_angle_sigma=float(p["bias_angle_sigma_mrad"]) * 1e-3 * on,
+        bias_site_sigma=float(p["bias_site_sigma_m"]) * on,
         false_alarms_per_scan=float(p["false_alarms_per_scan"]), horizon_k=float(p["horizon_k"]),
         source=str(p["source"]), estimate=bool(p["estimate"]),
     )

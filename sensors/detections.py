@@ -14,7 +14,11 @@ coverage at a scan time; detection when below Pd), four standard normals per
 detection (range, azimuth, elevation, range rate noise), the false-alarm count
 of each radar over the run (Poisson with mean ``false_alarms_per_scan`` times
 scans; splitting a Poisson process gives independent Poisson counts per scan),
-six uniforms and one exponential per false alarm.
+six uniforms and one exponential per false alarm. A radar with a site (navigation)
+error, ``bias_site_sigma`` > 0, measures from its true site, offset from the nominal
+one by two standard normals (east, north) per radar times the sigma, drawn from the
+trial's own ``"site"`` stream (:func:`registration_biases`), so the sensor stream
+above is the same with or without site errors.
 """
 
 from __future__ import annotations
@@ -117,6 +121,49 @@ def scan_indices(t, scan_interval):
     step = int(round(float(effective_scan_interval(scan_interval, dt)) / dt))
     n = np.rint(t / dt).astype(np.int64)
     return np.nonzero(n % step == 0)[0]
+
+
+SITE_STREAM = "site"  # the site (navigation) errors draw from their own stream: the sensor stream is unchanged
+
+
+def bias_sigmas(radars: Sequence[Radar]) -> np.ndarray:
+    """One-sigma registration biases of each radar, ``(S, 6)``: range m, azimuth rad, elevation rad,
+    site east m, site north m, site up m (the up error is not modelled: 0)."""
+    rows = []
+    for r in radars:  # a radar-like record without bias fields is an ideal radar
+        sr, sa, ss = (float(getattr(r, k, 0.0)) for k in ("bias_range_sigma", "bias_angle_sigma", "bias_site_sigma"))
+        rows.append([sr, sa, sa, ss, ss, 0.0])
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def registration_biases(radars: Sequence[Radar], seed: int, trial_indices) -> np.ndarray:
+    """The biases the radars carry in each trial, as :func:`generate_detections` draws them.
+
+    Parameters
+    ----------
+    radars : sequence of Radar
+    seed : int
+        Scenario seed.
+    trial_indices : array_like of int, shape (N,)
+        Global trial numbers.
+
+    Returns
+    -------
+    ndarray, shape (N, S, 6)
+        Per trial and radar ``[range m, azimuth rad, elevation rad, site east m, site north m, site up m]``:
+        the first three from the first draw of the trial's ``"sensors"`` stream (S x 3 standard
+        normals times the sigmas), the site offset from its ``"site"`` stream (S x 2 standard normals
+        times ``bias_site_sigma``); the radar is at ``site_ecef + R_enu^T [east, north, up]``.
+    """
+    trial_indices = np.atleast_1d(np.asarray(trial_indices, dtype=np.int64))
+    sig = bias_sigmas(radars)
+    nR = sig.shape[0]
+    out = np.zeros((trial_indices.size, nR, 6))
+    for k, (g, gs) in enumerate(zip(trial_generators(seed, trial_indices, "sensors"),
+                                    trial_generators(seed, trial_indices, SITE_STREAM))):
+        out[k, :, :3] = g.standard_normal((nR, 3)) * sig[:, :3]
+        out[k, :, 3:5] = gs.standard_normal((nR, 2)) * sig[:, 3:5]
+    return out
 
 
 def _radar_table(radars: Sequence[Radar]) -> dict[str, np.ndarray]:
@@ -264,6 +311,17 @@ def generate_detections(truth, radars: Sequence[Radar], seed: int, *, trial_indi
     z = rae[sel]
     s_r, s_az, s_el, s_rr = _sigmas(tab, sid, snr, z[:, 2])
     b = bias[tp, sid]
+    site_sig = bias_sigmas(radars)[:, 3]
+    if np.any(site_sig > 0):  # the radar measures from its true site, offset by the navigation error
+        offs = np.zeros((N, nR, 3))
+        for k, g in enumerate(trial_generators(seed, trial_index, SITE_STREAM)):
+            offs[k, :, :2] = g.standard_normal((nR, 2)) * site_sig[:, None]
+        d = offs[tp, sid]
+        moved = np.any(d != 0.0, axis=1)
+        if moved.any():
+            rho, az, el = z[moved, 0], z[moved, 1], z[moved, 2]
+            enu = np.stack([rho * np.cos(el) * np.sin(az), rho * np.cos(el) * np.cos(az), rho * np.sin(el)], axis=1)
+            z[moved] = enu_to_rae(enu - d[moved])
     z[:, 0] += b[:, 0] * tab["bias_range_sigma"][sid] + s_r * w[:, 0]
     z[:, 1] += b[:, 1] * tab["bias_angle_sigma"][sid] + s_az * w[:, 1]
     z[:, 2] += b[:, 2] * tab["bias_angle_sigma"][sid] + s_el * w[:, 2]

@@ -141,6 +141,10 @@ class Radar:
         Whether the radar reports range rate.
     bias_range_sigma, bias_angle_sigma : float
         One-sigma registration biases drawn once per trial (m, rad); not in R.
+    bias_site_sigma : float
+        One-sigma error of the site's horizontal position (east and north each), m,
+        drawn once per trial: a ship's navigation error (the radar measures from
+        where it is, the nation places its plots from where it is said to be).
     false_alarms_per_scan : float
         Poisson mean of false reports per scan after the radar's own processing.
     horizon_k : float
@@ -182,6 +186,7 @@ class Radar:
     bias_range_sigma: float
     bias_angle_sigma: float
     false_alarms_per_scan: float
+    bias_site_sigma: float = 0.0
     horizon_k: float = EFFECTIVE_EARTH_FACTOR
     source: str = ""
     estimate: bool = True

@@ -26,6 +26,7 @@ DELETIONS = ("quality", "missed")
 INITIATIONS = ("batch", "single")
 JPDA_PDS = ("fixed", "radar")
 WHEN_FULL = ("replace", "drop")
+REGISTRATIONS = ("estimate", "none")
 TRACK_FUSION_RULES = ("covariance-intersection", "naive", "best-track")
 
 
@@ -256,6 +257,14 @@ class TrackerConfig:
         trials with an overconfident track after RV/stage separation (US 6 -> 3)
         but made Korea's trilateral median efficiency 16.6 against 3.5, hence
         not the default.
+    registration : str
+        ``"estimate"`` (default): the nation estimates the registration biases (range,
+        azimuth, elevation, site) of every radar it fuses, one bias vector per trial
+        shared by all its tracks, and corrects its tracks with them
+        (:mod:`fusion.registration_kernels`: Friedland's two-stage estimator in the
+        multi-target form of Lin, Bar-Shalom & Kirubarajan 2005); ``"none"``: the
+        radars are taken as unbiased (the tracker of before issue 20). Without
+        biases in the catalog the two are the same.
     deletion : str
         ``"quality"`` (default): a confirmed track is deleted only when its
         position sigma exceeds ``max_position_sigma`` or it is three sigmas
@@ -300,6 +309,7 @@ class TrackerConfig:
     initiation: str = "batch"
     jpda_pd: str = "fixed"
     miss_deletion_probability: float = 1e-3
+    registration: str = "estimate"
     max_position_sigma: float = 50e3
     init_max_speed: float = 7500.0
     max_tracks: int = 8

@@ -116,7 +116,7 @@ class TrialResults:
         for key, row in other.values.items():
             mine = self.values.setdefault(key, {k: [] for k in row})
             for k, v in row.items():
-                mine[k].extend(v)
+                mine.setdefault(k, []).extend(v)
         for key, v in other.gospa.items():
             self.gospa.setdefault(key, []).extend(v)
         for key, (total, count) in other.nees.items():
@@ -310,9 +310,10 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
     """
     from fusion.track_fusion import fuse_track_histories
     from fusion.tracker import run_tracker
-    from sensors.detections import effective_scan_interval
+    from sensors.detections import bias_sigmas, effective_scan_interval
 
     site_ecef = np.stack([r.site_ecef for r in radars])
+    sigma_b = bias_sigmas(radars)  # the registration prior: the catalog's bias sigmas (fusion.registration_kernels)
     R_enu = np.stack([r.R_enu for r in radars])
     # The revisit the radars keep on the grid (a scan interval shorter than dt_s scans once per step):
     # the tracker counts missed scans in it.
@@ -337,7 +338,8 @@ def nation_tracks(scenario, radars, truth, dets, policy_name: str, policy, natio
             latency = np.where(np.isfinite(delay), delay, 0.0)
             cache[key] = run_tracker(sub, dets.time[keep] + d[keep], site_ecef, R_enu, truth.t,
                                      truth.trial_index, scenario.tracker, revisit=revisit, latency=latency,
-                                     detection_model=detection_model, beamwidth=beamwidth)
+                                     detection_model=detection_model, beamwidth=beamwidth,
+                                     bias_sigma=sigma_b * np.isfinite(delay)[:, None])
         return cache[key]
 
     own, routes, arrival_delay = feed_plan(radars, policy, nation)
@@ -578,13 +580,14 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
     """
     from fusion.bounds import TruthDynamics
     from fusion.network import resolve_policies
-    from sensors.detections import generate_detections
+    from sensors.detections import generate_detections, registration_biases
     from sim.truth import generate_truth
 
     batch_trials = _batch_size(batch_trials)
     info = scenario.info
     truth = generate_truth(scenario.threats, trial_indices, seed, info.dt, info.duration)
     dets = generate_detections(truth, radars, seed, rcs_m2=object_rcs(scenario, truth))
+    true_bias = registration_biases(radars, seed, truth.trial_index)
     all_policies = resolve_policies(dataclasses.replace(
         scenario.sharing, policies=tuple(dict.fromkeys(
             tuple(policies) + tuple(c.name for c in scenario.sharing.custom)))))
@@ -631,7 +634,7 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
         sub_truth, sub_dets = (truth, dets) if rows.size == n else trial_rows(truth, dets, rows)
         cache = _CountingCache(results.work, chunk_progress, n_trials=n, trials_done=int(rows[-1]) + 1)
         _run_batch(scenario, radars, sub_truth, sub_dets, rows, policies, all_policies, plans, dict(uses), cache,
-                   bound_of, results, keep, curves)
+                   bound_of, results, keep, curves, true_bias=true_bias[rows])
     if curves is not None and curves.coverage is None:
         curves.set_coverage(truth, dets, len(radars))
     results.trials += n
@@ -641,13 +644,16 @@ def run_chunk(scenario: Scenario, radars, trial_indices, seed: int, policies: Se
 
 
 def _run_batch(scenario, radars, truth, dets, rows, policies, all_policies, plans, uses, cache, bound_of, results,
-               keep, curves):
+               keep, curves, true_bias=None):
     """Trackers, track fusion and metrics of one batch of a chunk's trials (:func:`run_chunk`).
+
+    ``true_bias`` (trials, S, 6): the radars' registration biases in these trials; each
+    row then gets ``bias_error/<radar>/<key>`` values (:func:`fusion.metrics.bias_errors`).
 
     ``rows`` are the batch's rows in the chunk (for the chunk-wide bounds of ``bound_of``);
     ``uses`` counts the remaining uses of each feed in this batch and is consumed.
     """
-    from fusion.metrics import bound_metrics, matched_ratio, nees_sums, trial_metrics
+    from fusion.metrics import bias_errors, bound_metrics, matched_ratio, nees_sums, trial_metrics
     from fusion.shared_estimates import ipp_at_warning, pairwise_spread_km
 
     rv = [i for i, kind in enumerate(truth.object_kind) if kind == "rv"]
@@ -681,6 +687,13 @@ def _run_batch(scenario, radars, truth, dets, rows, policies, all_policies, plan
             for j, obj in enumerate(rv):
                 ipps.setdefault(j, {})[nation] = ipp_at_warning(truth, tracks, obj, tgo)
             keys, arrival_delay = plans[(policy_name, nation)]
+            bias_err = {}
+            if true_bias is not None and np.any(true_bias != 0):
+                errs = bias_errors(tracks.bias, true_bias, np.isfinite(np.array(keys[0], dtype=float)))
+                for s, radar in enumerate(radars):
+                    for k, v in errs.items():
+                        if np.isfinite(v[:, s]).any():
+                            bias_err[f"bias_error/{radar.name}/{k}"] = v[:, s]
             for key in keys:
                 uses[key] -= 1
                 if uses[key] == 0:
@@ -708,6 +721,8 @@ def _run_batch(scenario, radars, truth, dets, rows, policies, all_policies, plan
                 row = results.values.setdefault((policy_name, nation, targets[j]), {k: [] for k in METRIC_KEYS})
                 for k in METRIC_KEYS:
                     row[k].extend(np.asarray(m[k])[:, obj].tolist())
+                for k, v in bias_err.items():
+                    row.setdefault(k, []).extend(v.tolist())
                 results.add_nees((policy_name, nation, targets[j]), *nees_sums(steps["nees"][:, obj],
                                                                                truth.phase[:, obj]))
             if "gospa_m" in m and len(truth.object_kind) > 1:
@@ -1110,7 +1125,10 @@ def summary_rows(results: TrialResults) -> list:
         row = {"policy": policy, "nation": nation, "target": target}
         for k, v in values.items():
             v = np.asarray(v, float)
-            if k == "warning_retracted":
+            if k.startswith("bias_error/"):  # {"bias_error": {radar: {key: summary}}}
+                _, radar, key = k.split("/")
+                row.setdefault("bias_error", {}).setdefault(radar, {})[key] = summarize(v)
+            elif k == "warning_retracted":
                 row[k] = {"trials": int(np.nansum(v)), "n": int(v.size)}
             else:
                 row[k] = summarize(v, ci=k == MATCHED_KEYS[0])

@@ -145,6 +145,11 @@ def metrics_document(scenario, trials: int, seed: int, rows: list[dict]) -> dict
                     out[key]["ci95"] = None if s["ci95"] is None else [_round(v) for v in s["ci95"]]
                 if s.get("bimodal"):
                     out[key]["bimodal"] = True
+        if "bias_error" in row:  # per radar the nation fuses: {radar: {key: summary}} (fusion.metrics.bias_errors)
+            out["bias_error"] = {
+                radar: {k: {"median": _round(s["median"]), "p10": _round(s["p10"]), "p90": _round(s["p90"]),
+                            "n": int(s["n"]), "missing": int(s["n_missing"])} for k, s in comps.items()}
+                for radar, comps in row["bias_error"].items()}
         if "warning_retracted" in row:
             out["warning_retracted"] = {"trials": int(row["warning_retracted"]["trials"]),
                                         "n": int(row["warning_retracted"]["n"])}
@@ -183,7 +188,8 @@ def tracker_settings(tracker) -> dict:
     dict
         ``filter``, ``association``, ``process_noise_mps2``, ``gate_probability``,
         ``confirm_m``, ``confirm_n``, ``delete_after_missed``, ``deletion``, ``initiation``, ``jpda_pd``,
-        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``, ``when_full``, ``miss_deletion_probability``.
+        ``max_position_sigma_km``, ``init_max_speed_mps``, ``max_tracks``, ``when_full``,
+        ``miss_deletion_probability``, ``registration``.
     """
     return {
         "filter": tracker.filter,
@@ -201,6 +207,7 @@ def tracker_settings(tracker) -> dict:
         "max_tracks": int(tracker.max_tracks),
         "when_full": tracker.when_full,
         "miss_deletion_probability": float(tracker.miss_deletion_probability),
+        "registration": tracker.registration,
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 # Fixed child index per stage of the data flow, so adding a stage never shifts another's numbers.
-STREAMS = {"truth": 0, "sensors": 1, "tracker": 2}
+STREAMS = {"truth": 0, "sensors": 1, "tracker": 2, "site": 3}
 
 
 def trial_generators(seed: int, trials, stream: str) -> list[np.random.Generator]:

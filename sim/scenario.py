@@ -37,6 +37,7 @@ from sim.config import (
     FILTERS,
     INITIATIONS,
     JPDA_PDS,
+    REGISTRATIONS,
     MANEUVERS,
     NATION_PAIRS,
     NATIONS,
@@ -466,7 +467,7 @@ def _read_sharing(r: _Reader, doc: dict) -> SharingConfig:
 
 _TRACKER_KEYS = ("filter", "process_noise_mps2", "gate_probability", "association", "confirm_m", "confirm_n",
                  "delete_after_missed", "deletion", "initiation", "jpda_pd", "miss_deletion_probability",
-                 "max_position_sigma_km", "init_max_speed_mps", "max_tracks", "when_full")
+                 "max_position_sigma_km", "init_max_speed_mps", "max_tracks", "when_full", "registration")
 
 
 def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
@@ -496,6 +497,7 @@ def _read_tracker(r: _Reader, doc: dict) -> TrackerConfig:
         jpda_pd=r.get(t, "jpda_pd", p, "str", default=d.jpda_pd, choices=JPDA_PDS),
         miss_deletion_probability=r.get(t, "miss_deletion_probability", p, "float",
                                         default=d.miss_deletion_probability, lo=0.0, hi=0.5),
+        registration=r.get(t, "registration", p, "str", default=d.registration, choices=REGISTRATIONS),
         max_position_sigma=r.get(t, "max_position_sigma_km", p, "float", default=d.max_position_sigma / 1e3,
                                  lo=0.0, lo_open=True, hi=10000.0) * 1e3,
         init_max_speed=r.get(t, "init_max_speed_mps", p, "float", default=d.init_max_speed,

@@ -170,6 +170,9 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
         SENS, CNT = np.zeros(N, dtype=np.uint64), np.zeros(len(L.COUNTERS), dtype=np.int64)
         PL = np.zeros((N, max(int(cfg.confirm_m), 1), L._PL_W))
         claim = np.full(d.time.size, -1, dtype=np.int64)
+        # no registration (registration = "none"): no bias blocks, empty bias state
+        blk = np.full(site_ecef.shape[0], -1, dtype=np.int64)
+        VB, BB, PB = np.zeros((N, 6, 0)), np.zeros(0), np.zeros((0, 0))
         mine = np.flatnonzero(d.trial == b)
         mine = mine[np.lexsort((mine, d.sensor[mine], d.time[mine]))]
         keys = sorted(set(zip(d.time[mine].tolist(), d.sensor[mine].tolist())))
@@ -182,7 +185,7 @@ def stepwise_reference(d, grid, site_ecef, R_enu, cfg, revisit, latency=None):
                               np.ascontiguousarray(R_enu), float(revisit[s]), np.ascontiguousarray(d.z[m]),
                               np.ascontiguousarray(d.R[m]), d.object[m].astype(np.int64), m.astype(np.int64),
                               np.asarray(d.snr[m], dtype=np.float64), det_model, X, PP, MU, TF, TI, SENS, CNT, PL,
-                              claim)
+                              claim, blk, VB, BB, PB)
                 k += 1
             L._estimate(ip, fp, float(ti), i, X, PP, MU, TF, TI, SENS, ox[b], oP[b], oc[b], oo[b], os_[b], oth[b],
                         ocs[b])
