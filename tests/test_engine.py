@@ -404,9 +404,16 @@ def test_metric_that_never_happened_is_null_and_counted(hs15_early):
 
 @pytest.fixture(scope="module")
 def kn23(scenarios_dir):
-    """The first KN-23 of 2019-07-25 (depressed, ~50 km apogee, pull-up), 2 trials, isolated and trilateral."""
+    """The first KN-23 of 2019-07-25 (depressed, ~50 km apogee, pull-up), 2 trials, isolated and trilateral.
+
+    Ideal radars (``bias = "off"``): these tests are about the glide lift and the horizon. With the
+    catalog's registration biases and their in-loop estimate, Japan's and Korea's trilateral ANEES here
+    is 19.5 and 22.1 against 9.1 and 9.4 without biases (measured 2026-12-08): the registration's own
+    residual overconfidence (issue 20, open), which this fixture would otherwise blame on the lift noise.
+    """
     sc = shortened(scenarios_dir / "kn23_2019-07-25.toml", trials=2)
-    sc = dataclasses.replace(sc, threats=sc.threats[:1])
+    ideal = tuple(dataclasses.replace(s, overrides=tuple(s.overrides) + (("bias", "off"),)) for s in sc.sensors)
+    sc = dataclasses.replace(sc, threats=sc.threats[:1], sensors=ideal)
     return sc, run_scenario(sc, policies=["isolated", "trilateral"])
 
 
