@@ -371,27 +371,16 @@ def drag_ground_crossings(X, rows, h, max_steps, bisections, want_F, x_out, tau_
                     x_out[i, :] = tmp
                     tau_out[i] = n * h + j * hs + last
                     if want_F:
-                        _matmul6(Fs, Ftot, prod)
+                        _matmul(Fs, Ftot, prod)
                         F_out[i, :, :] = prod
                     done = True
                     break
                 if want_F:
-                    _matmul6(Fs, Ftot, prod)
+                    _matmul(Fs, Ftot, prod)
                     Ftot[:, :] = prod
                 s[:] = s_sub
             if done:
                 break
-
-
-@njit(cache=True, nogil=True)
-def _matmul6(A, B, out):
-    """``out = A @ B`` for (6, 6) matrices, in loops."""
-    for i in range(6):
-        for j in range(6):
-            acc = 0.0
-            for m in range(6):
-                acc += A[i, m] * B[m, j]
-            out[i, j] = acc
 
 
 
@@ -402,8 +391,8 @@ def _coriolis(w3):
     w3[0:3] = 0.0
     w3[0, 0, 1] = c
     w3[0, 1, 0] = -c
-    _matmul3(w3[0], w3[0], w3[1])
-    _matmul3(w3[1], w3[0], w3[2])
+    _matmul(w3[0], w3[0], w3[1])
+    _matmul(w3[1], w3[0], w3[2])
 
 
 @njit(cache=True, nogil=True)
@@ -432,7 +421,7 @@ def _expm6(B, h, Fs, w3):
         D3B[0, j] = -c2 * DB[0, j]
         D3B[1, j] = -c2 * DB[1, j]
         D3B[2, j] = 0.0
-    _matmul3(B, B, BB)
+    _matmul(B, B, BB)
     h2 = h * h / 2.0
     h3 = h2 * h / 3.0
     h4 = h3 * h / 4.0
@@ -446,12 +435,13 @@ def _expm6(B, h, Fs, w3):
 
 
 @njit(cache=True, nogil=True)
-def _matmul3(A, B, out):
-    """``out = A @ B`` for (3, 3) matrices, in loops."""
-    for i in range(3):
-        for j in range(3):
+def _matmul(A, B, out):
+    """``out = A @ B`` for square (n, n) matrices, in loops (each sum in index order: fixed bits, no BLAS)."""
+    n = A.shape[0]
+    for i in range(n):
+        for j in range(n):
             acc = 0.0
-            for m in range(3):
+            for m in range(n):
                 acc += A[i, m] * B[m, j]
             out[i, j] = acc
 
@@ -504,7 +494,7 @@ def free_transitions(X, rows, dt, n_sub, F_out):
                     G[0, 0] += _W2  # centrifugal gradient
                     G[1, 1] += _W2
                     _expm6(G, h, Fs, w3)
-                    _matmul6(Fs, F, prod)
+                    _matmul(Fs, F, prod)
                     F[:, :] = prod
                 if j < 3:
                     cj = h if j == 2 else hk0

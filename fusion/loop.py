@@ -539,26 +539,30 @@ def _reg_batch(PL, j, tg, sites, R_enus, blk, X, PP, VB):
 
 
 @njit(cache=True)
-def _reg_estimate(t, i, X, PP, MU, TF, VB, BB, PB, ox, oP):
+def _reg_estimate(t, i, X, PP, MU, TF, TI, VB, BB, PB, ox, oP):
     """Correct the estimates written at grid time ``t[i]``: :math:`\\tilde x + V\\hat b`, :math:`\\tilde P + VP_bV^T`.
 
-    ``V`` is carried to ``t`` on a copy, as the state by :func:`_estimate`.
+    ``V`` is carried to ``t`` on a copy, as the state by :func:`_estimate`; the estimate of the
+    track in slot ``j`` is output row ``TI[j, _OID]`` (its id), not row ``j``.
     """
     N = X.shape[0]
     xc = np.empty(6)
     Pc = np.empty((6, 6))
     for j in range(N):
-        if not math.isfinite(ox[j, i, 0]):
+        if TI[j, _ACTIVE] == 0:
+            continue
+        o = TI[j, _OID]
+        if not math.isfinite(ox[o, i, 0]):
             continue
         V = VB[j].copy()
         dt = t - TF[j, _T]
         if dt != 0.0:
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
             rk.predict_sensitivity(xc, dt, V)
-        ox[j, i] += V @ BB
-        P = oP[j, i] + V @ PB @ V.T
+        ox[o, i] += V @ BB
+        P = oP[o, i] + V @ PB @ V.T
         tk.symmetrize(P)
-        oP[j, i] = P
+        oP[o, i] = P
 
 
 @njit(cache=True)
@@ -1109,7 +1113,7 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
             n_live = m
         _estimate(ip, fp, t[i], i, X, PP, MU, TF, TI, SENS, ox, oP, oc, oo, os, oth, ocs)
         if ip[_I_REG] == 1:
-            _reg_estimate(t[i], i, X, PP, MU, TF, VB, BB, PB, ox, oP)
+            _reg_estimate(t[i], i, X, PP, MU, TF, TI, VB, BB, PB, ox, oP)
     cnt[:] = CNT
     ob[:] = BB
     oPb[:] = PB
