@@ -3,6 +3,13 @@
 Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
 :mod:`fusion.assign_kernels`, :mod:`fusion.initiation`, :mod:`fusion.loop` and
 :mod:`fusion.impact_kernels`; see :func:`_invalidate_stale_cache`.
+
+Compile time: numba types a constant argument of a call between compiled functions
+as a literal (``Literal[bool](True)``, ``Literal[int](2)``) and compiles a separate
+copy of the callee, and of everything it calls, for each value; the kernel modules
+therefore pass ``np.bool_(...)``/``np.int64(...)`` at such call sites (one machine
+code per kernel; tests/test_kernel_cache.py). That cut the cold compile of the loop
+by about a fifth (issue 18; README, "cold compile").
 """
 
 from __future__ import annotations
