@@ -63,5 +63,24 @@ def _invalidate_stale_cache():
         pass
 
 
+def _default_optimisation_level():
+    """Compile at LLVM -O1 unless ``NUMBA_OPT`` is set (numba's default is -O3).
+
+    Numba optimises every kernel's module, then again each caller's module with its
+    callees linked in, so the deep call chains of the loop are optimised many times
+    over; at -O1 the cold compile of a 1-trial run took 70 s of CPU instead of 98 s,
+    with the same metrics.json byte for byte (no fast-math: LLVM keeps IEEE results
+    at any level) and the same warm run time within noise (issue 18; README, "cold
+    compile"). Set through the environment, which numba re-reads at each compile,
+    so that a user's own ``NUMBA_OPT`` wins; it applies to the whole process.
+    """
+    if "NUMBA_OPT" not in os.environ:
+        os.environ["NUMBA_OPT"] = "1"
+        from numba.core import config
+
+        config.reload_config()
+
+
+_default_optimisation_level()
 _invalidate_stale_cache()
 
