@@ -361,7 +361,7 @@ def drag_ground_crossings(X, rows, h, max_steps, bisections, want_F, x_out, tau_
                     lo, hi = 0.0, hs
                     for _ in range(bisections):
                         mid = 0.5 * (lo + hi)
-                        _air_substep(s, mid, in_air, False, tmp, Fs, w)
+                        _air_substep(s, mid, in_air, np.bool_(False), tmp, Fs, w)
                         if mk.height(tmp) <= 0.0:
                             hi = mid
                         else:

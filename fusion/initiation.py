@@ -202,7 +202,7 @@ def _differencing_guess(tz, z, R, site, R_enu, n, t_ref, x):
         x1[a] = r[i1, a]
         x1[3 + a] = (r[i1, a] - r[i0, a]) / span
     F = np.empty((6, 6))
-    mk.drag_transition(x1, t_ref - tz[i1], False, x, F)
+    mk.drag_transition(x1, t_ref - tz[i1], np.bool_(False), x, F)
     return True
 
 
@@ -317,7 +317,7 @@ def batch_fit(tz, z, R, site, R_enu, n, t_ref, q, x_out, P_out):
         for a in range(6):
             if not math.isfinite(x[a]):
                 return NON_FINITE, math.nan
-        ok, chi2 = _normal_equations(x, tz, z, R, site, R_enu, n, t_ref, q, True, N, b)
+        ok, chi2 = _normal_equations(x, tz, z, R, site, R_enu, n, t_ref, q, np.bool_(True), N, b)
         if not ok:
             return NON_FINITE, math.nan
         if not _invert_normal(N, P):
@@ -330,7 +330,7 @@ def batch_fit(tz, z, R, site, R_enu, n, t_ref, q, x_out, P_out):
             # chi2 at the solution: the last step lowers it by about d2 (< CONVERGED_D2)
             return it, chi2 - d2
         # step length: minimum of the parabola through c(0) = chi2, c'(0) = -2 d2 and c(1)
-        ok, chi2_full = _normal_equations(x + dx, tz, z, R, site, R_enu, n, t_ref, q, False, N, b)
+        ok, chi2_full = _normal_equations(x + dx, tz, z, R, site, R_enu, n, t_ref, q, np.bool_(False), N, b)
         # (longer than the Gauss-Newton step only within a sigma of the solution, where the parabola holds)
         alpha = 1.0
         A = chi2_full - chi2 + 2.0 * d2  # curvature of the parabola; Gauss-Newton predicts d2

@@ -3,6 +3,13 @@
 Imported first by :mod:`fusion.motion_kernels`, :mod:`fusion.track_kernels`,
 :mod:`fusion.assign_kernels`, :mod:`fusion.initiation`, :mod:`fusion.registration_kernels`, :mod:`fusion.loop` and
 :mod:`fusion.impact_kernels`; see :func:`_invalidate_stale_cache`.
+
+Compile time: numba types a constant argument of a call between compiled functions
+as a literal (``Literal[bool](True)``, ``Literal[int](2)``) and compiles a separate
+copy of the callee, and of everything it calls, for each value; the kernel modules
+therefore pass ``np.bool_(...)``/``np.int64(...)`` at such call sites (one machine
+code per kernel; tests/test_kernel_cache.py). That cut the cold compile of a 1-trial run
+from 106 s to 92 s of CPU (issue 18; README, "cold compile").
 """
 
 from __future__ import annotations
@@ -56,5 +63,25 @@ def _invalidate_stale_cache():
         pass
 
 
+def _default_optimisation_level():
+    """Compile at LLVM -O2 unless ``NUMBA_OPT`` is set (numba's default is -O3).
+
+    Numba optimises every kernel's module, then again each caller's module with its
+    callees linked in, so the deep call chains of the loop are optimised many times
+    over; at -O2 the cold compile of a 1-trial run took 71-75 s of CPU instead of 92 s
+    (-O1: 70 s), with the same metrics.json byte for byte (no fast-math: LLVM keeps
+    IEEE results at any level); the loop runs about 4 % slower than at -O3 (-O1:
+    11 %) (issue 18; README, "cold compile"). Set through the environment, which
+    numba re-reads at each compile, so that a user's own ``NUMBA_OPT`` wins; it
+    applies to the whole process.
+    """
+    if "NUMBA_OPT" not in os.environ:
+        os.environ["NUMBA_OPT"] = "2"
+        from numba.core import config
+
+        config.reload_config()
+
+
+_default_optimisation_level()
 _invalidate_stale_cache()
 

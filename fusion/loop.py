@@ -397,14 +397,14 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr,
             if ip[_I_REG] == 1:  # the sensitivity's moment-matched update; no bias update from a cluster
                 _reg_update(X, PP, MU, VB, BB, PB, j, z[dets[0]], R[dets[0]], site, R_enu, blk[sensor],
                             False, 1.0 - beta0[b])
-            tk.pda_merge(kind, X[j].copy(), PP[j].copy(), MU[j].copy(), beta0[b], xk, Pk, muk, bk, n,
+            tk.pda_merge(kind, X[j].copy(), PP[j].copy(), MU[j].copy(), beta0[b], xk, Pk, muk, bk, np.int64(n),
                          X[j], PP[j], MU[j])
             in_jpda[j] = True
         for b in range(n_t):
             if map_det[b] >= 0:
                 a = dets[map_det[b]]
                 _record_hit(TF, TI, SENS, CNT, trks[b], obj[a], sensor, tg, rev, did[a], claim)
-                _observe_rcs(TF, trks[b], snr[a], z[a, 0], det_model[sensor, 0], False)
+                _observe_rcs(TF, trks[b], snr[a], z[a, 0], det_model[sensor, 0], np.bool_(False))
                 assigned[a] = True
 
 
@@ -712,7 +712,7 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         tk.update_track(kind, X[j], PP[j], MU[j], z[a], R[a], site, R_enu, TI[j, _HITS] == 1)
         assigned[a] = True
         hits = _record_hit(TF, TI, SENS, CNT, j, obj[a], sensor, tg, rev, did[a], claim)
-        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], False)
+        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], np.bool_(False))
         if TI[j, _CONFIRMED] == 0:
             _store_plot(PL, j, hits, tg, z[a], R[a], sensor)
             tk.combine(X[j], PP[j], MU[j], xc, Pc)
@@ -788,12 +788,12 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
         TF[j, _MISS] = 0.0
         TI[j, _HITS] = 1
         TI[j, _OBJECT] = obj[a]
-        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], True)
+        _observe_rcs(TF, j, snr[a], z[a, 0], det_model[sensor, 0], np.bool_(True))
         TI[j, _FIRSTDET] = did[a]
         TI[j, _LASTDET] = did[a]
         claim[did[a]] = j
         SENS[j] = np.uint64(1) << np.uint64(sensor)
-        _store_plot(PL, j, 1, tg, z[a], R[a], sensor)
+        _store_plot(PL, j, np.int64(1), tg, z[a], R[a], sensor)
         CNT[_C_INIT] += 1
         if conf0:
             CNT[_C_CONF] += 1
@@ -984,8 +984,8 @@ def _run_trial(ip, fp, N, r, t, d_time, d_sensor, d_z, d_R, d_obj, d_snr, d_epoc
         PB[c, c] = b_var[c]
     # snapshot pool (grows on demand, slots recycled)
     cap = 4
-    sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = _snapshot_pool(cap, N, r, PL.shape[1])
-    sVB, sBB, sPB = _reg_pool(cap, N, nb)
+    sX, sPP, sMU, sTF, sTI, sSENS, sCNT, sPL = _snapshot_pool(np.int64(cap), N, r, PL.shape[1])
+    sVB, sBB, sPB = _reg_pool(np.int64(cap), N, nb)
     slot_of = np.full(G, -1, dtype=np.int64)
     free_slots = np.arange(cap - 1, -1, -1)
     n_free = cap

@@ -383,7 +383,7 @@ def drag_transition(x, dt, want_F, x_out, F):
     :func:`ballistic_transition` (the same model there: the density is zero).
     """
     if in_atmosphere(x, dt):
-        variational_rk4(x, dt, drag_substeps(x, dt), 2, 0.0, 0.0, want_F, x_out, F)
+        variational_rk4(x, dt, drag_substeps(x, dt), np.int64(2), 0.0, 0.0, want_F, x_out, F)
     else:
         ballistic_transition(x, dt, want_F, x_out, F)
 
@@ -395,7 +395,7 @@ def thrust_transition(x, dt, accel, v_floor, x_out, F):
     Ballistic dynamics plus :math:`a_T\\hat v`, ``ceil(|dt| / MAX_STEP_S)`` substeps.
     """
     n_sub = max(1, int(math.ceil(abs(dt) / MAX_STEP_S)))
-    variational_rk4(x, dt, n_sub, 1, accel, v_floor, True, x_out, F)
+    variational_rk4(x, dt, n_sub, np.int64(1), accel, v_floor, np.bool_(True), x_out, F)
 
 
 @njit(cache=True)

@@ -240,7 +240,7 @@ def ekf_predict(x, P, dt, q, x_out, P_out):
     """
     F = np.empty((6, 6))
     x1 = np.empty(6)
-    mk.drag_transition(x, dt, True, x1, F)
+    mk.drag_transition(x, dt, np.bool_(True), x1, F)
     Q = np.zeros((6, 6))
     mk.add_process_noise(dt, q, Q)
     mk.add_drag_process_noise(x, x1, dt, Q)
@@ -333,10 +333,10 @@ def ukf_predict(x, P, dt, q, x_out, P_out):
     sf = np.empty((13, 6))
     tmp = np.empty(6)
     for i in range(13):
-        mk.drag_transition(sig[i], dt, False, tmp, F)
+        mk.drag_transition(sig[i], dt, np.bool_(False), tmp, F)
         sf[i] = tmp
     x1 = np.empty(6)
-    mk.drag_transition(x, dt, False, x1, F)
+    mk.drag_transition(x, dt, np.bool_(False), x1, F)
     Q = np.zeros((6, 6))
     mk.add_process_noise(dt, q, Q)
     mk.add_drag_process_noise(x, x1, dt, Q)
@@ -539,7 +539,7 @@ def pair_stats(kind, xm, Pm, mu, z, R, site, R_enu):
     S_inv = np.empty((3, 3))
     H = np.empty((3, 6))
     if kind == EKF:
-        ok, d2, ld = ekf_pair(xm[0], Pm[0], z, R, site, R_enu, False, y, S, S_inv, H)
+        ok, d2, ld = ekf_pair(xm[0], Pm[0], z, R, site, R_enu, np.bool_(False), y, S, S_inv, H)
         if not ok:
             return False, np.inf, np.inf, 0.0
         return True, d2, d2 + ld, ld
@@ -557,7 +557,7 @@ def pair_stats(kind, xm, Pm, mu, z, R, site, R_enu):
     ldw = 0.0
     any_ok = False
     for j in range(r):
-        ok, d2, ld = ekf_pair(xm[j], Pm[j], z, R, site, R_enu, False, y, S, S_inv, H)
+        ok, d2, ld = ekf_pair(xm[j], Pm[j], z, R, site, R_enu, np.bool_(False), y, S, S_inv, H)
         if ok:
             any_ok = True
             logl[j] = -0.5 * (d2 + ld + 3.0 * _LOG_2PI) + math.log(mu[j])
