@@ -396,7 +396,7 @@ def _jpda_step(ip, fp, tg, sensor, site, R_enu, rev, z, R, obj, did, claim, snr,
                     n += 1
             if ip[_I_REG] == 1:  # the sensitivity's moment-matched update; no bias update from a cluster
                 _reg_update(X, PP, MU, VB, BB, PB, j, z[dets[0]], R[dets[0]], site, R_enu, blk[sensor],
-                            False, 1.0 - beta0[b])
+                            np.bool_(False), 1.0 - beta0[b])
             tk.pda_merge(kind, X[j].copy(), PP[j].copy(), MU[j].copy(), beta0[b], xk, Pk, muk, bk, np.int64(n),
                          X[j], PP[j], MU[j])
             in_jpda[j] = True

@@ -119,7 +119,7 @@ def predict_sensitivity(xc, dt, V):
         return
     F = np.empty((6, 6))
     x1 = np.empty(6)
-    mk.drag_transition(xc, dt, True, x1, F)
+    mk.drag_transition(xc, dt, np.bool_(True), x1, F)
     V[:, :] = F @ V
 
 

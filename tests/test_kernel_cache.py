@@ -21,7 +21,8 @@ from fusion.loop import run_tracker_compiled
 from sim.config import TrackerConfig
 from test_tracker_scenarios import make_detections, midcourse_pair, sites
 
-KERNEL_MODULES = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation", "impact_kernels")
+KERNEL_MODULES = ("loop", "track_kernels", "motion_kernels", "assign_kernels", "initiation", "impact_kernels",
+                  "registration_kernels")
 
 
 def _cache_dir():
