@@ -126,14 +126,7 @@ def _free_rk4(s, h, n_sub, k, st):
                 c = h if j == 2 else hk0
                 for i in range(6):
                     st[i] = s[i] + c * k[j, i]
-        h6 = h / 6.0
-        for i in range(6):
-            a = k[1, i] + k[2, i]
-            a = a * 2.0
-            a = a + k[0, i]
-            a = a + k[3, i]
-            a = a * h6
-            s[i] = s[i] + a
+        _rk4_advance(s, k, h)
 
 
 @njit(cache=True, nogil=True)
@@ -435,6 +428,23 @@ def _expm6(B, h, Fs, w3):
 
 
 @njit(cache=True, nogil=True)
+def _rk4_advance(s, k, h):
+    """``s += h/6 (k0 + 2 k1 + 2 k2 + k3)`` in place, summed in the numpy step loop's order (its bits).
+
+    ``s`` (6,) the state, ``k`` (4, 6) the four stage derivatives, ``h`` the substep, s
+    (classical RK4, Hairer, Norsett & Wanner, *Solving ODEs I*, 1993, sec. II.1).
+    """
+    h6 = h / 6.0
+    for i in range(6):
+        a = k[1, i] + k[2, i]
+        a = a * 2.0
+        a = a + k[0, i]
+        a = a + k[3, i]
+        a = a * h6
+        s[i] = s[i] + a
+
+
+@njit(cache=True, nogil=True)
 def _matmul(A, B, out):
     """``out = A @ B`` for square (n, n) matrices, in loops (each sum in index order: fixed bits, no BLAS)."""
     n = A.shape[0]
@@ -500,14 +510,7 @@ def free_transitions(X, rows, dt, n_sub, F_out):
                     cj = h if j == 2 else hk0
                     for c in range(6):
                         st[c] = s[c] + cj * k[j, c]
-            h6 = h / 6.0
-            for c in range(6):
-                a = k[1, c] + k[2, c]
-                a = a * 2.0
-                a = a + k[0, c]
-                a = a + k[3, c]
-                a = a * h6
-                s[c] = s[c] + a
+            _rk4_advance(s, k, h)
         F_out[i, :, :] = F
 
 
