@@ -535,8 +535,10 @@ def gain_sentence(doc: dict, nation: str, target: str, policy: str = "trilateral
         ci = mr.get("ci95")
         if rt == "1.00":
             core = f"leaves {who} unchanged at {rt} of isolated"
-        elif ci is not None and ci[0] <= 1.0 <= ci[1]:  # the interval holds 1: no measurable change
+        elif ci is not None and ci[0] <= 1.0 <= ci[1] and 0.5 <= r <= 2.0:  # the interval holds 1: no measurable change
             core = f"leaves {who} within noise of isolated at {rt}"
+        elif ci is not None and ci[0] <= 1.0 <= ci[1]:  # holds 1 but far from it: a few wild trials (new-user trial:
+            core = f"changes {who} by an amount the trials cannot pin down, {rt} of isolated"  # 122x 'within noise')
         elif r < 1:
             core = f"cuts {who} to {rt} of isolated"
         else:

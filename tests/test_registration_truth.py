@@ -14,7 +14,7 @@ def test_detections_carry_the_drawn_biases_and_site_offset():
     """z = h(x; true site) + b + w with the biases registration_biases reports: the residuals of that
     model are pure noise (chi-square), those of the nominal site and no bias are not."""
     radar = catalog_radar("us-aegis-soj", false_alarms_per_scan=0.0, bias_range_sigma_m=200.0,
-                          bias_angle_sigma_mrad=2.0, bias_site_sigma_m=500.0, ref_range_km=3000.0)
+                          bias_angle_sigma_mrad=2.0, bias_site_sigma_m=500.0, ref_range_km=3000.0, bias="on")
     pts = [_aer_enu(300e3, 45.0, 10.0), _aer_enu(500e3, 200.0, 30.0)]
     truth = _static_truth(radar, pts, T=60, trials=5, trial_index=[3, 9, 11, 12, 40])
     d = generate_detections(truth, [radar], seed=5)
@@ -33,8 +33,8 @@ def test_detections_carry_the_drawn_biases_and_site_offset():
 
 
 def test_bias_off_and_catalog_figures():
-    on = catalog_radar("us-aegis-soj")
-    off = catalog_radar("us-aegis-soj", bias="off")
+    on = catalog_radar("us-aegis-soj", bias="on")
+    off = catalog_radar("us-aegis-soj")  # the default: ideal
     assert on.platform == "ship" and on.bias_site_sigma > 0 and on.bias_angle_sigma > 0 and on.bias_range_sigma > 0
     assert off.bias_site_sigma == off.bias_angle_sigma == off.bias_range_sigma == 0.0
     np.testing.assert_array_equal(bias_sigmas([off]), 0.0)

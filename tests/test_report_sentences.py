@@ -68,6 +68,11 @@ CASES = {
         HEAD + "it leaves Japan's position error within noise of isolated at 0.99 (median ratio, 95 % CI 0.45 "
         "to 1.23); the bound (PCRLB) falls from 900 m to 40 m; " + BASE_TAIL + "; indicative only: 8 trials, "
         "fewer than 20."),
+    "ratio far from 1 but its interval holds 1: not pinned down": (
+        {"pos_err_ratio_vs_isolated": _summary(121.83, ci=(0.36, 243.30))}, 2,
+        HEAD + "it changes Japan's position error by an amount the trials cannot pin down, "
+        "121.83 of isolated (median ratio, 95 % CI 0.36 to 243.30); the bound (PCRLB) falls from 900 m to 40 m; "
+        + BASE_TAIL + "; indicative only: 2 trials, fewer than 20."),
     "no common step": (
         {"pos_err_ratio_vs_isolated": _summary(None, missing=8), "pcrlb_pos_m": _summary(None, missing=8),
          "paired_vs_isolated": {}}, 8,
