@@ -284,7 +284,7 @@ def test_cli_run_writes_outputs_and_prints_table(scenarios_dir, tmp_path, capsys
     assert doc["tracker"] == {"filter": "imm", "association": "jpda", "process_noise_mps2": 1e-4,
                               "gate_probability": 0.9997, "confirm_m": 3, "confirm_n": 5, "delete_after_missed": 5,
                               "deletion": "quality", "initiation": "batch", "jpda_pd": "fixed", "max_position_sigma_km": 50.0,
-                              "init_max_speed_mps": 7500.0, "max_tracks": 6, "when_full": "replace",
+                              "init_max_speed_mps": 7500.0, "max_tracks": 6, "when_full": "drop",
                               "miss_deletion_probability": 1e-3, "registration": "estimate"}
     assert doc["overrides"] == ["sharing.link_latency_s=10"]
     assert doc["resolved"]["sharing"]["links"]["trilateral"][0]["latency_s"] == 10.0

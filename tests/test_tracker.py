@@ -582,7 +582,7 @@ def test_full_slots_give_a_stale_one_plot_tentative_up_for_a_new_plot(pair):
     assert first_on(_run(d, TrackerConfig(max_tracks=3), 1)) == 8
     drop = _run(both, TrackerConfig(max_tracks=3, when_full="drop"), 1)
     assert first_on(drop) > 8 and drop.stats["replaced_tentative"][0] == 0 and drop.stats["no_slot"][0] >= 3
-    rep = _run(both, TrackerConfig(max_tracks=3), 1)
+    rep = _run(both, TrackerConfig(max_tracks=3, when_full="replace"), 1)
     assert first_on(rep) == 8
     assert rep.stats["replaced_tentative"][0] == 1 and rep.stats["no_slot"][0] == 1
 
