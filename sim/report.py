@@ -464,7 +464,8 @@ def _seconds(v, signed=False, unit=True) -> str:
 
 def _points(v, signed=False, unit=True) -> str:
     """A difference of two fractions in percentage points ("1 point", "9 points"; an interval's end "+1 points")."""
-    text = f"{100 * v:+.0f}" if signed else f"{100 * v:.0f}"
+    p = round(100 * v) + 0  # an integer: no "-0" for a change that rounds to nothing (new-user trial)
+    text = f"{p:+d}" if signed else f"{p:d}"
     if not unit:
         return text
     return text + (" point" if text == "1" else " points")

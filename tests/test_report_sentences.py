@@ -236,3 +236,12 @@ def test_one_percentage_point_is_singular():
     # a difference's size is singular at 1; an interval's signed end reads with the plural ("+0 to +1 points")
     assert (_points(0.01), _points(0.01, signed=True), _points(0.09), _points(0.01, unit=False)) == \
         ("1 point", "+1 points", "9 points", "1")
+
+
+def test_points_never_print_minus_zero():
+    """A completeness change that rounds to nothing is +0, not -0 (new-user trial: "95 % CI -0 to +0 points")."""
+    from sim.report import _points
+
+    assert [_points(v, signed=True) for v in (-0.003, 0.004, -0.015, 0.025)] == [
+        "+0 points", "+0 points", "-2 points", "+2 points"]
+    assert _points(0.01) == "1 point" and _points(-0.004) == "0 points"
