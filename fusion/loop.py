@@ -603,8 +603,9 @@ def _group_step(ip, fp, tg, sensor, sites, R_enus, rev, z_in, R_in, obj_in, did_
     sensor's looks that held a confirmed track and missed it, and delete the
     tracks they disprove (:func:`_look_misses`); 6. initiate a
     tentative track from each unassigned detection in the lowest free slot; with
-    every slot taken, in the slot of the one-plot tentative track that has missed
-    the most revisits since its plot (:func:`_one_plot_tentative`).
+    every slot taken and ``when_full = "replace"``, in the slot of the one-plot
+    tentative track that has missed the most revisits since its plot
+    (:func:`_one_plot_tentative`).
     With ``initiation = "batch"``, at the hit that brings a tentative track to M
     hits in its window it is started afresh from its M plots
     (:func:`_batch_start`) and confirmed only if the fit succeeds. ``did_in``
